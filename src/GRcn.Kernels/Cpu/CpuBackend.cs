@@ -3,6 +3,6 @@
 // validated and outputs pre-allocated by the public entry points.
 namespace GRcn.Kernels.Cpu;
 
-internal sealed partial class CpuBackend
+internal sealed unsafe partial class CpuBackend
 {
 }
