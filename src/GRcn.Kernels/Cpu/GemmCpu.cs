@@ -31,7 +31,7 @@ internal static unsafe class GemmCpu
                 for (int p = 0; p < k; p++)
                 {
                     float aip = alpha * (transposeA ? a[(long)p * lda + i] : a[(long)i * lda + p]);
-                    if (aip != 0f || !float.IsFinite(aip)) Axpy(aip, b + (long)p * ldb, ci, n);
+                    Axpy(aip, b + (long)p * ldb, ci, n);
                 }
             }
             else
