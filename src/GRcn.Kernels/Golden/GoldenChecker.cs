@@ -136,6 +136,8 @@ public static class GoldenChecker
         var (sh, sw) = f.Pair("stride");
         var (ph, pw) = f.Pair("padding");
         var (dh, dw) = f.HasAttr("dilation") ? f.Pair("dilation") : (1, 1);
+        if (f.HasAttr("groups") && f.Int("groups") != 1)
+            throw new NotSupportedException($"conv2d with groups = {f.Int("groups")} is not supported (groups must be 1)");
         var options = new Conv2dOptions(sh, sw, ph, pw, dh, dw);
         produced["output.y"] = Conv2d.Forward(x, w, b, options);
         var gy = grad("y");
@@ -153,6 +155,8 @@ public static class GoldenChecker
         var (sh, sw) = f.HasAttr("stride") ? f.Pair("stride") : (kh, kw);
         var (ph, pw) = f.HasAttr("padding") ? f.Pair("padding") : (0, 0);
         bool ceil = f.HasAttr("ceil_mode") && f.Bool("ceil_mode");
+        if (f.HasAttr("dilation") && f.Pair("dilation") != (1, 1))
+            throw new NotSupportedException($"max_pool2d with dilation {f.Pair("dilation")} is not supported (dilation must be 1)");
         var options = new MaxPool2dOptions(kh, kw, sh, sw, ph, pw, ceil);
         var r = MaxPool2d.Forward(x, options);
         produced["output.y"] = r.Output;
