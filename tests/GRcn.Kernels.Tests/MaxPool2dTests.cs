@@ -193,6 +193,8 @@ public sealed class MaxPool2dTests
         Assert.Equal("x", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(x3, MaxPool2dOptions.Create(2))).ParamName);
         Assert.Equal("x", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(xi, MaxPool2dOptions.Create(2))).ParamName);
         Assert.Equal("x", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(xSmall, MaxPool2dOptions.Create(2))).ParamName);
+        using var xEmptyPlane = Tensor.Zeros(Device.Cpu, 1, 2, 0, 5);
+        Assert.Equal("x", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(xEmptyPlane, MaxPool2dOptions.Create(2, stride: 1, padding: 1))).ParamName);
         Assert.Equal("PadH", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(x, MaxPool2dOptions.Create(2, padding: 2))).ParamName);
         Assert.Equal("KernelW", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(x, new MaxPool2dOptions(2, 0, 1, 1))).ParamName);
         Assert.Equal("StrideH", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Forward(x, new MaxPool2dOptions(2, 2, 0, 1))).ParamName);
@@ -201,6 +203,8 @@ public sealed class MaxPool2dTests
         using var r = MaxPool2d.Forward(x, o);
         using var dyBad = Tensor.Zeros(Device.Cpu, 1, 2, 3, 2);
         Assert.Equal("gradY", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Backward(dyBad, r.Indices, 6, 6, o)).ParamName);
+        using var dxSmall = Tensor.Zeros(Device.Cpu, 1, 2, 1, 6);
+        Assert.Equal("gradX", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Backward(r.Output, r.Indices, dxSmall, o)).ParamName);
         Assert.Equal("indices", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Backward(r.Output, r.Output, 6, 6, o)).ParamName);
         using var badIndex = Tensor.FromArray(Enumerable.Repeat(36L, 18).ToArray(), 1, 2, 3, 3);
         Assert.Equal("indices", Assert.ThrowsAny<ArgumentException>(() => MaxPool2d.Backward(r.Output, badIndex, 6, 6, o)).ParamName);

@@ -170,80 +170,88 @@ internal static unsafe class Conv2dCpu
     private static void Im2Col(float* image, in Conv2dGeometry geometry, int oh0, int oh1, float* col)
     {
         var g = geometry;
+        nint xi = (nint)image, ci = (nint)col;
+        Parallelism.For(g.C * g.KH * g.KW, (long)(oh1 - oh0) * g.OW,
+            (start, end) => Im2ColRows((float*)xi, g, oh0, oh1, (float*)ci, start, end));
+    }
+
+    /// <summary>Rows [start, end) of col; row (c·KH + u)·KW + v holds x[c, oh·sh − ph + u·dh, ow·sw − pw + v·dw].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Im2ColRows(float* x, in Conv2dGeometry g, int oh0, int oh1, float* col, int start, int end)
+    {
         int kk = g.KH * g.KW;
         int len = (oh1 - oh0) * g.OW;
-        nint xi = (nint)image, ci = (nint)col;
-        Parallelism.For(g.C * kk, len, (start, end) =>
+        for (int row = start; row < end; row++)
         {
-            float* x = (float*)xi;
-            for (int row = start; row < end; row++)
+            int c = row / kk, u = row % kk / g.KW, v = row % g.KW;
+            float* plane = x + (long)c * g.H * g.W;
+            float* dst = col + (long)row * len;
+            int offset = v * g.DilationW - g.PadW;
+            var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
+            for (int oh = oh0; oh < oh1; oh++, dst += g.OW)
             {
-                int c = row / kk, u = row % kk / g.KW, v = row % g.KW;
-                float* plane = x + (long)c * g.H * g.W;
-                float* dst = (float*)ci + (long)row * len;
-                int offset = v * g.DilationW - g.PadW;
-                var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
-                for (int oh = oh0; oh < oh1; oh++, dst += g.OW)
+                int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
+                if ((uint)ih >= (uint)g.H)
                 {
-                    int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
-                    if ((uint)ih >= (uint)g.H)
-                    {
-                        new Span<float>(dst, g.OW).Clear();
-                        continue;
-                    }
-                    float* src = plane + (long)ih * g.W + offset;
-                    for (int j = 0; j < lo; j++) dst[j] = 0f;
-                    if (g.StrideW == 1)
-                    {
-                        new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
-                    }
-                    else
-                    {
-                        for (int j = lo; j < hi; j++) dst[j] = src[(long)j * g.StrideW];
-                    }
-                    for (int j = hi; j < g.OW; j++) dst[j] = 0f;
+                    new Span<float>(dst, g.OW).Clear();
+                    continue;
                 }
+                float* src = plane + (long)ih * g.W + offset;
+                for (int j = 0; j < lo; j++) dst[j] = 0f;
+                if (g.StrideW == 1)
+                {
+                    new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
+                }
+                else
+                {
+                    for (int j = lo; j < hi; j++) dst[j] = src[(long)j * g.StrideW];
+                }
+                for (int j = hi; j < g.OW; j++) dst[j] = 0f;
             }
-        });
+        }
     }
 
     /// <summary>Adds col (C·KH·KW × (oh1 − oh0)·OW) back onto the input planes it was gathered from.</summary>
     private static void Col2ImAdd(float* col, in Conv2dGeometry geometry, int oh0, int oh1, float* image)
     {
         var g = geometry;
-        int kk = g.KH * g.KW;
-        int len = (oh1 - oh0) * g.OW;
         nint xi = (nint)image, ci = (nint)col;
-        Parallelism.For(g.C, (long)kk * len, (start, end) =>
+        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW,
+            (start, end) => Col2ImPlanes((float*)ci, g, oh0, oh1, (float*)xi, start, end));
+    }
+
+    /// <summary>Input planes [start, end): each adds back the KH·KW rows of col that were gathered from it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Col2ImPlanes(float* col, in Conv2dGeometry g, int oh0, int oh1, float* image, int start, int end)
+    {
+        int len = (oh1 - oh0) * g.OW;
+        for (int c = start; c < end; c++)
         {
-            for (int c = start; c < end; c++)
+            float* plane = image + (long)c * g.H * g.W;
+            for (int u = 0; u < g.KH; u++)
             {
-                float* plane = (float*)xi + (long)c * g.H * g.W;
-                for (int u = 0; u < g.KH; u++)
+                for (int v = 0; v < g.KW; v++)
                 {
-                    for (int v = 0; v < g.KW; v++)
+                    float* src = col + (long)((c * g.KH + u) * g.KW + v) * len;
+                    int offset = v * g.DilationW - g.PadW;
+                    var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
+                    for (int oh = oh0; oh < oh1; oh++, src += g.OW)
                     {
-                        float* src = (float*)ci + (long)((c * g.KH + u) * g.KW + v) * len;
-                        int offset = v * g.DilationW - g.PadW;
-                        var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
-                        for (int oh = oh0; oh < oh1; oh++, src += g.OW)
+                        int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
+                        if ((uint)ih >= (uint)g.H) continue;
+                        float* dst = plane + (long)ih * g.W + offset;
+                        if (g.StrideW == 1)
                         {
-                            int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
-                            if ((uint)ih >= (uint)g.H) continue;
-                            float* dst = plane + (long)ih * g.W + offset;
-                            if (g.StrideW == 1)
-                            {
-                                for (int j = lo; j < hi; j++) dst[j] += src[j];
-                            }
-                            else
-                            {
-                                for (int j = lo; j < hi; j++) dst[(long)j * g.StrideW] += src[j];
-                            }
+                            for (int j = lo; j < hi; j++) dst[j] += src[j];
+                        }
+                        else
+                        {
+                            for (int j = lo; j < hi; j++) dst[(long)j * g.StrideW] += src[j];
                         }
                     }
                 }
             }
-        });
+        }
     }
 
     /// <summary>db[o] = Σ over images and output positions of dY[n, o, :, :], accumulated in double.</summary>
@@ -252,18 +260,22 @@ internal static unsafe class Conv2dCpu
         long plane = (long)g.OH * g.OW;
         int images = g.N, channels = g.O;
         nint dy = (nint)gradY, db = (nint)gradBias;
-        Parallelism.For(channels, images * plane, (start, end) =>
+        Parallelism.For(channels, images * plane,
+            (start, end) => BiasSums((float*)dy, (float*)db, images, channels, plane, start, end));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BiasSums(float* gradY, float* gradBias, int images, int channels, long plane, int start, int end)
+    {
+        for (int o = start; o < end; o++)
         {
-            for (int o = start; o < end; o++)
+            double sum = 0;
+            for (int n = 0; n < images; n++)
             {
-                double sum = 0;
-                for (int n = 0; n < images; n++)
-                {
-                    float* p = (float*)dy + ((long)n * channels + o) * plane;
-                    for (long i = 0; i < plane; i++) sum += p[i];
-                }
-                ((float*)db)[o] = (float)sum;
+                float* p = gradY + ((long)n * channels + o) * plane;
+                for (long i = 0; i < plane; i++) sum += p[i];
             }
-        });
+            gradBias[o] = (float)sum;
+        }
     }
 }

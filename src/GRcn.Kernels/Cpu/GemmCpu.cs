@@ -128,6 +128,7 @@ internal static unsafe class GemmCpu
     {
         private readonly nint _a = (nint)a, _b = (nint)b, _c = (nint)c;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Tile(int tile)
         {
             int i0 = tile / nBlocks * mc, j0 = tile % nBlocks * nc;
@@ -163,6 +164,7 @@ internal static unsafe class GemmCpu
     /// Packs op(A)[i0 .. i0+mc, p0 .. p0+kc] as panels of <see cref="MR"/> rows: panel r holds,
     /// for each p, the MR values op(A)[i0 + r·MR + 0..MR, p0 + p]; rows past the edge are zero.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackA(bool transposeA, float* a, int lda, int i0, int p0, int mc, int kc, float* dst)
     {
         for (int ir = 0; ir < mc; ir += MR)
@@ -201,6 +203,7 @@ internal static unsafe class GemmCpu
     /// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] as panels of <see cref="NR"/> columns: panel j holds,
     /// for each p, the NR values op(B)[p0 + p, j0 + j·NR + 0..NR]; columns past the edge are zero.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackB(bool transposeB, float* b, int ldb, int p0, int j0, int kc, int nc, float* dst)
     {
         for (int jr = 0; jr < nc; jr += NR)
@@ -330,6 +333,7 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>Scalar micro-kernel with the same packed layout, for processors without AVX2/FMA.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
         float alpha, float scaleC, bool overwrite)
     {
@@ -350,6 +354,7 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>Writes the valid mr×nr corner of a 6×16 accumulator tile into C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite)
     {
         for (int r = 0; r < mr; r++)

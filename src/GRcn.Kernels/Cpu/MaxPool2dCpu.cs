@@ -1,5 +1,7 @@
 // max_pool2d on the CPU: a window scan per output element with PyTorch's winner rule, and a
 // scatter-add of the output gradient to the winners.
+using System.Runtime.CompilerServices;
+
 namespace GRcn.Kernels.Cpu;
 
 internal sealed unsafe partial class CpuBackend : IMaxPool2dBackend
@@ -49,6 +51,7 @@ internal static unsafe class MaxPool2dCpu
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Plane(float* x, float* y, long* index, in MaxPool2dGeometry g)
     {
         for (int oh = 0; oh < g.OH; oh++)
@@ -95,24 +98,35 @@ internal static unsafe class MaxPool2dCpu
         {
             for (int p = start; p < end; p++)
             {
-                float* dx = (float*)dxp + p * inPlane;
-                float* dy = (float*)dyp + p * outPlane;
-                long* idx = (long*)ip + p * outPlane;
-                new Span<float>(dx, (int)inPlane).Clear();
-                for (long i = 0; i < outPlane; i++)
+                if (!ScatterPlane((float*)dyp + p * outPlane, (long*)ip + p * outPlane, outPlane, (float*)dxp + p * inPlane, inPlane, out long k))
                 {
-                    long k = idx[i];
-                    if ((ulong)k >= (ulong)inPlane)
-                    {
-                        Interlocked.Exchange(ref bad, k);
-                        Volatile.Write(ref found, 1);
-                        continue;
-                    }
-                    dx[k] += dy[i];
+                    Interlocked.Exchange(ref bad, k);
+                    Volatile.Write(ref found, 1);
                 }
             }
         });
         badIndex = bad;
         return found == 0;
+    }
+
+    /// <summary>dx = 0, then dx[index[i]] += dy[i]; indices outside [0, inPlane) are skipped and one is returned.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool ScatterPlane(float* dy, long* index, long outPlane, float* dx, long inPlane, out long badIndex)
+    {
+        new Span<float>(dx, (int)inPlane).Clear();
+        bool ok = true;
+        badIndex = 0;
+        for (long i = 0; i < outPlane; i++)
+        {
+            long k = index[i];
+            if ((ulong)k >= (ulong)inPlane)
+            {
+                ok = false;
+                badIndex = k;
+                continue;
+            }
+            dx[k] += dy[i];
+        }
+        return ok;
     }
 }
