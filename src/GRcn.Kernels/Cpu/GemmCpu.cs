@@ -1,92 +1,374 @@
 // C (m×n) = alpha·op(A)·op(B) + beta·C on row-major float32 matrices with leading dimensions
-// lda, ldb, ldc; op(X) = X or Xᵀ. Rows of C are split across worker threads; the inner loop
-// runs along contiguous memory (rows of B, or the shared k axis when B is transposed).
-using System.Numerics;
+// lda, ldb, ldc; op(X) = X or Xᵀ. Cache-blocked (Goto/BLIS style) with packed panels and an
+// AVX2/FMA 6×16 register-tile micro-kernel; worker threads take whole blocks of C.
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GRcn.Kernels.Cpu;
 
+/// <summary>Single-precision general matrix multiply for the CPU kernels.</summary>
+/// <remarks>
+/// <para>
+/// Computes <c>C = alpha·op(A)·op(B) + beta·C</c> where op(A) is m×k, op(B) is k×n and C is m×n,
+/// all row-major with leading dimensions <c>lda</c>, <c>ldb</c>, <c>ldc</c> (the row pitch of the
+/// matrix as stored, i.e. of Aᵀ when A is transposed). With beta = 0 the prior contents of C are
+/// never read (NaN in C does not leak); NaN and infinity in A or B propagate (no multiplier is
+/// skipped). k = 0 gives C = beta·C.
+/// </para>
+/// <para>
+/// Blocking: C is cut into tiles of at most <see cref="MC"/> rows × <see cref="NC"/> columns;
+/// for each slice of <see cref="KC"/> along k a tile packs its block of op(A) into row panels of
+/// <see cref="MR"/> and its block of op(B) into column panels of <see cref="NR"/> (zero-padded at
+/// the edges), then runs the MR×NR micro-kernel over every panel pair: 12 AVX accumulators
+/// updated with FMA, one broadcast of A and two loads of B per step of k. Edge tiles go through
+/// a small stack buffer so only the valid part of C is touched. Without AVX2/FMA the same
+/// blocking runs a scalar micro-kernel.
+/// </para>
+/// <para>
+/// Parallelism: tiles of C are independent; <see cref="Parallelism.For"/> hands contiguous runs of
+/// tiles to the workers (tiles are made smaller when there would be fewer than two per worker).
+/// Each thread packs into its own buffers, allocated once per thread and reused across calls.
+/// </para>
+/// </remarks>
 internal static unsafe class GemmCpu
 {
+    /// <summary>Rows of the register tile.</summary>
+    public const int MR = 6;
+    /// <summary>Columns of the register tile (two AVX vectors).</summary>
+    public const int NR = 16;
+    /// <summary>Depth of one packed slice along k.</summary>
+    public const int KC = 256;
+    /// <summary>Largest number of rows of one tile of C (a multiple of <see cref="MR"/>).</summary>
+    public const int MC = 120;
+    /// <summary>Largest number of columns of one tile of C (a multiple of <see cref="NR"/>).</summary>
+    public const int NC = 1024;
+
+    private const int Align = 8; // floats: 32 bytes
+
+    /// <summary>Test hook: multiplies started on this thread run the scalar micro-kernel even where AVX2/FMA exist.</summary>
+    [ThreadStatic] internal static bool ForceScalar;
+
+    [ThreadStatic] private static float[]? t_packA;
+    [ThreadStatic] private static float[]? t_packB;
+
+    private static bool UseSimd => Avx2.IsSupported && Fma.IsSupported && !ForceScalar;
+
     public static void Multiply(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         if (m <= 0 || n <= 0) return;
-        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
-        Parallelism.For(m, (long)n * Math.Max(k, 1), (start, end) =>
-            Rows(start, end, transposeA, transposeB, n, k, alpha, (float*)pa, lda, (float*)pb, ldb, beta, (float*)pc, ldc));
+        if (k <= 0)
+        {
+            ScaleOnly(m, n, beta, c, ldc);
+            return;
+        }
+
+        int mc = Math.Min(MC, RoundUp(m, MR));
+        int nc = Math.Min(NC, RoundUp(n, NR));
+        int mBlocks = CeilDiv(m, mc), nBlocks = CeilDiv(n, nc);
+        int wanted = 2 * Parallelism.Threads;
+        if (wanted > 2 && mBlocks * nBlocks < wanted)
+        {
+            // Too few tiles to keep every worker busy: cut n finer, then m.
+            int parts = CeilDiv(wanted, mBlocks);
+            nc = Math.Max(4 * NR, RoundUp(CeilDiv(n, parts), NR));
+            nc = Math.Min(nc, RoundUp(n, NR));
+            nBlocks = CeilDiv(n, nc);
+            if (mBlocks * nBlocks < wanted)
+            {
+                parts = CeilDiv(wanted, nBlocks);
+                mc = Math.Max(MR, RoundUp(CeilDiv(m, parts), MR));
+                mc = Math.Min(mc, RoundUp(m, MR));
+                mBlocks = CeilDiv(m, mc);
+            }
+        }
+
+        var job = new Job(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, mc, nc, nBlocks, UseSimd);
+        int tiles = mBlocks * nBlocks;
+        Parallelism.For(tiles, (long)mc * nc * k, (start, end) =>
+        {
+            for (int t = start; t < end; t++) job.Tile(t);
+        });
     }
 
-    private static void Rows(int start, int end, bool transposeA, bool transposeB, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    /// <summary>C = beta·C (beta = 0 clears without reading).</summary>
+    private static void ScaleOnly(int m, int n, float beta, float* c, int ldc)
     {
-        for (int i = start; i < end; i++)
+        for (int i = 0; i < m; i++)
         {
-            float* ci = c + (long)i * ldc;
-            if (beta == 0f) new Span<float>(ci, n).Clear();
-            else if (beta != 1f) Scale(ci, n, beta);
-            if (!transposeB)
+            var row = new Span<float>(c + (long)i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else if (beta != 1f)
             {
-                // c[i, :] += alpha · a[i, p] · b[p, :] over p
-                for (int p = 0; p < k; p++)
-                {
-                    float aip = alpha * (transposeA ? a[(long)p * lda + i] : a[(long)i * lda + p]);
-                    Axpy(aip, b + (long)p * ldb, ci, n);
-                }
-            }
-            else
-            {
-                // c[i, j] += alpha · Σ_p a[i, p] · b[j, p]; a row is contiguous unless A is transposed
-                for (int j = 0; j < n; j++)
-                {
-                    float* bj = b + (long)j * ldb;
-                    float s = transposeA ? StridedDot(a + i, lda, bj, k) : Dot(a + (long)i * lda, bj, k);
-                    ci[j] += alpha * s;
-                }
+                for (int j = 0; j < row.Length; j++) row[j] *= beta;
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scale(float* x, int n, float s)
+    private static int CeilDiv(int a, int b) => (a + b - 1) / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int RoundUp(int a, int b) => CeilDiv(a, b) * b;
+
+    /// <summary>A 32-byte aligned pointer into a per-thread pinned buffer of at least <paramref name="floats"/> floats.</summary>
+    private static float* Buffer(ref float[]? cache, int floats)
     {
-        for (int j = 0; j < n; j++) x[j] *= s;
+        if (cache is null || cache.Length < floats + Align)
+            cache = GC.AllocateUninitializedArray<float>(floats + Align, pinned: true);
+        nint p = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(cache));
+        return (float*)((p + 31) & ~(nint)31);
     }
 
-    private static void Axpy(float alpha, float* x, float* y, int n)
+    /// <summary>The arguments of one multiply, shared read-only by the workers.</summary>
+    private readonly struct Job(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int mc, int nc, int nBlocks, bool simd)
     {
-        int j = 0;
-        if (Vector.IsHardwareAccelerated)
+        private readonly nint _a = (nint)a, _b = (nint)b, _c = (nint)c;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Tile(int tile)
         {
-            var va = new Vector<float>(alpha);
-            for (; j <= n - Vector<float>.Count; j += Vector<float>.Count)
+            int i0 = tile / nBlocks * mc, j0 = tile % nBlocks * nc;
+            int mCur = Math.Min(mc, m - i0), nCur = Math.Min(nc, n - j0);
+            float* pa = Buffer(ref t_packA, MC * KC);
+            float* pb = Buffer(ref t_packB, NC * KC);
+            float* cTile = (float*)_c + (long)i0 * ldc + j0;
+            for (int p0 = 0; p0 < k; p0 += KC)
             {
-                var vy = Unsafe.ReadUnaligned<Vector<float>>(y + j);
-                var vx = Unsafe.ReadUnaligned<Vector<float>>(x + j);
-                Unsafe.WriteUnaligned(y + j, vy + va * vx);
+                int kc = Math.Min(KC, k - p0);
+                PackA(transposeA, (float*)_a, lda, i0, p0, mCur, kc, pa);
+                PackB(transposeB, (float*)_b, ldb, p0, j0, kc, nCur, pb);
+                bool first = p0 == 0;
+                float scaleC = first ? beta : 1f;
+                bool overwrite = first && beta == 0f;
+                for (int jr = 0; jr < nCur; jr += NR)
+                {
+                    int nr = Math.Min(NR, nCur - jr);
+                    float* bPanel = pb + (long)jr * kc;
+                    for (int ir = 0; ir < mCur; ir += MR)
+                    {
+                        int mr = Math.Min(MR, mCur - ir);
+                        float* cBlock = cTile + (long)ir * ldc + jr;
+                        if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cBlock, ldc, mr, nr, alpha, scaleC, overwrite);
+                        else KernelScalar(kc, pa + (long)ir * kc, bPanel, cBlock, ldc, mr, nr, alpha, scaleC, overwrite);
+                    }
+                }
             }
         }
-        for (; j < n; j++) y[j] += alpha * x[j];
     }
 
-    private static float Dot(float* x, float* y, int n)
+    /// <summary>
+    /// Packs op(A)[i0 .. i0+mc, p0 .. p0+kc] as panels of <see cref="MR"/> rows: panel r holds,
+    /// for each p, the MR values op(A)[i0 + r·MR + 0..MR, p0 + p]; rows past the edge are zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackA(bool transposeA, float* a, int lda, int i0, int p0, int mc, int kc, float* dst)
     {
-        int j = 0;
-        var acc = Vector<float>.Zero;
-        if (Vector.IsHardwareAccelerated)
+        for (int ir = 0; ir < mc; ir += MR)
         {
-            for (; j <= n - Vector<float>.Count; j += Vector<float>.Count)
-                acc += Unsafe.ReadUnaligned<Vector<float>>(x + j) * Unsafe.ReadUnaligned<Vector<float>>(y + j);
+            int mr = Math.Min(MR, mc - ir);
+            float* d = dst + (long)ir * kc;
+            if (!transposeA)
+            {
+                // op(A)[i, p] = a[i·lda + p]: each row is contiguous along p.
+                for (int r = 0; r < mr; r++)
+                {
+                    float* s = a + (long)(i0 + ir + r) * lda + p0;
+                    for (int p = 0; p < kc; p++) d[p * MR + r] = s[p];
+                }
+                for (int r = mr; r < MR; r++)
+                {
+                    for (int p = 0; p < kc; p++) d[p * MR + r] = 0f;
+                }
+            }
+            else
+            {
+                // op(A)[i, p] = a[p·lda + i]: the MR values of one p are contiguous.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* s = a + (long)(p0 + p) * lda + i0 + ir;
+                    float* dp = d + p * MR;
+                    int r = 0;
+                    for (; r < mr; r++) dp[r] = s[r];
+                    for (; r < MR; r++) dp[r] = 0f;
+                }
+            }
         }
-        float s = Vector.Sum(acc);
-        for (; j < n; j++) s += x[j] * y[j];
-        return s;
     }
 
-    private static float StridedDot(float* x, int stride, float* y, int n)
+    /// <summary>
+    /// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] as panels of <see cref="NR"/> columns: panel j holds,
+    /// for each p, the NR values op(B)[p0 + p, j0 + j·NR + 0..NR]; columns past the edge are zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackB(bool transposeB, float* b, int ldb, int p0, int j0, int kc, int nc, float* dst)
     {
-        float s = 0f;
-        for (int j = 0; j < n; j++) s += x[(long)j * stride] * y[j];
-        return s;
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            float* d = dst + (long)jr * kc;
+            if (!transposeB)
+            {
+                // op(B)[p, j] = b[p·ldb + j]: NR contiguous values per p.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* s = b + (long)(p0 + p) * ldb + j0 + jr;
+                    float* dp = d + p * NR;
+                    if (nr == NR)
+                    {
+                        Unsafe.WriteUnaligned(dp, Unsafe.ReadUnaligned<Vector256<float>>(s));
+                        Unsafe.WriteUnaligned(dp + 8, Unsafe.ReadUnaligned<Vector256<float>>(s + 8));
+                    }
+                    else
+                    {
+                        int j = 0;
+                        for (; j < nr; j++) dp[j] = s[j];
+                        for (; j < NR; j++) dp[j] = 0f;
+                    }
+                }
+            }
+            else
+            {
+                // op(B)[p, j] = b[j·ldb + p]: each column of op(B) is contiguous along p.
+                for (int j = 0; j < nr; j++)
+                {
+                    float* s = b + (long)(j0 + jr + j) * ldb + p0;
+                    for (int p = 0; p < kc; p++) d[p * NR + j] = s[p];
+                }
+                for (int j = nr; j < NR; j++)
+                {
+                    for (int p = 0; p < kc; p++) d[p * NR + j] = 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·16 + j] over kc steps, then
+    /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>) on the
+    /// valid mr×nr corner.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
+        float alpha, float scaleC, bool overwrite)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Avx.LoadVector256(b);
+            var b1 = Avx.LoadVector256(b + 8);
+            var av = Avx.BroadcastScalarToVector256(a);
+            c00 = Fma.MultiplyAdd(av, b0, c00);
+            c01 = Fma.MultiplyAdd(av, b1, c01);
+            av = Avx.BroadcastScalarToVector256(a + 1);
+            c10 = Fma.MultiplyAdd(av, b0, c10);
+            c11 = Fma.MultiplyAdd(av, b1, c11);
+            av = Avx.BroadcastScalarToVector256(a + 2);
+            c20 = Fma.MultiplyAdd(av, b0, c20);
+            c21 = Fma.MultiplyAdd(av, b1, c21);
+            av = Avx.BroadcastScalarToVector256(a + 3);
+            c30 = Fma.MultiplyAdd(av, b0, c30);
+            c31 = Fma.MultiplyAdd(av, b1, c31);
+            av = Avx.BroadcastScalarToVector256(a + 4);
+            c40 = Fma.MultiplyAdd(av, b0, c40);
+            c41 = Fma.MultiplyAdd(av, b1, c41);
+            av = Avx.BroadcastScalarToVector256(a + 5);
+            c50 = Fma.MultiplyAdd(av, b0, c50);
+            c51 = Fma.MultiplyAdd(av, b1, c51);
+            a += MR;
+            b += NR;
+        }
+
+        if (mr == MR && nr == NR)
+        {
+            var va = Vector256.Create(alpha);
+            if (overwrite)
+            {
+                Store(c, c00 * va, c01 * va);
+                Store(c + ldc, c10 * va, c11 * va);
+                Store(c + 2L * ldc, c20 * va, c21 * va);
+                Store(c + 3L * ldc, c30 * va, c31 * va);
+                Store(c + 4L * ldc, c40 * va, c41 * va);
+                Store(c + 5L * ldc, c50 * va, c51 * va);
+            }
+            else
+            {
+                var vb = Vector256.Create(scaleC);
+                Update(c, c00, c01, va, vb);
+                Update(c + ldc, c10, c11, va, vb);
+                Update(c + 2L * ldc, c20, c21, va, vb);
+                Update(c + 3L * ldc, c30, c31, va, vb);
+                Update(c + 4L * ldc, c40, c41, va, vb);
+                Update(c + 5L * ldc, c50, c51, va, vb);
+            }
+            return;
+        }
+
+        float* acc = stackalloc float[MR * NR];
+        Store(acc, c00, c01);
+        Store(acc + NR, c10, c11);
+        Store(acc + 2 * NR, c20, c21);
+        Store(acc + 3 * NR, c30, c31);
+        Store(acc + 4 * NR, c40, c41);
+        Store(acc + 5 * NR, c50, c51);
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* dst, Vector256<float> lo, Vector256<float> hi)
+    {
+        Avx.Store(dst, lo);
+        Avx.Store(dst + 8, hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Update(float* dst, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, Vector256<float> beta)
+    {
+        Avx.Store(dst, Fma.MultiplyAdd(lo, alpha, Avx.LoadVector256(dst) * beta));
+        Avx.Store(dst + 8, Fma.MultiplyAdd(hi, alpha, Avx.LoadVector256(dst + 8) * beta));
+    }
+
+    /// <summary>Scalar micro-kernel with the same packed layout, for processors without AVX2/FMA.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
+        float alpha, float scaleC, bool overwrite)
+    {
+        float* acc = stackalloc float[MR * NR];
+        new Span<float>(acc, MR * NR).Clear();
+        for (int p = 0; p < kc; p++)
+        {
+            for (int r = 0; r < MR; r++)
+            {
+                float ar = a[r];
+                float* accRow = acc + r * NR;
+                for (int j = 0; j < NR; j++) accRow[j] += ar * b[j];
+            }
+            a += MR;
+            b += NR;
+        }
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+    }
+
+    /// <summary>Writes the valid mr×nr corner of a 6×16 accumulator tile into C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite)
+    {
+        for (int r = 0; r < mr; r++)
+        {
+            float* cr = c + (long)r * ldc;
+            float* ar = acc + r * NR;
+            if (overwrite)
+            {
+                for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j];
+            }
+            else
+            {
+                for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j] + scaleC * cr[j];
+            }
+        }
     }
 }

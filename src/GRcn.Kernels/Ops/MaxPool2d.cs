@@ -111,7 +111,7 @@ public static class MaxPool2d
     public static void Backward(Tensor gradY, Tensor indices, Tensor gradX, MaxPool2dOptions options)
     {
         Check.Tensor(gradX, nameof(gradX), 4, "(N, C, H, W)");
-        var g = Resolve(gradX, options);
+        var g = Resolve(gradX, options, nameof(gradX));
         Check.Tensor(gradY, nameof(gradY), 4, "(N, C, OH, OW)");
         Check.SameDevice(gradX, nameof(gradX), gradY, nameof(gradY));
         Check.Shape(gradY, nameof(gradY), "(N, C, OH, OW)", g.N, g.C, g.OH, g.OW);
@@ -121,15 +121,17 @@ public static class MaxPool2d
         gradX.Device.Kernels<IMaxPool2dBackend>("max_pool2d").MaxPool2dBackward(gradY, indices, gradX, g);
     }
 
-    private static MaxPool2dGeometry Resolve(Tensor x, MaxPool2dOptions o)
+    private static MaxPool2dGeometry Resolve(Tensor x, MaxPool2dOptions o, string name = "x")
     {
         o.Validate();
-        Check.Tensor(x, nameof(x), 4, "(N, C, H, W)");
+        Check.Tensor(x, name, 4, "(N, C, H, W)");
         int h = x.Dim(2), w = x.Dim(3);
+        if (h == 0 || w == 0)
+            throw new ArgumentException($"{name} must have non-empty height and width (as PyTorch requires); got {x.ShapeString}", name);
         int oh = OutputSize(h, o.KernelH, o.StrideH, o.PadH, o.CeilMode);
         int ow = OutputSize(w, o.KernelW, o.StrideW, o.PadW, o.CeilMode);
         if (oh < 1 || ow < 1)
-            throw new ArgumentException($"x {x.ShapeString} is too small for a {o.KernelH}×{o.KernelW} window with padding ({o.PadH}, {o.PadW}): output would be {oh}×{ow}", nameof(x));
+            throw new ArgumentException($"{name} {x.ShapeString} is too small for a {o.KernelH}×{o.KernelW} window with padding ({o.PadH}, {o.PadW}): output would be {oh}×{ow}", name);
         return new MaxPool2dGeometry(x.Dim(0), x.Dim(1), h, w, oh, ow, o.KernelH, o.KernelW, o.StrideH, o.StrideW, o.PadH, o.PadW);
     }
 

@@ -1,0 +1,281 @@
+// conv2d on the CPU: im2col + GEMM per image (a 1×1, stride-1, unpadded convolution multiplies
+// the input plane directly), col2im for the input gradient.
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace GRcn.Kernels.Cpu;
+
+internal sealed unsafe partial class CpuBackend : IConv2dBackend
+{
+    public void Conv2dForward(Tensor x, Tensor weight, Tensor? bias, Tensor y, in Conv2dGeometry g) =>
+        Conv2dCpu.Forward(x.Ptr<float>(), weight.Ptr<float>(), bias is null ? null : bias.Ptr<float>(), y.Ptr<float>(), g);
+
+    public void Conv2dBackward(Tensor gradY, Tensor x, Tensor weight, Tensor? gradX, Tensor? gradWeight, Tensor? gradBias, in Conv2dGeometry g) =>
+        Conv2dCpu.Backward(gradY.Ptr<float>(), x.Ptr<float>(), weight.Ptr<float>(),
+            gradX is null ? null : gradX.Ptr<float>(),
+            gradWeight is null ? null : gradWeight.Ptr<float>(),
+            gradBias is null ? null : gradBias.Ptr<float>(), g);
+}
+
+/// <summary>2-D convolution (cross-correlation, groups = 1), forward and backward, on NCHW float32.</summary>
+/// <remarks>
+/// <para>
+/// Forward: <c>y[n, o, i, j] = bias[o] + Σ_{c,u,v} w[o, c, u, v] · x[n, c, i·sh − ph + u·dh, j·sw − pw + v·dw]</c>
+/// (zero outside the input), with x (N, C, H, W), w (O, C, KH, KW), y (N, O, OH, OW). Per image,
+/// the column matrix col (C·KH·KW × OH·OW), <c>col[(c·KH + u)·KW + v, i·OW + j]</c> = the input value
+/// above, turns the convolution into <c>Y_n (O × OH·OW) = W (O × C·KH·KW) · col</c>.
+/// </para>
+/// <para>
+/// Backward: <c>dW = Σ_n dY_n · col_nᵀ</c>, <c>dX_n = col2im(Wᵀ · dY_n)</c> (col2im adds every column
+/// entry back onto the input pixel it came from), <c>db[o] = Σ_{n,i,j} dY[n, o, i, j]</c> (summed in
+/// double). Each requested gradient is overwritten; with N = 0 dW and db are zero.
+/// </para>
+/// <para>
+/// A 1×1 convolution with stride 1 and no padding uses x_n itself as col (no copy). Otherwise col is
+/// built for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but
+/// at least one output row), in a per-thread buffer kept across calls, so memory stays bounded for
+/// large images. Images run one after another; the parallelism is inside: the GEMMs split C into
+/// tiles over the workers, im2col splits the rows of col, col2im and the bias gradient split the
+/// channels (each worker owns whole input planes, so no two write the same element).
+/// </para>
+/// </remarks>
+internal static unsafe class Conv2dCpu
+{
+    /// <summary>Largest column buffer built at once (16 MiB of floats), unless one output row needs more.</summary>
+    public const int MaxColumnFloats = 1 << 22;
+
+    /// <summary>Test hook: a smaller band limit (in floats) for convolutions started on this thread; 0 keeps <see cref="MaxColumnFloats"/>.</summary>
+    [ThreadStatic] internal static int ColumnLimitOverride;
+
+    [ThreadStatic] private static float[]? t_col;
+
+    public static void Forward(float* x, float* w, float* bias, float* y, in Conv2dGeometry g)
+    {
+        int kdim = g.C * g.KH * g.KW;
+        long outPlane = (long)g.OH * g.OW;
+        long inImage = (long)g.C * g.H * g.W;
+        long outImage = g.O * outPlane;
+        bool direct = IsPointwise(g);
+        int band = BandRows(g, kdim);
+        float* col = direct ? null : ColumnBuffer((long)kdim * band * g.OW);
+        for (int n = 0; n < g.N; n++)
+        {
+            float* xn = x + n * inImage;
+            float* yn = y + n * outImage;
+            if (bias is not null)
+            {
+                for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias[o]);
+            }
+            float beta = bias is null ? 0f : 1f;
+            if (direct)
+            {
+                GemmCpu.Multiply(false, false, g.O, (int)outPlane, kdim, 1f, w, kdim, xn, (int)outPlane, beta, yn, (int)outPlane);
+                continue;
+            }
+            for (int oh0 = 0; oh0 < g.OH; oh0 += band)
+            {
+                int oh1 = Math.Min(g.OH, oh0 + band);
+                int len = (oh1 - oh0) * g.OW;
+                Im2Col(xn, g, oh0, oh1, col);
+                GemmCpu.Multiply(false, false, g.O, len, kdim, 1f, w, kdim, col, len, beta, yn + (long)oh0 * g.OW, (int)outPlane);
+            }
+        }
+    }
+
+    public static void Backward(float* gradY, float* x, float* w, float* gradX, float* gradW, float* gradBias, in Conv2dGeometry g)
+    {
+        int kdim = g.C * g.KH * g.KW;
+        long outPlane = (long)g.OH * g.OW;
+        long inImage = (long)g.C * g.H * g.W;
+        long outImage = g.O * outPlane;
+        if (gradBias is not null) BiasGradient(gradY, gradBias, g);
+        if (gradW is not null && g.N == 0) new Span<float>(gradW, g.O * kdim).Clear();
+        if (gradX is null && gradW is null) return;
+
+        bool direct = IsPointwise(g);
+        int band = BandRows(g, kdim);
+        float* col = direct ? null : ColumnBuffer((long)kdim * band * g.OW);
+        for (int n = 0; n < g.N; n++)
+        {
+            float* xn = x + n * inImage;
+            float* dyn = gradY + n * outImage;
+            float* dxn = gradX is null ? null : gradX + n * inImage;
+            if (direct)
+            {
+                // dW (+)= dY_n (O × HW) · x_nᵀ;  dX_n = Wᵀ (C × O) · dY_n.
+                if (gradW is not null)
+                    GemmCpu.Multiply(false, true, g.O, kdim, (int)outPlane, 1f, dyn, (int)outPlane, xn, (int)outPlane, n == 0 ? 0f : 1f, gradW, kdim);
+                if (dxn is not null)
+                    GemmCpu.Multiply(true, false, kdim, (int)outPlane, g.O, 1f, w, kdim, dyn, (int)outPlane, 0f, dxn, (int)outPlane);
+                continue;
+            }
+            if (dxn is not null) new Span<float>(dxn, (int)inImage).Clear();
+            for (int oh0 = 0; oh0 < g.OH; oh0 += band)
+            {
+                int oh1 = Math.Min(g.OH, oh0 + band);
+                int len = (oh1 - oh0) * g.OW;
+                float* dyBand = dyn + (long)oh0 * g.OW;
+                if (gradW is not null)
+                {
+                    Im2Col(xn, g, oh0, oh1, col);
+                    bool first = n == 0 && oh0 == 0;
+                    GemmCpu.Multiply(false, true, g.O, kdim, len, 1f, dyBand, (int)outPlane, col, len, first ? 0f : 1f, gradW, kdim);
+                }
+                if (dxn is not null)
+                {
+                    GemmCpu.Multiply(true, false, kdim, len, g.O, 1f, w, kdim, dyBand, (int)outPlane, 0f, col, len);
+                    Col2ImAdd(col, g, oh0, oh1, dxn);
+                }
+            }
+        }
+    }
+
+    /// <summary>A 1×1 kernel with stride 1 and no padding: col is the input image itself.</summary>
+    private static bool IsPointwise(in Conv2dGeometry g) =>
+        g.KH == 1 && g.KW == 1 && g.StrideH == 1 && g.StrideW == 1 && g.PadH == 0 && g.PadW == 0;
+
+    /// <summary>Output rows per column band: as many as fit in <see cref="MaxColumnFloats"/>, at least one.</summary>
+    private static int BandRows(in Conv2dGeometry g, int kdim)
+    {
+        long perRow = (long)kdim * g.OW;
+        long limit = ColumnLimitOverride > 0 ? ColumnLimitOverride : MaxColumnFloats;
+        return (int)Math.Clamp(limit / perRow, 1, Math.Max(1, g.OH));
+    }
+
+    private static float* ColumnBuffer(long floats)
+    {
+        if (floats > Array.MaxLength - 8)
+            throw new InvalidOperationException($"conv2d column buffer of {floats} floats is too large");
+        var buffer = t_col;
+        if (buffer is null || buffer.Length < floats)
+            t_col = buffer = GC.AllocateUninitializedArray<float>((int)floats, pinned: true);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(buffer));
+    }
+
+    /// <summary>Floor division for a positive divisor.</summary>
+    private static int FloorDiv(int a, int b) => a >= 0 ? a / b : -((-a + b - 1) / b);
+
+    /// <summary>
+    /// The output columns [lo, hi) whose input column <c>j·sw + offset</c> lies in [0, W).
+    /// </summary>
+    private static (int Lo, int Hi) ValidColumns(int offset, int stride, int width, int outWidth)
+    {
+        int lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+        int hi = Math.Min(outWidth, FloorDiv(width - 1 - offset, stride) + 1);
+        lo = Math.Min(lo, outWidth);
+        return (lo, Math.Max(lo, hi));
+    }
+
+    /// <summary>Fills col (C·KH·KW × (oh1 − oh0)·OW) for output rows [oh0, oh1) of one image.</summary>
+    private static void Im2Col(float* image, in Conv2dGeometry geometry, int oh0, int oh1, float* col)
+    {
+        var g = geometry;
+        nint xi = (nint)image, ci = (nint)col;
+        Parallelism.For(g.C * g.KH * g.KW, (long)(oh1 - oh0) * g.OW,
+            (start, end) => Im2ColRows((float*)xi, g, oh0, oh1, (float*)ci, start, end));
+    }
+
+    /// <summary>Rows [start, end) of col; row (c·KH + u)·KW + v holds x[c, oh·sh − ph + u·dh, ow·sw − pw + v·dw].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Im2ColRows(float* x, in Conv2dGeometry g, int oh0, int oh1, float* col, int start, int end)
+    {
+        int kk = g.KH * g.KW;
+        int len = (oh1 - oh0) * g.OW;
+        for (int row = start; row < end; row++)
+        {
+            int c = row / kk, u = row % kk / g.KW, v = row % g.KW;
+            float* plane = x + (long)c * g.H * g.W;
+            float* dst = col + (long)row * len;
+            int offset = v * g.DilationW - g.PadW;
+            var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
+            for (int oh = oh0; oh < oh1; oh++, dst += g.OW)
+            {
+                int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
+                if ((uint)ih >= (uint)g.H)
+                {
+                    new Span<float>(dst, g.OW).Clear();
+                    continue;
+                }
+                float* src = plane + (long)ih * g.W + offset;
+                for (int j = 0; j < lo; j++) dst[j] = 0f;
+                if (g.StrideW == 1)
+                {
+                    new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
+                }
+                else
+                {
+                    for (int j = lo; j < hi; j++) dst[j] = src[(long)j * g.StrideW];
+                }
+                for (int j = hi; j < g.OW; j++) dst[j] = 0f;
+            }
+        }
+    }
+
+    /// <summary>Adds col (C·KH·KW × (oh1 − oh0)·OW) back onto the input planes it was gathered from.</summary>
+    private static void Col2ImAdd(float* col, in Conv2dGeometry geometry, int oh0, int oh1, float* image)
+    {
+        var g = geometry;
+        nint xi = (nint)image, ci = (nint)col;
+        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW,
+            (start, end) => Col2ImPlanes((float*)ci, g, oh0, oh1, (float*)xi, start, end));
+    }
+
+    /// <summary>Input planes [start, end): each adds back the KH·KW rows of col that were gathered from it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Col2ImPlanes(float* col, in Conv2dGeometry g, int oh0, int oh1, float* image, int start, int end)
+    {
+        int len = (oh1 - oh0) * g.OW;
+        for (int c = start; c < end; c++)
+        {
+            float* plane = image + (long)c * g.H * g.W;
+            for (int u = 0; u < g.KH; u++)
+            {
+                for (int v = 0; v < g.KW; v++)
+                {
+                    float* src = col + (long)((c * g.KH + u) * g.KW + v) * len;
+                    int offset = v * g.DilationW - g.PadW;
+                    var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
+                    for (int oh = oh0; oh < oh1; oh++, src += g.OW)
+                    {
+                        int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
+                        if ((uint)ih >= (uint)g.H) continue;
+                        float* dst = plane + (long)ih * g.W + offset;
+                        if (g.StrideW == 1)
+                        {
+                            for (int j = lo; j < hi; j++) dst[j] += src[j];
+                        }
+                        else
+                        {
+                            for (int j = lo; j < hi; j++) dst[(long)j * g.StrideW] += src[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>db[o] = Σ over images and output positions of dY[n, o, :, :], accumulated in double.</summary>
+    private static void BiasGradient(float* gradY, float* gradBias, in Conv2dGeometry g)
+    {
+        long plane = (long)g.OH * g.OW;
+        int images = g.N, channels = g.O;
+        nint dy = (nint)gradY, db = (nint)gradBias;
+        Parallelism.For(channels, images * plane,
+            (start, end) => BiasSums((float*)dy, (float*)db, images, channels, plane, start, end));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BiasSums(float* gradY, float* gradBias, int images, int channels, long plane, int start, int end)
+    {
+        for (int o = start; o < end; o++)
+        {
+            double sum = 0;
+            for (int n = 0; n < images; n++)
+            {
+                float* p = gradY + ((long)n * channels + o) * plane;
+                for (long i = 0; i < plane; i++) sum += p[i];
+            }
+            gradBias[o] = (float)sum;
+        }
+    }
+}

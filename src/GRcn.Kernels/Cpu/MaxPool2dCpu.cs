@@ -1,0 +1,132 @@
+// max_pool2d on the CPU: a window scan per output element with PyTorch's winner rule, and a
+// scatter-add of the output gradient to the winners.
+using System.Runtime.CompilerServices;
+
+namespace GRcn.Kernels.Cpu;
+
+internal sealed unsafe partial class CpuBackend : IMaxPool2dBackend
+{
+    public void MaxPool2dForward(Tensor x, Tensor y, Tensor indices, in MaxPool2dGeometry g) =>
+        MaxPool2dCpu.Forward(x.Ptr<float>(), y.Ptr<float>(), indices.Ptr<long>(), g);
+
+    public void MaxPool2dBackward(Tensor gradY, Tensor indices, Tensor gradX, in MaxPool2dGeometry g)
+    {
+        if (!MaxPool2dCpu.Backward(gradY.Ptr<float>(), indices.Ptr<long>(), gradX.Ptr<float>(), g, out long bad))
+            throw new ArgumentException(
+                $"indices holds {bad}, outside the input plane of {g.H}×{g.W} = {(long)g.H * g.W} elements; pass the indices of the matching forward pass",
+                nameof(indices));
+    }
+}
+
+/// <summary>2-D max pooling with indices, forward and backward, on NCHW float32, as PyTorch's CPU kernel.</summary>
+/// <remarks>
+/// <para>
+/// Forward: for output (i, j) of plane p = n·C + c the window is rows [i·sh − ph, … + kh) and columns
+/// [j·sw − pw, … + kw), clipped to the input (padding acts as −inf). As in ATen's
+/// <c>cpu_max_pool</c>: the running maximum starts at −inf with its index at the first in-bounds
+/// element of the window, and a value v replaces it when <c>v &gt; max || isnan(v)</c>, scanning
+/// rows then columns. So NaN wins (the last NaN of the window), ties keep the first in row-major
+/// order, and a window of only −inf reports −inf at its first in-bounds element. Indices are
+/// int64 flat <c>h·W + w</c> within the input plane. x is (N, C, H, W); y and indices (N, C, OH, OW).
+/// </para>
+/// <para>
+/// Backward: each gradX plane is zeroed, then <c>gradX[p, indices[p, i, j]] += gradY[p, i, j]</c>
+/// for every output element, so overlapping windows (stride below the window) accumulate.
+/// Indices outside the plane are skipped and reported to the caller, which throws.
+/// </para>
+/// <para>Parallelism: the N·C planes are independent and are split across workers.</para>
+/// </remarks>
+internal static unsafe class MaxPool2dCpu
+{
+    public static void Forward(float* x, float* y, long* indices, in MaxPool2dGeometry geometry)
+    {
+        var g = geometry;
+        int planes = g.N * g.C;
+        long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
+        nint xp = (nint)x, yp = (nint)y, ip = (nint)indices;
+        Parallelism.For(planes, outPlane * g.KH * g.KW, (start, end) =>
+        {
+            for (int p = start; p < end; p++)
+                Plane((float*)xp + p * inPlane, (float*)yp + p * outPlane, (long*)ip + p * outPlane, g);
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Plane(float* x, float* y, long* index, in MaxPool2dGeometry g)
+    {
+        for (int oh = 0; oh < g.OH; oh++)
+        {
+            int h0 = oh * g.StrideH - g.PadH;
+            int h1 = Math.Min(h0 + g.KH, g.H);
+            h0 = Math.Max(h0, 0);
+            for (int ow = 0; ow < g.OW; ow++)
+            {
+                int w0 = ow * g.StrideW - g.PadW;
+                int w1 = Math.Min(w0 + g.KW, g.W);
+                w0 = Math.Max(w0, 0);
+                long maxIndex = (long)h0 * g.W + w0;
+                float maxValue = float.NegativeInfinity;
+                for (int h = h0; h < h1; h++)
+                {
+                    float* row = x + (long)h * g.W;
+                    for (int w = w0; w < w1; w++)
+                    {
+                        float v = row[w];
+                        if (v > maxValue || float.IsNaN(v))
+                        {
+                            maxValue = v;
+                            maxIndex = (long)h * g.W + w;
+                        }
+                    }
+                }
+                y[(long)oh * g.OW + ow] = maxValue;
+                index[(long)oh * g.OW + ow] = maxIndex;
+            }
+        }
+    }
+
+    /// <summary>Scatters gradY onto zeroed gradX planes; returns false (and one offending index) when an index lies outside the plane.</summary>
+    public static bool Backward(float* gradY, long* indices, float* gradX, in MaxPool2dGeometry geometry, out long badIndex)
+    {
+        var g = geometry;
+        int planes = g.N * g.C;
+        long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
+        nint dyp = (nint)gradY, ip = (nint)indices, dxp = (nint)gradX;
+        long bad = 0;
+        int found = 0;
+        Parallelism.For(planes, outPlane + inPlane, (start, end) =>
+        {
+            for (int p = start; p < end; p++)
+            {
+                if (!ScatterPlane((float*)dyp + p * outPlane, (long*)ip + p * outPlane, outPlane, (float*)dxp + p * inPlane, inPlane, out long k))
+                {
+                    Interlocked.Exchange(ref bad, k);
+                    Volatile.Write(ref found, 1);
+                }
+            }
+        });
+        badIndex = bad;
+        return found == 0;
+    }
+
+    /// <summary>dx = 0, then dx[index[i]] += dy[i]; indices outside [0, inPlane) are skipped and one is returned.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool ScatterPlane(float* dy, long* index, long outPlane, float* dx, long inPlane, out long badIndex)
+    {
+        new Span<float>(dx, (int)inPlane).Clear();
+        bool ok = true;
+        badIndex = 0;
+        for (long i = 0; i < outPlane; i++)
+        {
+            long k = index[i];
+            if ((ulong)k >= (ulong)inPlane)
+            {
+                ok = false;
+                badIndex = k;
+                continue;
+            }
+            dx[k] += dy[i];
+        }
+        return ok;
+    }
+}
