@@ -11,28 +11,7 @@ public class RoiAlignTests
     /// <summary>Hand-computed cases: exact up to float32 rounding of small numbers.</summary>
     private const double HandTolerance = 1e-6;
 
-    private static float[] RandomValues(Random rng, int count)
-    {
-        var v = new float[count];
-        for (int i = 0; i < v.Length; i++)
-            v[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
-        return v;
-    }
 
-    private static void AssertClose(double[] want, float[] got, double rtol, double atol, string what)
-    {
-        Assert.Equal(want.Length, got.Length);
-        for (int i = 0; i < want.Length; i++)
-        {
-            if (double.IsNaN(want[i]))
-            {
-                Assert.True(float.IsNaN(got[i]), $"{what}[{i}]: want NaN, got {got[i]}");
-                continue;
-            }
-            double err = Math.Abs(got[i] - want[i]);
-            Assert.True(err <= atol + rtol * Math.Abs(want[i]), $"{what}[{i}]: want {want[i]}, got {got[i]} (error {err})");
-        }
-    }
 
     /// <summary>Runs forward and backward through the public API and compares both with the oracle.</summary>
     private static void CheckAgainstReference(float[] xv, int n, int c, int h, int w, float[] rv, int ph, int pw,
@@ -44,12 +23,12 @@ public class RoiAlignTests
         using var rois = Tensor.FromArray(rv, k, 5);
         using var y = RoiAlign.Forward(x, rois, options);
         Assert.Equal([k, c, ph, pw], y.Shape.ToArray());
-        AssertClose(RoiAlignReference.Forward(xv, n, c, h, w, rv, ph, pw, scale, sampling, aligned), y.ToArray<float>(), ForwardRtol, ForwardAtol, "y");
+        TestData.AssertClose(RoiAlignReference.Forward(xv, n, c, h, w, rv, ph, pw, scale, sampling, aligned), y.ToArray<float>(), ForwardRtol, ForwardAtol, "y");
 
-        float[] gyv = RandomValues(rng, k * c * ph * pw);
+        float[] gyv = TestData.Normal(rng, k * c * ph * pw);
         using var gy = Tensor.FromArray(gyv, k, c, ph, pw);
         using var gx = RoiAlign.Backward(gy, rois, [n, c, h, w], options);
-        AssertClose(RoiAlignReference.Backward(gyv, rv, n, c, h, w, ph, pw, scale, sampling, aligned), gx.ToArray<float>(), BackwardRtol, BackwardAtol, "gradX");
+        TestData.AssertClose(RoiAlignReference.Backward(gyv, rv, n, c, h, w, ph, pw, scale, sampling, aligned), gx.ToArray<float>(), BackwardRtol, BackwardAtol, "gradX");
     }
 
     public static TheoryData<int, int, int, int, int, int, int, double, int, bool> RandomCases => new()
@@ -71,7 +50,7 @@ public class RoiAlignTests
     public void MatchesReferenceOnRandomInputs(int n, int c, int h, int w, int k, int ph, int pw, double scale, int sampling, bool aligned)
     {
         var rng = new Random(n * 1000 + c * 100 + h * 10 + k + sampling);
-        float[] xv = RandomValues(rng, n * c * h * w);
+        float[] xv = TestData.Normal(rng, n * c * h * w);
         float[] rv = RoiPoolTests.RandomRois(rng, k, n, h, w, scale);
         CheckAgainstReference(xv, n, c, h, w, rv, ph, pw, scale, sampling, aligned, rng);
     }
@@ -81,7 +60,7 @@ public class RoiAlignTests
     {
         // Adaptive sampling of RoIs tens of cells across: 60 × 61 sample points in one bin.
         var rng = new Random(7);
-        float[] xv = RandomValues(rng, 2 * 20 * 24);
+        float[] xv = TestData.Normal(rng, 2 * 20 * 24);
         float[] rv = [0, -20, -18, 41, 42, 0, 3, 2, 17, 15, 0, 50, 50, -10, -12];
         CheckAgainstReference(xv, 1, 2, 20, 24, rv, 1, 1, 1.0, 0, true, rng);
         CheckAgainstReference(xv, 1, 2, 20, 24, rv, 2, 3, 1.0, 0, false, rng);

@@ -8,16 +8,6 @@ public class RoiPoolTests
     /// <summary>Backward sums float32 gradients where the oracle sums in double: relative and absolute tolerance.</summary>
     private const double BackwardRtol = 1e-5, BackwardAtol = 1e-5;
 
-    private static float[] RandomValues(Random rng, int count, double ties = 0)
-    {
-        var v = new float[count];
-        for (int i = 0; i < v.Length; i++)
-        {
-            double g = Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
-            v[i] = ties > 0 ? (float)(Math.Round(g / ties) * ties) : (float)g;
-        }
-        return v;
-    }
 
     /// <summary>RoIs of many kinds on an image of (h, w) cells at the given scale: inside, partly or fully outside, tiny, huge, inverted.</summary>
     internal static float[] RandomRois(Random rng, int k, int n, int h, int w, double scale)
@@ -60,20 +50,6 @@ public class RoiPoolTests
         return r;
     }
 
-    private static void AssertClose(double[] want, float[] got, double rtol, double atol, string what)
-    {
-        Assert.Equal(want.Length, got.Length);
-        for (int i = 0; i < want.Length; i++)
-        {
-            if (double.IsNaN(want[i]))
-            {
-                Assert.True(float.IsNaN(got[i]), $"{what}[{i}]: want NaN, got {got[i]}");
-                continue;
-            }
-            double err = Math.Abs(got[i] - want[i]);
-            Assert.True(err <= atol + rtol * Math.Abs(want[i]), $"{what}[{i}]: want {want[i]}, got {got[i]} (error {err})");
-        }
-    }
 
     public static TheoryData<int, int, int, int, int, int, int, double> RandomCases => new()
     {
@@ -91,9 +67,9 @@ public class RoiPoolTests
     public void MatchesReferenceOnRandomInputs(int n, int c, int h, int w, int k, int ph, int pw, double scale)
     {
         var rng = new Random(n * 1000 + c * 100 + h * 10 + k);
-        float[] xv = RandomValues(rng, n * c * h * w, ties: k % 2 == 0 ? 0.5 : 0);
+        float[] xv = TestData.Normal(rng, n * c * h * w, ties: k % 2 == 0 ? 0.5 : 0);
         float[] rv = RandomRois(rng, k, n, h, w, scale);
-        float[] gyv = RandomValues(rng, k * c * ph * pw);
+        float[] gyv = TestData.Normal(rng, k * c * ph * pw);
         var options = new RoiPoolOptions(ph, pw, scale);
 
         using var x = Tensor.FromArray(xv, n, c, h, w);
@@ -101,12 +77,12 @@ public class RoiPoolTests
         using var result = RoiPool.Forward(x, rois, options);
         var (wantY, wantArg) = RoiPoolReference.Forward(xv, n, c, h, w, rv, ph, pw, scale);
         Assert.Equal([k, c, ph, pw], result.Output.Shape.ToArray());
-        AssertClose(wantY, result.Output.ToArray<float>(), 0, ForwardTolerance, "y");
+        TestData.AssertClose(wantY, result.Output.ToArray<float>(), 0, ForwardTolerance, "y");
         Assert.Equal(wantArg, result.Argmax.ToArray<long>());
 
         using var gy = Tensor.FromArray(gyv, k, c, ph, pw);
         using var gx = RoiPool.Backward(gy, rois, result.Argmax, [n, c, h, w], options);
-        AssertClose(RoiPoolReference.Backward(gyv, wantArg, rv, n, c, h, w, ph, pw), gx.ToArray<float>(), BackwardRtol, BackwardAtol, "gradX");
+        TestData.AssertClose(RoiPoolReference.Backward(gyv, wantArg, rv, n, c, h, w, ph, pw), gx.ToArray<float>(), BackwardRtol, BackwardAtol, "gradX");
     }
 
     [Fact]
