@@ -35,12 +35,11 @@ public abstract class Device
     public abstract string Description { get; }
 
     /// <summary>
-    /// Returns the CUDA device with the given ordinal.
+    /// Returns the CUDA device with the given ordinal (one instance per ordinal, created on first use).
     /// </summary>
-    /// <exception cref="PlatformNotSupportedException">No NVIDIA driver or no such GPU; the message says why.</exception>
-    public static Device Cuda(int ordinal = 0) =>
-        throw new PlatformNotSupportedException(
-            $"CUDA device {ordinal} is unavailable: this build of GRcn.Kernels has no CUDA backend yet (CPU only).");
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="ordinal"/> is negative.</exception>
+    /// <exception cref="PlatformNotSupportedException">No NVIDIA driver, cuInit failed, or no such GPU; the message says why.</exception>
+    public static CudaDevice Cuda(int ordinal = 0) => CudaDevice.Get(ordinal);
 
     /// <summary>Parses a device name: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
     /// <exception cref="ArgumentException">The name is not a device name.</exception>

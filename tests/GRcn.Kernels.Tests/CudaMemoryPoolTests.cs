@@ -1,0 +1,150 @@
+// The CUDA caching allocator's bookkeeping, run on a fake device memory that records every
+// call: reuse by size class, the cache limit, emptying the cache when memory runs out,
+// synchronising before any block goes back to the driver, and finalizer-safe releases.
+using GRcn.Kernels.Cuda;
+
+namespace GRcn.Kernels.Tests;
+
+public class CudaMemoryPoolTests
+{
+    /// <summary>Device memory of a fixed capacity; logs "alloc N", "free P" and "sync".</summary>
+    private sealed class FakeMemory(long capacity) : IDeviceMemory
+    {
+        private ulong _next = 0x1_0000_0000;
+        private readonly Dictionary<ulong, long> _live = [];
+
+        public List<string> Log { get; } = [];
+
+        public long LiveBytes => _live.Values.Sum();
+
+        public ulong Allocate(long bytes)
+        {
+            if (LiveBytes + bytes > capacity) throw new CudaException("cuMemAlloc_v2", CUresult.CUDA_ERROR_OUT_OF_MEMORY, $"{bytes} bytes");
+            ulong p = _next;
+            _next += (ulong)bytes;
+            _live[p] = bytes;
+            Log.Add($"alloc {bytes}");
+            return p;
+        }
+
+        public void Free(ulong pointer)
+        {
+            Assert.True(_live.Remove(pointer), $"free of {pointer:x}, which is not live");
+            Log.Add($"free {pointer:x}");
+        }
+
+        public void Synchronize() => Log.Add("sync");
+    }
+
+    [Fact]
+    public void SizeClassesCoverTheRequestWithLittleSlack()
+    {
+        long previous = 0;
+        for (long bytes = 0; bytes < 1L << 34; bytes = bytes < 5000 ? bytes + 1 : bytes * 17 / 16)
+        {
+            long c = CudaMemoryPool.SizeClass(bytes);
+            Assert.True(c >= bytes && c >= CudaMemoryPool.Granularity, $"{bytes} -> {c}");
+            Assert.Equal(0, c % CudaMemoryPool.Granularity);
+            Assert.True(c >= previous, $"size classes must not shrink: {bytes} -> {c} after {previous}");
+            Assert.Equal(c, CudaMemoryPool.SizeClass(c));
+            if (bytes > 64 * 1024) Assert.True(c - bytes <= bytes / 4, $"{bytes} -> {c}: more than 25 % slack");
+            previous = c;
+        }
+        Assert.Equal(512, CudaMemoryPool.SizeClass(0));
+        Assert.Equal(1024, CudaMemoryPool.SizeClass(513));
+        Assert.Equal(65536, CudaMemoryPool.SizeClass(65536));
+        Assert.Equal(81920, CudaMemoryPool.SizeClass(65537));
+    }
+
+    [Fact]
+    public void ReleasedBlockIsReusedForTheSameSizeClass()
+    {
+        var memory = new FakeMemory(1 << 20);
+        var pool = new CudaMemoryPool(memory);
+        ulong a = pool.Rent(1000, out long size);
+        Assert.Equal(1024, size);
+        pool.Return(a, size, finalizing: false);
+        Assert.Equal(1024, pool.CachedBytes);
+        Assert.Equal(a, pool.Rent(600, out size));
+        Assert.Equal(1024, size);
+        Assert.Equal(0, pool.CachedBytes);
+        ulong b = pool.Rent(2000, out _);
+        Assert.NotEqual(a, b);
+        Assert.Equal(["alloc 1024", "alloc 2048"], memory.Log);
+        Assert.Equal(3072, pool.HeldBytes);
+    }
+
+    [Fact]
+    public void BlocksBeyondTheLimitAreFreedAfterASynchronize()
+    {
+        var memory = new FakeMemory(1 << 20);
+        var pool = new CudaMemoryPool(memory) { Limit = 2048 };
+        ulong[] blocks = [pool.Rent(1024, out _), pool.Rent(1024, out _), pool.Rent(1024, out _)];
+        foreach (var p in blocks) pool.Return(p, 1024, finalizing: false);
+        Assert.Equal(2048, pool.CachedBytes);
+        Assert.Equal(["alloc 1024", "alloc 1024", "alloc 1024", "sync", $"free {blocks[2]:x}"], memory.Log);
+        Assert.Equal(2048, memory.LiveBytes);
+    }
+
+    [Fact]
+    public void OutOfMemoryEmptiesTheCacheAndRetries()
+    {
+        var memory = new FakeMemory(4096);
+        var pool = new CudaMemoryPool(memory);
+        ulong a = pool.Rent(2048, out _);
+        ulong b = pool.Rent(2048, out _);
+        pool.Return(a, 2048, finalizing: false);
+        pool.Return(b, 2048, finalizing: false);
+        ulong c = pool.Rent(4096, out long size);
+        Assert.Equal(4096, size);
+        Assert.Equal(0, pool.CachedBytes);
+        Assert.Equal(4096, pool.HeldBytes);
+        Assert.Equal(["alloc 2048", "alloc 2048", "sync", $"free {b:x}", $"free {a:x}", "alloc 4096"], memory.Log);
+        pool.Return(c, size, finalizing: false);
+    }
+
+    [Fact]
+    public void OutOfMemoryWithNothingCachedPropagates()
+    {
+        var pool = new CudaMemoryPool(new FakeMemory(4096));
+        pool.Rent(4096, out _);
+        var e = Assert.Throws<CudaException>(() => pool.Rent(512, out _));
+        Assert.Equal(CUresult.CUDA_ERROR_OUT_OF_MEMORY, e.Result);
+        Assert.Equal("cuMemAlloc_v2 failed: CUDA_ERROR_OUT_OF_MEMORY (out of memory): 512 bytes", e.Message);
+    }
+
+    [Fact]
+    public void FinalizerReleaseBeyondTheLimitIsFreedByTheNextAllocation()
+    {
+        var memory = new FakeMemory(1 << 20);
+        var pool = new CudaMemoryPool(memory) { Limit = 0 };
+        ulong a = pool.Rent(512, out _);
+        pool.Return(a, 512, finalizing: true);
+        Assert.Equal(["alloc 512"], memory.Log); // no driver call from the finalizer thread
+        Assert.Equal(512, pool.HeldBytes);
+        pool.Rent(1024, out _);
+        Assert.Equal(["alloc 512", "sync", $"free {a:x}", "alloc 1024"], memory.Log);
+        Assert.Equal(1024, pool.HeldBytes);
+    }
+
+    [Fact]
+    public void TrimSynchronizesThenFreesEveryCachedBlock()
+    {
+        var memory = new FakeMemory(1 << 20);
+        var pool = new CudaMemoryPool(memory);
+        ulong a = pool.Rent(512, out _);
+        ulong b = pool.Rent(100_000, out long bSize);
+        ulong live = pool.Rent(512, out _);
+        pool.Return(a, 512, finalizing: false);
+        pool.Return(b, bSize, finalizing: true);
+        pool.Trim();
+        Assert.Equal(0, pool.CachedBytes);
+        Assert.Equal(512, pool.HeldBytes);
+        Assert.Equal("sync", memory.Log[3]);
+        Assert.Equal(new[] { $"free {a:x}", $"free {b:x}" }.Order(), memory.Log.Skip(4).Order());
+        Assert.Equal(512, memory.LiveBytes);
+        pool.Trim();
+        Assert.Equal(6, memory.Log.Count); // nothing cached: no synchronize, no free
+        pool.Return(live, 512, finalizing: false);
+    }
+}
