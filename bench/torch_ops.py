@@ -15,8 +15,8 @@ forward with autograd and then torch.autograd.grad for every input the C# case
 differentiates. With --cuda everything lives on the GPU and each iteration is timed with
 CUDA events after a synchronize.
 
-Besides the shared cases this suite has `gemm_1024@onednn`: the same GEMM as a 1×1
-convolution, i.e. through oneDNN. Debian's torch calls the system BLAS for torch.mm,
+Besides the shared cases this suite has `gemm_1024@onednn` (CPU only): the same GEMM as
+a 1×1 oneDNN convolution. Debian's torch calls the system BLAS for torch.mm,
 which is the netlib reference BLAS unless an optimised one is installed; the @onednn
 variant is the fair yardstick for our GEMM then. compare.py pairs `X@variant` with our X.
 """
@@ -91,10 +91,10 @@ class Inputs:
 CASES = []
 
 
-def case(name, flops=None):
-    """Registers prepare(inputs) -> iteration callable under `name`."""
+def case(name, flops=None, cpu_only=False):
+    """Registers prepare(inputs) -> iteration callable under `name` (cpu_only: skipped with --cuda)."""
     def register(prepare):
-        CASES.append((name, flops, prepare))
+        CASES.append((name, flops, prepare, cpu_only))
         return prepare
     return register
 
@@ -109,15 +109,16 @@ def _gemm(inp):
     return run
 
 
-@case("gemm_1024@onednn", gemm_flops(1024, 1024, 1024))
+@case("gemm_1024@onednn", gemm_flops(1024, 1024, 1024), cpu_only=True)
 def _gemm_onednn(inp):
-    # C = A·B as a 1×1 convolution: x (1, K, 1, M) = Aᵀ, w (N, K, 1, 1) = Bᵀ, y (1, N, 1, M) = (A·B)ᵀ.
+    # C = A·B as a 1×1 oneDNN convolution: x (1, K, 1, M) = Aᵀ, w (N, K, 1, 1) = Bᵀ, y (1, N, 1, M) = (A·B)ᵀ.
+    # Called directly: F.conv2d would send a 1×1 kernel on one thread to im2col + the system BLAS.
     x = inp.normal(1, 1024, 1, 1024)
     w = inp.normal(1024, 1024, 1, 1)
 
     def run():
         with torch.no_grad():
-            F.conv2d(x, w)
+            torch.mkldnn_convolution(x, w, None, [0, 0], [1, 1], [1, 1], 1)
     return run
 
 
@@ -303,7 +304,8 @@ def main():
     if args.repeats < 1 or args.warmup < 0 or args.min_time < 0 or args.max_repeats < args.repeats or args.threads < 1:
         ap.error("need --repeats >= 1, --warmup >= 0, --min-time >= 0, --max-repeats >= --repeats, --threads >= 1")
 
-    cases = [c for c in CASES if not args.filter or any(f.lower() in c[0].lower() for f in args.filter)]
+    cases = [(name, flops, prepare) for name, flops, prepare, cpu_only in CASES
+             if (not args.filter or any(f.lower() in name.lower() for f in args.filter)) and not (cpu_only and args.cuda)]
     if not cases:
         ap.error(f"no case matches {', '.join(args.filter)}")
     if args.list:
