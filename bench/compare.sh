@@ -36,7 +36,11 @@ model=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
 has() { [[ " $flags " == *" $1 "* ]] && echo yes || echo no; }
 
-dotnet build src/GRcn.Cli -c Release -v quiet -nologo >/dev/null
+if ! build_log=$(dotnet build src/GRcn.Cli -c Release -v quiet -nologo 2>&1); then
+    echo "$build_log" >&2
+    echo "compare.sh: building grcn failed" >&2
+    exit 2
+fi
 grcn=(dotnet src/GRcn.Cli/bin/Release/net10.0/grcn.dll)
 
 status=0

@@ -6,6 +6,7 @@ Same case names, shapes, FLOP formulas, measurement rule and JSON schema as
 
     /usr/bin/python3 bench/torch_ops.py [--threads 2] [--json FILE] [--filter NAME]...
         [--repeats 5] [--warmup 2] [--min-time 1.0] [--max-repeats 200] [--cuda] [--list]
+        [--system-malloc]
 
 Measurement rule: inputs are made once (seeded random normal; RoIs and boxes uniformly
 inside the image), `warmup` untimed iterations run, then iterations are timed one by one
@@ -29,9 +30,20 @@ import sys
 import time
 import zlib
 
-import torch
-import torch.nn.functional as F
-import torchvision.ops as tvops
+# glibc malloc hands large freed blocks back to the kernel (munmap / trim), so every
+# iteration that allocates a big output page-faults fresh zeroed pages: on this VM that made
+# a 4.5 ms convolution take 27 ms, depending on what ran before. Our CPU device caches freed
+# blocks; to compare kernels rather than allocators, PyTorch gets a malloc that keeps freed
+# memory too: the script re-executes itself once with these tunables (not with
+# --system-malloc, nor when GLIBC_TUNABLES is already set). They must be set at process start.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1000000000:glibc.malloc.trim_threshold=2000000000"
+if (__name__ == "__main__" and sys.platform.startswith("linux") and "--system-malloc" not in sys.argv
+        and "GLIBC_TUNABLES" not in os.environ):
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, "GLIBC_TUNABLES": MALLOC_TUNABLES})
+
+import torch  # noqa: E402 (after the re-exec above)
+import torch.nn.functional as F  # noqa: E402
+import torchvision.ops as tvops  # noqa: E402
 
 IMAGE_W, IMAGE_H = 800.0, 600.0  # RoI cases: the 38×50 feature map is its stride-16 map
 ROI_MIN_SIDE, ROI_MAX_SIDE = 16.0, 400.0
@@ -300,6 +312,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     ap.add_argument("--cuda", action="store_true", help="run on the GPU (cuda:0), timing with CUDA events")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="keep glibc's default malloc (which returns big freed blocks to the kernel) instead of MALLOC_TUNABLES")
     args = ap.parse_args()
     if args.repeats < 1 or args.warmup < 0 or args.min_time < 0 or args.max_repeats < args.repeats or args.threads < 1:
         ap.error("need --repeats >= 1, --warmup >= 0, --min-time >= 0, --max-repeats >= --repeats, --threads >= 1")
@@ -323,7 +337,8 @@ def main():
     else:
         device = torch.device("cpu")
         where = f"cpu ({torch.get_num_threads()} threads)"
-    print(f"torch {torch.__version__}, torchvision {__import__('torchvision').__version__}, device {where}: "
+    print(f"torch {torch.__version__}, torchvision {__import__('torchvision').__version__}, device {where}, "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}: "
           f"{len(cases)} cases; warmup {args.warmup}, then at least {args.repeats} repeats and {args.min_time:g} s "
           f"per case (at most {args.max_repeats} repeats)")
     print(f"{'case':<32} {'median ms':>11} {'min ms':>11} {'GFLOP/s':>9} {'repeats':>7}")
