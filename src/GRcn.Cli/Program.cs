@@ -6,5 +6,6 @@ var root = new RootCommand("grcn: G-RCN detection kernels and engine")
 {
     GoldenCommand.Create(),
     DevicesCommand.Create(),
+    BenchCommand.Create(),
 };
 return root.Parse(args).Invoke();
