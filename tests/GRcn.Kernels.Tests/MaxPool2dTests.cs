@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+using GRcn.Kernels.Cpu;
 using GRcn.Kernels.Tests.Reference;
 
 namespace GRcn.Kernels.Tests;
@@ -77,6 +79,145 @@ public sealed class MaxPool2dTests
                 if (!(Math.Abs(got[i] - want[i]) <= GradAbsTol + GradRelTol * Math.Abs(want[i])))
                     Assert.Fail($"{k} kind {kind}: dx[{i}] = {got[i]}, want {want[i]}");
             }
+        }
+    }
+
+    /// <summary>Values for the 2×2 paths: kinds of <see cref="Values"/>, plus signed zeros and −inf runs.</summary>
+    private static float[] Window2Values(Random rng, int count, int kind) => kind < 3
+        ? Values(rng, count, kind)
+        : Enumerable.Range(0, count).Select(_ => rng.Next(6) switch { 0 => NegInf, 1 => -0f, 2 => 0f, 3 => Nan, _ => rng.Next(-1, 2) }).ToArray();
+
+    private static (float[] Y, long[] Index, float[] Dx) Run(MaxPool2dCase k, float[] x, float[] dy, long[]? indices, bool generic)
+    {
+        MaxPool2dCpu.ForceGeneric = generic;
+        try
+        {
+            using var tx = Tensor.FromArray(x, k.N, k.C, k.H, k.W);
+            using var r = MaxPool2d.Forward(tx, k.Options);
+            using var ti = Tensor.FromArray(indices ?? r.Indices.ToArray<long>(), k.N, k.C, k.OH, k.OW);
+            using var tdy = Tensor.FromArray(dy, k.N, k.C, k.OH, k.OW);
+            using var dx = MaxPool2d.Backward(tdy, ti, k.H, k.W, k.Options);
+            return (r.Output.ToArray<float>(), r.Indices.ToArray<long>(), dx.ToArray<float>());
+        }
+        finally
+        {
+            MaxPool2dCpu.ForceGeneric = false;
+        }
+    }
+
+    private static void AssertSameBits(float[] want, float[] got, string what)
+    {
+        Assert.Equal(want.Length, got.Length);
+        for (int i = 0; i < got.Length; i++)
+        {
+            if (BitConverter.SingleToInt32Bits(got[i]) != BitConverter.SingleToInt32Bits(want[i]))
+                Assert.Fail($"{what}[{i}] = {got[i]} ({BitConverter.SingleToInt32Bits(got[i]):x8}), generic path gives {want[i]} ({BitConverter.SingleToInt32Bits(want[i]):x8})");
+        }
+    }
+
+    private static void AssertGradient(MaxPool2dCase k, double[] want, float[] got, string what)
+    {
+        Assert.Equal(want.Length, got.Length);
+        for (int i = 0; i < got.Length; i++)
+        {
+            if (!(Math.Abs(got[i] - want[i]) <= GradAbsTol + GradRelTol * Math.Abs(want[i])))
+                Assert.Fail($"{k} {what}: dx[{i}] = {got[i]}, want {want[i]}");
+        }
+    }
+
+    private static MaxPool2dGeometry Geometry(MaxPool2dCase k) =>
+        new(k.N, k.C, k.H, k.W, k.OH, k.OW, k.KH, k.KW, k.StrideH, k.StrideW, k.PadH, k.PadW);
+
+    /// <summary>The 2×2 paths need AVX2; elsewhere everything is generic.</summary>
+    private static MaxPool2dPath Fast(MaxPool2dPath path) => Avx2.IsSupported ? path : MaxPool2dPath.Generic;
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(1)]
+    public void Window2FastPaths_MatchReferenceAndGenericPath_OnRandomShapes(int stride)
+    {
+        var rng = new Random(4242 + stride);
+        for (int trial = 0; trial < 60; trial++)
+        {
+            // Widths around and off multiples of 8 (vector steps plus scalar tails), odd heights, and
+            // ceil mode, which keeps whole windows on even sizes and adds a partial one (generic) on odd.
+            int h = rng.Next(2, 20), w = trial < 8 ? 2 * stride * 8 + trial : rng.Next(2, 60);
+            var k = new MaxPool2dCase(rng.Next(1, 3), rng.Next(1, 4), h, w, 2, 2, stride, stride, CeilMode: rng.Next(4) == 0);
+            bool whole = stride == 1 || (h % 2 == 0 && w % 2 == 0) || !k.CeilMode;
+            Assert.Equal(whole ? Fast(stride == 2 ? MaxPool2dPath.Window2Stride2 : MaxPool2dPath.Window2Stride1) : MaxPool2dPath.Generic,
+                MaxPool2dCpu.Choose(Geometry(k)));
+            int kind = trial % 4;
+            var x = Window2Values(rng, k.N * k.C * k.H * k.W, kind);
+            // Gradients with signed zeros: the fast backward must give the scatter's bits (0 + −0 = +0).
+            var dy = Window2Values(rng, k.N * k.C * k.OH * k.OW, 0).Select(v => rng.Next(5) == 0 ? -0f : v).ToArray();
+
+            var fast = Run(k, x, dy, null, generic: false);
+            var (wantY, wantI) = MaxPool2dReference.Forward(k, x);
+            for (int i = 0; i < wantY.Length; i++)
+            {
+                if (fast.Index[i] != wantI[i] || !fast.Y[i].Equals(wantY[i]))
+                    Assert.Fail($"{k} kind {kind}: output {i} = ({fast.Y[i]}, {fast.Index[i]}), want ({wantY[i]}, {wantI[i]})");
+            }
+            AssertGradient(k, MaxPool2dReference.Backward(k, dy, wantI), fast.Dx, $"kind {kind}");
+
+            var generic = Run(k, x, dy, null, generic: true);
+            AssertSameBits(generic.Y, fast.Y, "y");
+            Assert.Equal(generic.Index, fast.Index);
+            AssertSameBits(generic.Dx, fast.Dx, "dx");
+        }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(1)]
+    public void Window2Backward_IndexOutsideItsWindow_ScattersAsGiven(int stride)
+    {
+        // Indices a forward pass would not give (another cell of the plane) make the fast backward
+        // decline the plane; the scatter must then give the reference sums. W = 21: vector columns and a tail.
+        var rng = new Random(77 + stride);
+        var k = new MaxPool2dCase(1, 4, 9, 21, 2, 2, stride, stride);
+        var x = Values(rng, k.N * k.C * k.H * k.W, 0);
+        var dy = Values(rng, k.N * k.C * k.OH * k.OW, 0);
+        var (_, indices) = MaxPool2dReference.Forward(k, x);
+        int plane = k.OH * k.OW;
+        indices[0 * plane + 3] = k.H * k.W - 1;               // vector part of plane 0
+        indices[1 * plane + k.OW - 1] = 0;                     // scalar tail of plane 1
+        indices[2 * plane + plane - 1] = indices[2 * plane + plane - 1] + 2; // two columns right of its window
+        var want = MaxPool2dReference.Backward(k, dy, indices);
+        var fast = Run(k, x, dy, indices, generic: false);
+        AssertGradient(k, want, fast.Dx, "moved indices");
+        AssertSameBits(Run(k, x, dy, indices, generic: true).Dx, fast.Dx, "dx");
+    }
+
+    [Fact]
+    public void Choose_TakesTheGenericPathUnlessEveryWindowIsAWhole2x2WithStride2Or1()
+    {
+        Assert.Equal(Fast(MaxPool2dPath.Window2Stride2), MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 76, 100, 2, 2, 2, 2))));
+        Assert.Equal(Fast(MaxPool2dPath.Window2Stride2), MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 7, 9, 2, 2, 2, 2))));
+        Assert.Equal(Fast(MaxPool2dPath.Window2Stride2), MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 8, 10, 2, 2, 2, 2, CeilMode: true))));
+        Assert.Equal(Fast(MaxPool2dPath.Window2Stride1), MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 76, 100, 2, 2, 1, 1))));
+        Assert.Equal(Fast(MaxPool2dPath.Window2Stride1), MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 7, 9, 2, 2, 1, 1, CeilMode: true))));
+        MaxPool2dCase[] generic =
+        [
+            new(1, 2, 11, 12, 2, 2, 2, 2, CeilMode: true),   // odd height: ceil adds a window hanging over the edge
+            new(1, 2, 12, 11, 2, 2, 2, 2, CeilMode: true),
+            new(1, 2, 3, 3, 2, 2, 2, 2, 1, 1, true),
+            new(1, 2, 8, 8, 2, 2, 1, 1, 1, 1),                // padding
+            new(1, 2, 8, 8, 2, 2, 2, 2, 1, 0),
+            new(1, 2, 8, 8, 2, 2, 2, 1),                      // mixed strides
+            new(1, 2, 10, 10, 2, 2, 3, 3),                    // stride above the window
+            new(1, 2, 9, 9, 3, 3, 2, 2),
+            new(1, 2, 8, 8, 2, 3, 1, 1),
+        ];
+        foreach (var k in generic) Assert.Equal(MaxPool2dPath.Generic, MaxPool2dCpu.Choose(Geometry(k)));
+        MaxPool2dCpu.ForceGeneric = true;
+        try
+        {
+            Assert.Equal(MaxPool2dPath.Generic, MaxPool2dCpu.Choose(Geometry(new MaxPool2dCase(1, 2, 76, 100, 2, 2, 2, 2))));
+        }
+        finally
+        {
+            MaxPool2dCpu.ForceGeneric = false;
         }
     }
 

@@ -1,6 +1,8 @@
 // max_pool2d on the CPU: a window scan per output element with PyTorch's winner rule, and a
-// scatter-add of the output gradient to the winners.
+// scatter-add of the output gradient to the winners; whole 2×2 windows with stride 2 or 1 (no
+// padding) take the vectorised paths of MaxPool2dCpu.Window2.cs, which give identical results.
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace GRcn.Kernels.Cpu;
 
@@ -18,6 +20,17 @@ internal sealed unsafe partial class CpuBackend : IMaxPool2dBackend
     }
 }
 
+/// <summary>Which plane kernels a pooling runs.</summary>
+internal enum MaxPool2dPath
+{
+    /// <summary>Any window, stride and padding: scalar window scan and scatter.</summary>
+    Generic,
+    /// <summary>2×2 windows, stride 2, no padding, every window inside the input.</summary>
+    Window2Stride2,
+    /// <summary>2×2 windows, stride 1, no padding, every window inside the input.</summary>
+    Window2Stride1,
+}
+
 /// <summary>2-D max pooling with indices, forward and backward, on NCHW float32, as PyTorch's CPU kernel.</summary>
 /// <remarks>
 /// <para>
@@ -31,23 +44,53 @@ internal sealed unsafe partial class CpuBackend : IMaxPool2dBackend
 /// </para>
 /// <para>
 /// Backward: each gradX plane is zeroed, then <c>gradX[p, indices[p, i, j]] += gradY[p, i, j]</c>
-/// for every output element, so overlapping windows (stride below the window) accumulate.
-/// Indices outside the plane are skipped and reported to the caller, which throws.
+/// for every output element in row-major order, so overlapping windows (stride below the window)
+/// accumulate, always in that order. Indices outside the plane are skipped and reported to the
+/// caller, which throws.
 /// </para>
-/// <para>Parallelism: the N·C planes are independent and are split across workers.</para>
+/// <para>
+/// The 2×2 paths (<see cref="Choose"/>) compute the same bits: see MaxPool2dCpu.Window2.cs.
+/// Parallelism: the N·C planes are independent and are split across workers in contiguous ranges.
+/// </para>
 /// </remarks>
-internal static unsafe class MaxPool2dCpu
+internal static unsafe partial class MaxPool2dCpu
 {
+    /// <summary>Test hook: poolings started on this thread take the generic path whatever their shape.</summary>
+    [ThreadStatic] internal static bool ForceGeneric;
+
+    /// <summary>The plane kernels for this geometry (chosen on the calling thread).</summary>
+    internal static MaxPool2dPath Choose(in MaxPool2dGeometry g)
+    {
+        if (ForceGeneric || !Avx2.IsSupported) return MaxPool2dPath.Generic;
+        if (g.KH != 2 || g.KW != 2 || g.StrideH != g.StrideW || g.PadH != 0 || g.PadW != 0) return MaxPool2dPath.Generic;
+        // The 2×2 kernels do index arithmetic in int32.
+        if ((long)g.H * g.W > int.MaxValue) return MaxPool2dPath.Generic;
+        // Every window must lie wholly inside the input: a ceil-mode window hanging over the edge is generic.
+        if (g.StrideH == 2 && 2 * g.OH <= g.H && 2 * g.OW <= g.W) return MaxPool2dPath.Window2Stride2;
+        if (g.StrideH == 1 && g.OH == g.H - 1 && g.OW == g.W - 1) return MaxPool2dPath.Window2Stride1;
+        return MaxPool2dPath.Generic;
+    }
+
     public static void Forward(float* x, float* y, long* indices, in MaxPool2dGeometry geometry)
     {
         var g = geometry;
+        var path = Choose(g);
         int planes = g.N * g.C;
         long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
         nint xp = (nint)x, yp = (nint)y, ip = (nint)indices;
         Parallelism.For(planes, outPlane * g.KH * g.KW, (start, end) =>
         {
             for (int p = start; p < end; p++)
-                Plane((float*)xp + p * inPlane, (float*)yp + p * outPlane, (long*)ip + p * outPlane, g);
+            {
+                float* xs = (float*)xp + p * inPlane, ys = (float*)yp + p * outPlane;
+                long* js = (long*)ip + p * outPlane;
+                switch (path)
+                {
+                    case MaxPool2dPath.Window2Stride2: Forward2x2Stride2(xs, ys, js, g.W, g.OH, g.OW); break;
+                    case MaxPool2dPath.Window2Stride1: Forward2x2Stride1(xs, ys, js, g.W, g.OH, g.OW); break;
+                    default: Plane(xs, ys, js, g); break;
+                }
+            }
         });
     }
 
@@ -89,6 +132,7 @@ internal static unsafe class MaxPool2dCpu
     public static bool Backward(float* gradY, long* indices, float* gradX, in MaxPool2dGeometry geometry, out long badIndex)
     {
         var g = geometry;
+        var path = Choose(g);
         int planes = g.N * g.C;
         long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
         nint dyp = (nint)gradY, ip = (nint)indices, dxp = (nint)gradX;
@@ -96,12 +140,26 @@ internal static unsafe class MaxPool2dCpu
         int found = 0;
         Parallelism.For(planes, outPlane + inPlane, (start, end) =>
         {
-            for (int p = start; p < end; p++)
+            float[]? rows = path == MaxPool2dPath.Window2Stride1 ? GradientRows(g.OW) : null;
+            fixed (float* scratch = rows)
             {
-                if (!ScatterPlane((float*)dyp + p * outPlane, (long*)ip + p * outPlane, outPlane, (float*)dxp + p * inPlane, inPlane, out long k))
+                for (int p = start; p < end; p++)
                 {
-                    Interlocked.Exchange(ref bad, k);
-                    Volatile.Write(ref found, 1);
+                    float* dy = (float*)dyp + p * outPlane, dx = (float*)dxp + p * inPlane;
+                    long* index = (long*)ip + p * outPlane;
+                    // A fast path declines a plane holding an index outside its own window (not what
+                    // a forward pass gives); the scatter then redoes that plane.
+                    bool done = path switch
+                    {
+                        MaxPool2dPath.Window2Stride2 => Backward2x2Stride2(dy, index, dx, g.H, g.W, g.OH, g.OW),
+                        MaxPool2dPath.Window2Stride1 => Backward2x2Stride1(dy, index, dx, g.W, g.OH, g.OW, scratch),
+                        _ => false,
+                    };
+                    if (!done && !ScatterPlane(dy, index, outPlane, dx, inPlane, out long k))
+                    {
+                        Interlocked.Exchange(ref bad, k);
+                        Volatile.Write(ref found, 1);
+                    }
                 }
             }
         });
