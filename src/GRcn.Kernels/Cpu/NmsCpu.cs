@@ -40,17 +40,21 @@ internal sealed unsafe partial class CpuBackend : INmsBackend
 /// remaining list to the boxes it does not suppress (O(K²) worst case). Used for a negative
 /// threshold (where disjoint boxes suppress each other) and for few boxes.</item>
 /// <item><see cref="GridSweep"/> for a threshold ≥ 0: a pair can only be above it when both
-/// boxes are non-degenerate and overlap with positive width and height, so each candidate is
-/// tested only against kept boxes sharing a cell of a uniform grid (cell side from the median
-/// box size), 4 pairs at a time in AVX double arithmetic (the same IEEE operations as the
-/// scalar decision); degenerate boxes are kept untested; boxes covering many cells go to a
+/// boxes are non-degenerate and overlap with positive width and height, so degenerate boxes
+/// are kept untested and each candidate is tested only against kept boxes sharing a cell of a
+/// uniform grid (cell side from the median box size), each such pair once (in the first cell
+/// both cover), 8 pairs at a time: a float32 pre-filter that is exact for the overlap and
+/// conservative for the IoU, then the double decision for the pairs it passes
+/// (<see cref="BoxLists.AnySuppresses(int*, int, in Candidate, TestMode)"/>; 4 pairs at a time
+/// in double where float32 could overflow or underflow). Boxes covering many cells go to a
 /// list every candidate tests. Near-linear for boxes small against the image.</item>
 /// </list>
 /// The sweep itself is sequential (the greedy order is a chain of decisions).
 /// </para>
 /// <para>
-/// batched_nms runs the suppression per class (classes in parallel with
-/// <see cref="Parallelism.For"/>), comparing only boxes of one class on their own coordinates.
+/// batched_nms groups the sorted positions by class (a stable radix sort on the class ids)
+/// and runs the suppression per class (classes in parallel with <see cref="Parallelism.For"/>),
+/// comparing only boxes of one class on their own coordinates.
 /// Result order follows torchvision's two CPU paths: up to <see cref="CoordinateTrickMaxBoxes"/>
 /// boxes it runs one nms over class-offset boxes, so kept boxes come in the global stable score
 /// order; above that it runs nms per class and orders the kept indices (ascending) with torch's
@@ -77,7 +81,7 @@ internal static unsafe class NmsCpu
     private const double CellSides = 1.25;
 
     /// <summary>Boxes whose sides estimate the median.</summary>
-    private const int SideSample = 255;
+    private const int SideSample = 63;
 
     /// <summary>Most cells per grid axis.</summary>
     private const int MaxGridSide = 1024;
@@ -115,22 +119,14 @@ internal static unsafe class NmsCpu
         Gather(boxes, order, k, ws.Coords);
 
         // group the sorted positions by class, each group ascending (so in score order)
-        long* cls = ws.Classes;
         int* pos = ws.Positions, groupStart = ws.GroupStart;
-        for (int i = 0; i < k; i++)
-        {
-            cls[i] = idxs[order[i]];
-            pos[i] = i;
-        }
-        new Span<long>(cls, k).Sort(new Span<int>(pos, k));
+        ulong* cls = GroupByClass(idxs, order, k, pos, ws);
         int groups = 0;
         for (int i = 0; i < k; i++)
         {
             if (i == 0 || cls[i] != cls[i - 1]) groupStart[groups++] = i;
         }
         groupStart[groups] = k;
-        for (int gi = 0; gi < groups; gi++)
-            new Span<int>(pos + groupStart[gi], groupStart[gi + 1] - groupStart[gi]).Sort();
 
         // per-class suppression; group gi writes its kept positions into kept[gs[gi] ..], then flags them
         byte* flag = ws.Flags;
@@ -150,13 +146,20 @@ internal static unsafe class NmsCpu
         });
 
         int count = 0;
-        for (int i = 0; i < k; i++)
-            if (flag[i] != 0) keep[count++] = order[i];
-        // up to CoordinateTrickMaxBoxes: one nms over offset boxes, kept boxes in the global stable score order
-        if (k <= CoordinateTrickMaxBoxes) return count;
+        if (k <= CoordinateTrickMaxBoxes)
+        {
+            // one nms over offset boxes: kept boxes in the global stable score order
+            for (int i = 0; i < k; i++)
+                if (flag[i] != 0) keep[count++] = order[i];
+            return count;
+        }
 
-        // per-class path: kept indices ascending, then torch's (unstable) descending sort of their scores
-        new Span<long>(keep, count).Sort();
+        // per-class path: kept indices ascending (flags moved from sorted positions to indices),
+        // then torch's (unstable) descending sort of their scores
+        byte* byIndex = flag + k;
+        for (int i = 0; i < k; i++) byIndex[order[i]] = flag[i];
+        for (int i = 0; i < k; i++)
+            if (byIndex[i] != 0) keep[count++] = i;
         Span<ScoreIndex> pairs = ws.Pairs(count);
         for (int i = 0; i < count; i++) pairs[i] = new ScoreIndex(scores[keep[i]], keep[i]);
         IntroSort.Sort(pairs);
@@ -258,6 +261,54 @@ internal static unsafe class NmsCpu
             idxB = it;
         }
         if (idxA != order) new Span<int>(idxA, k).CopyTo(new Span<int>(order, k));
+    }
+
+    /// <summary>
+    /// pos = the sorted positions 0 .. K − 1 stably ordered by the class of their box (an LSD
+    /// radix sort in bytes of the class ids, skipping bytes that never vary), so each class's
+    /// positions stay ascending; returns the class keys in that order.
+    /// </summary>
+    private static ulong* GroupByClass(long* idxs, int* order, int k, int* pos, Workspace ws)
+    {
+        ulong* keyA = ws.Keys, keyB = keyA + k;
+        int* posA = pos, posB = ws.SortIndices;
+        int* hist = ws.Histogram;
+        new Span<int>(hist, 8 * 256).Clear();
+        for (int i = 0; i < k; i++)
+        {
+            ulong key = (ulong)idxs[order[i]] ^ 0x8000_0000_0000_0000ul;  // signed order (any order would do)
+            keyA[i] = key;
+            posA[i] = i;
+            for (int d = 0; d < 8; d++) hist[256 * d + (int)((key >> (8 * d)) & 255)]++;
+        }
+        for (int d = 0; d < 8; d++)
+        {
+            int shift = 8 * d;
+            int* h = hist + 256 * d;
+            if (h[(int)((keyA[0] >> shift) & 255)] == k) continue;  // one byte value throughout
+            int sum = 0;
+            for (int b = 0; b < 256; b++)
+            {
+                int c = h[b];
+                h[b] = sum;
+                sum += c;
+            }
+            for (int i = 0; i < k; i++)
+            {
+                ulong key = keyA[i];
+                int dst = h[(int)((key >> shift) & 255)]++;
+                keyB[dst] = key;
+                posB[dst] = posA[i];
+            }
+            ulong* kt = keyA;
+            keyA = keyB;
+            keyB = kt;
+            int* pt = posA;
+            posA = posB;
+            posB = pt;
+        }
+        if (posA != pos) new Span<int>(posA, k).CopyTo(new Span<int>(pos, k));
+        return keyA;
     }
 
     /// <summary>coords (5 × K): x1, y1, x2, y2, area rows in sorted order, float64.</summary>
@@ -712,7 +763,6 @@ internal static unsafe class NmsCpu
         private ulong[] _keys = [];
         private int[] _ints = [];
         private double[] _coords = [];
-        private long[] _classes = [];
         private byte[] _flags = [];
         private ScoreIndex[] _pairs = [];
         private int _k;
@@ -721,13 +771,13 @@ internal static unsafe class NmsCpu
         {
             var ws = t_current ??= new Workspace();
             ws._k = k;
-            ws.Keys = Pin(ref ws._keys, k);
-            ws.Order = Pin(ref ws._ints, 5 * k + 1 + 3 * 2048);
-            ws.Coords = Pin(ref ws._coords, 5 * k);
+            ws.Keys = Pin(ref ws._keys, 2L * k);
+            ws.Order = Pin(ref ws._ints, 5L * k + 1 + 3 * 2048);
+            ws.Coords = Pin(ref ws._coords, 5L * k);
             return ws;
         }
 
-        /// <summary>K 64-bit sort keys (or 2K 32-bit ones).</summary>
+        /// <summary>2K 64-bit sort keys (or 4K 32-bit ones).</summary>
         public ulong* Keys { get; private set; }
 
         public int* Order { get; private set; }
@@ -737,8 +787,8 @@ internal static unsafe class NmsCpu
         public int* GroupStart => Order + 4L * _k;
         public int* Histogram => Order + 5L * _k + 1;
         public double* Coords { get; private set; }
-        public long* Classes => Pin(ref _classes, _k);
-        public byte* Flags => Pin(ref _flags, _k);
+        /// <summary>2K flags.</summary>
+        public byte* Flags => Pin(ref _flags, 2L * _k);
         public Span<ScoreIndex> Pairs(int n) => new(Pin(ref _pairs, n), n);
     }
 
