@@ -1,7 +1,10 @@
 // roi_pool on the CPU, exactly as torchvision.ops.roi_pool (csrc/ops/cpu/roi_pool_kernel.cpp):
 // RoI coordinates are scaled and rounded half away from zero in double, bins are cut with
 // floor/ceil in double, max pooling keeps the first strictly greater value.
+using System.Buffers;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GRcn.Kernels.Cpu;
 
@@ -37,26 +40,40 @@ internal sealed unsafe partial class CpuBackend : IRoiPoolBackend
 /// </remarks>
 internal static unsafe class RoiPoolCpu
 {
-    /// <summary>Bin edges of every RoI: per RoI, ph (start, end) row pairs then pw (start, end) column pairs, clipped.</summary>
-    private static int[] BinEdges(float* rois, in RoiGeometry g)
+    /// <summary>Test hook: calls started on this thread run this path (see <see cref="RoiKernelPath"/>).</summary>
+    [ThreadStatic] internal static RoiKernelPath Path;
+
+    [ThreadStatic] private static float[]? t_binMax;
+    [ThreadStatic] private static int[]? t_binArg;
+
+    /// <summary>
+    /// Bin edges of every RoI into <paramref name="edges"/>: per RoI, ph (start, end) row pairs
+    /// then pw (start, end) column pairs, clipped. Returns the cells all bins of all RoIs cover
+    /// in one channel (the work of a pass over the bins).
+    /// </summary>
+    private static long BinEdges(float* rois, int* edges, in RoiGeometry g)
     {
         int stride = 2 * (g.PH + g.PW);
-        var edges = new int[checked(g.K * stride)];
+        long cells = 0;
         for (int k = 0; k < g.K; k++)
         {
             float* r = rois + (long)k * 5;
-            int o = k * stride;
-            Axis(r[2], r[4], g.SpatialScale, g.PH, g.H, edges.AsSpan(o, 2 * g.PH));
-            Axis(r[1], r[3], g.SpatialScale, g.PW, g.W, edges.AsSpan(o + 2 * g.PH, 2 * g.PW));
+            int* e = edges + (long)k * stride;
+            Axis(r[2], r[4], g.SpatialScale, g.PH, g.H, e);
+            Axis(r[1], r[3], g.SpatialScale, g.PW, g.W, e + 2 * g.PH);
+            long rows = 0, cols = 0;
+            for (int i = 0; i < g.PH; i++) rows += Math.Max(0, e[2 * i + 1] - e[2 * i]);
+            for (int j = 0; j < g.PW; j++) cols += Math.Max(0, e[2 * g.PH + 2 * j + 1] - e[2 * g.PH + 2 * j]);
+            cells += rows * cols;
         }
-        return edges;
+        return cells;
     }
 
     /// <summary>
     /// Bin edges along one axis. Integer arithmetic of the reference done in double, which is
     /// exact for any in-range coordinate and saturates sensibly (clipped) for absurd ones.
     /// </summary>
-    private static void Axis(float lo, float hi, double scale, int bins, int size, Span<int> edges)
+    private static void Axis(float lo, float hi, double scale, int bins, int size, int* edges)
     {
         double start = Math.Round(lo * scale, MidpointRounding.AwayFromZero);
         double end = Math.Round(hi * scale, MidpointRounding.AwayFromZero);
@@ -73,25 +90,53 @@ internal static unsafe class RoiPoolCpu
 
     public static void Forward(float* x, float* rois, float* y, long* argmax, RoiGeometry g)
     {
-        int[] edges = BinEdges(rois, g);
+        if (g.C == 0) return;
+        int stride = 2 * (g.PH + g.PW);
+        int[] edgeArray = ArrayPool<int>.Shared.Rent(checked(g.K * stride));
+        try
+        {
+            fixed (int* edges = edgeArray)
+            {
+                long cells = BinEdges(rois, edges, g);
+                // Packing costs about one pass over every input cell; the blocked scan is many
+                // times cheaper per cell than the scalar one, so it pays once the bins cover
+                // half the map's cells per channel.
+                bool blocked = Path switch
+                {
+                    RoiKernelPath.Scalar => false,
+                    RoiKernelPath.Blocked => true,
+                    _ => g.C >= 8 && 2 * cells >= (long)g.N * g.H * g.W,
+                };
+                if (blocked && RoiChannelBlocks.Supported(g.H, g.W) && (long)RoiChannelBlocks.Blocks(g.C) * g.K <= int.MaxValue)
+                    ForwardBlocked(x, rois, y, argmax, edges, g);
+                else
+                    ForwardScalar(x, rois, y, argmax, edges, g);
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(edgeArray);
+        }
+    }
+
+    private static void ForwardScalar(float* x, float* rois, float* y, long* argmax, int* edges, in RoiGeometry g)
+    {
         int groups = (long)g.K * g.C <= int.MaxValue ? g.C : 1;
-        if (groups == 0) return;
         long plane = (long)g.H * g.W;
         long cost = Math.Max(1, Math.Min(plane, 4L * g.PH * g.PW + plane));
-        nint px = (nint)x, pr = (nint)rois, py = (nint)y, pa = (nint)argmax;
+        int stride = 2 * (g.PH + g.PW);
+        var geo = g;
+        nint px = (nint)x, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
         Parallelism.For(g.K * groups, cost, (start, end) =>
         {
-            fixed (int* e = edges)
+            for (int i = start; i < end;)
             {
-                for (int i = start; i < end;)
-                {
-                    int k = i / groups;
-                    int segEnd = Math.Min(end, (k + 1) * groups);
-                    int c0 = (int)((long)(i - k * groups) * g.C / groups);
-                    int c1 = (int)((long)(segEnd - k * groups) * g.C / groups);
-                    ForwardRoi(k, c0, c1, (float*)px, (float*)pr, (float*)py, (long*)pa, e + (long)k * 2 * (g.PH + g.PW), g);
-                    i = segEnd;
-                }
+                int k = i / groups;
+                int segEnd = Math.Min(end, (k + 1) * groups);
+                int c0 = (int)((long)(i - k * groups) * geo.C / groups);
+                int c1 = (int)((long)(segEnd - k * groups) * geo.C / groups);
+                ForwardRoi(k, c0, c1, (float*)px, (float*)pr, (float*)py, (long*)pa, (int*)pe + (long)k * stride, geo);
+                i = segEnd;
             }
         });
     }
@@ -143,6 +188,116 @@ internal static unsafe class RoiPoolCpu
         }
     }
 
+    /// <summary>
+    /// The blocked path: x is packed to (N, ⌈C/32⌉, H, W, 32) and each (channel block, RoI)
+    /// pair scans its bins 32 channels at a time, the items ordered block-major so a worker
+    /// keeps one block plane in cache across all RoIs.
+    /// </summary>
+    private static void ForwardBlocked(float* x, float* rois, float* y, long* argmax, int* edges, in RoiGeometry g)
+    {
+        const int width = RoiChannelBlocks.Width;
+        using var packed = RoiChannelBlocks.Rent(g.N, g.C, g.H, g.W);
+        float* xb = packed.Ptr<float>();
+        RoiChannelBlocks.Pack(x, xb, g.N, g.C, g.H, g.W);
+        int blocks = RoiChannelBlocks.Blocks(g.C);
+        int bins = g.PH * g.PW;
+        int stride = 2 * (g.PH + g.PW);
+        long cost = Math.Max(1, (long)g.PH * g.PW * width);
+        var geo = g;
+        nint pb = (nint)xb, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
+        Parallelism.For(blocks * g.K, cost, (start, end) =>
+        {
+            float[] maxArray = RoiChannelBlocks.Grow(ref t_binMax, (long)bins * width);
+            int[] argArray = RoiChannelBlocks.Grow(ref t_binArg, (long)bins * width);
+            fixed (float* binMax = maxArray)
+            fixed (int* binArg = argArray)
+            {
+                for (int i = start; i < end; i++)
+                {
+                    int cb = i / geo.K, k = i % geo.K;
+                    int b = (int)((float*)pr)[(long)k * 5];
+                    float* plane = (float*)pb + ((long)b * blocks + cb) * geo.H * geo.W * width;
+                    ScanBlock(plane, (int*)pe + (long)k * stride, binMax, binArg, geo);
+                    int c0 = cb * width;
+                    long o = ((long)k * geo.C + c0) * bins;
+                    RoiChannelBlocks.BinsOut(binMax, (float*)py + o, Math.Min(width, geo.C - c0), bins);
+                    RoiChannelBlocks.BinsOut(binArg, (long*)pa + o, Math.Min(width, geo.C - c0), bins);
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// Max and argmax of every bin of one RoI over one block plane (H·W cells of 32 channels),
+    /// into binMax and binArg (bins, 32). Per lane this is the scalar scan: the maximum starts
+    /// at −FLT_MAX with argmax −1 and a cell replaces it only when strictly greater (an ordered
+    /// comparison, so NaN never wins), cells in row-major order; an empty bin gives 0 and −1.
+    /// </summary>
+    private static void ScanBlock(float* plane, int* edges, float* binMax, int* binArg, in RoiGeometry g)
+    {
+        const int width = RoiChannelBlocks.Width;
+        int* rowEdges = edges;
+        int* colEdges = edges + 2 * g.PH;
+        var lowest = Vector256.Create(-float.MaxValue);
+        var none = Vector256.Create(-1).AsSingle();
+        var one = Vector256.Create(1);
+        for (int i = 0; i < g.PH; i++)
+        {
+            int hs = rowEdges[2 * i], he = rowEdges[2 * i + 1];
+            for (int j = 0; j < g.PW; j++)
+            {
+                int ws = colEdges[2 * j], we = colEdges[2 * j + 1];
+                float* om = binMax + (i * g.PW + j) * width;
+                float* oa = (float*)(binArg + (i * g.PW + j) * width);
+                if (he <= hs || we <= ws)
+                {
+                    for (int l = 0; l < width; l += 8)
+                    {
+                        Avx.Store(om + l, Vector256<float>.Zero);
+                        Avx.Store(oa + l, none);
+                    }
+                    continue;
+                }
+                Vector256<float> m0 = lowest, m1 = lowest, m2 = lowest, m3 = lowest;
+                Vector256<float> a0 = none, a1 = none, a2 = none, a3 = none;
+                for (int h = hs; h < he; h++)
+                {
+                    float* cell = plane + ((long)h * g.W + ws) * width;
+                    // The argmax of lane l is the flat cell index h·W + w, as int32 bits in a float vector.
+                    var index = Vector256.Create(h * g.W + ws);
+                    for (int w = ws; w < we; w++, cell += width, index = Avx2.Add(index, one))
+                    {
+                        var v0 = Avx.LoadAlignedVector256(cell);
+                        var v1 = Avx.LoadAlignedVector256(cell + 8);
+                        var v2 = Avx.LoadAlignedVector256(cell + 16);
+                        var v3 = Avx.LoadAlignedVector256(cell + 24);
+                        var g0 = Avx.Compare(v0, m0, FloatComparisonMode.OrderedGreaterThanNonSignaling);
+                        var g1 = Avx.Compare(v1, m1, FloatComparisonMode.OrderedGreaterThanNonSignaling);
+                        var g2 = Avx.Compare(v2, m2, FloatComparisonMode.OrderedGreaterThanNonSignaling);
+                        var g3 = Avx.Compare(v3, m3, FloatComparisonMode.OrderedGreaterThanNonSignaling);
+                        var fi = index.AsSingle();
+                        m0 = Avx.BlendVariable(m0, v0, g0);
+                        m1 = Avx.BlendVariable(m1, v1, g1);
+                        m2 = Avx.BlendVariable(m2, v2, g2);
+                        m3 = Avx.BlendVariable(m3, v3, g3);
+                        a0 = Avx.BlendVariable(a0, fi, g0);
+                        a1 = Avx.BlendVariable(a1, fi, g1);
+                        a2 = Avx.BlendVariable(a2, fi, g2);
+                        a3 = Avx.BlendVariable(a3, fi, g3);
+                    }
+                }
+                Avx.Store(om, m0);
+                Avx.Store(om + 8, m1);
+                Avx.Store(om + 16, m2);
+                Avx.Store(om + 24, m3);
+                Avx.Store(oa, a0);
+                Avx.Store(oa + 8, a1);
+                Avx.Store(oa + 16, a2);
+                Avx.Store(oa + 24, a3);
+            }
+        }
+    }
+
     public static void Backward(float* gradY, float* rois, long* argmax, float* gradX, RoiGeometry g)
     {
         long plane = (long)g.H * g.W;
@@ -178,12 +333,13 @@ internal static unsafe class RoiPoolCpu
         long plane = (long)g.H * g.W;
         int bins = g.PH * g.PW;
         bool valid = true;
-        NativeMemory.Clear(gradX + ((long)b * g.C + c0) * plane, (nuint)((c1 - c0) * plane * sizeof(float)));
-        foreach (int k in imageRois)
+        for (int c = c0; c < c1; c++)
         {
-            for (int c = c0; c < c1; c++)
+            // One plane at a time, so it stays in L1 while every RoI of the image adds to it.
+            float* gx = gradX + ((long)b * g.C + c) * plane;
+            NativeMemory.Clear(gx, (nuint)(plane * sizeof(float)));
+            foreach (int k in imageRois)
             {
-                float* gx = gradX + ((long)b * g.C + c) * plane;
                 long o = ((long)k * g.C + c) * bins;
                 float* gy = gradY + o;
                 long* ap = argmax + o;
