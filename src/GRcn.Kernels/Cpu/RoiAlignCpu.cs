@@ -60,6 +60,7 @@ internal static unsafe class RoiAlignCpu
     [ThreadStatic] private static int[]? t_offsets;
     [ThreadStatic] private static int[]? t_run;
     [ThreadStatic] private static float[]? t_bins;
+    [ThreadStatic] private static float[]? t_stage;
 
     /// <summary>Geometry of one RoI, in the reference's double arithmetic.</summary>
     private readonly struct Roi
@@ -463,7 +464,9 @@ internal static unsafe class RoiAlignCpu
                         k1++;
                     }
                     float[] accArray = RoiChannelBlocks.Grow(ref t_bins, (long)bins * width);
+                    float[] stageArray = RoiChannelBlocks.Grow(ref t_stage, (long)bins * width);
                     fixed (float* acc = accArray)
+                    fixed (float* stage = stageArray)
                     {
                         for (int cb = 0; cb < blocks; cb++)
                         {
@@ -479,13 +482,16 @@ internal static unsafe class RoiAlignCpu
                                 var count = Vector256.Create((float)Math.Max(1, r.Samples));
                                 for (int bin = 0; bin < bins; bin++, sp += r.Samples)
                                     AccumulateBin(plane, sp, r.Samples, acc + bin * width, first: true, count);
-                                RoiChannelBlocks.BinsOut(acc, (float*)py + ((long)k * geo.C + c0) * bins, Math.Min(width, geo.C - c0), bins);
+                                int channels = Math.Min(width, geo.C - c0);
+                                RoiChannelBlocks.BinsOut(acc, stage, channels, bins);
+                                RoiChannelBlocks.Stream((byte*)stage, (byte*)((float*)py + ((long)k * geo.C + c0) * bins), (long)channels * bins * sizeof(float));
                             }
                         }
                     }
                     i = Math.Min(end, k1 * blocks);
                 }
             }
+            Sse.StoreFence();
         });
     }
 

@@ -146,6 +146,22 @@ internal static unsafe class RoiChannelBlocks
         }
     }
 
+    /// <summary>
+    /// Copies <paramref name="bytes"/> from <paramref name="src"/> to <paramref name="dst"/> with
+    /// non-temporal stores where dst is 32-byte aligned (outputs far larger than the caches
+    /// skip the read-for-ownership); the caller fences (<see cref="Sse.StoreFence"/>) before
+    /// other threads read dst.
+    /// </summary>
+    public static void Stream(byte* src, byte* dst, long bytes)
+    {
+        long head = Math.Min(bytes, (32 - ((long)dst & 31)) & 31);
+        Buffer.MemoryCopy(src, dst, head, head);
+        long i = head;
+        for (; i + 32 <= bytes; i += 32)
+            Avx.StoreAlignedNonTemporal(dst + i, Avx.LoadVector256(src + i));
+        Buffer.MemoryCopy(src + i, dst + i, bytes - i, bytes - i);
+    }
+
     /// <summary>Transposes the 8×8 tile at <paramref name="src"/> (rows <paramref name="srcStride"/> apart) into <paramref name="dst"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8(float* src, long srcStride, float* dst, long dstStride)

@@ -45,6 +45,8 @@ internal static unsafe class RoiPoolCpu
 
     [ThreadStatic] private static float[]? t_binMax;
     [ThreadStatic] private static int[]? t_binArg;
+    [ThreadStatic] private static float[]? t_outMax;
+    [ThreadStatic] private static long[]? t_outArg;
 
     /// <summary>
     /// Bin edges of every RoI into <paramref name="edges"/>: per RoI, ph (start, end) row pairs
@@ -209,8 +211,12 @@ internal static unsafe class RoiPoolCpu
         {
             float[] maxArray = RoiChannelBlocks.Grow(ref t_binMax, (long)bins * width);
             int[] argArray = RoiChannelBlocks.Grow(ref t_binArg, (long)bins * width);
+            float[] outMaxArray = RoiChannelBlocks.Grow(ref t_outMax, (long)bins * width);
+            long[] outArgArray = RoiChannelBlocks.Grow(ref t_outArg, (long)bins * width);
             fixed (float* binMax = maxArray)
             fixed (int* binArg = argArray)
+            fixed (float* outMax = outMaxArray)
+            fixed (long* outArg = outArgArray)
             {
                 for (int i = start; i < end; i++)
                 {
@@ -218,12 +224,15 @@ internal static unsafe class RoiPoolCpu
                     int b = (int)((float*)pr)[(long)k * 5];
                     float* plane = (float*)pb + ((long)b * blocks + cb) * geo.H * geo.W * width;
                     ScanBlock(plane, (int*)pe + (long)k * stride, binMax, binArg, geo);
-                    int c0 = cb * width;
+                    int c0 = cb * width, count = Math.Min(width, geo.C - c0);
                     long o = ((long)k * geo.C + c0) * bins;
-                    RoiChannelBlocks.BinsOut(binMax, (float*)py + o, Math.Min(width, geo.C - c0), bins);
-                    RoiChannelBlocks.BinsOut(binArg, (long*)pa + o, Math.Min(width, geo.C - c0), bins);
+                    RoiChannelBlocks.BinsOut(binMax, outMax, count, bins);
+                    RoiChannelBlocks.BinsOut(binArg, outArg, count, bins);
+                    RoiChannelBlocks.Stream((byte*)outMax, (byte*)((float*)py + o), (long)count * bins * sizeof(float));
+                    RoiChannelBlocks.Stream((byte*)outArg, (byte*)((long*)pa + o), (long)count * bins * sizeof(long));
                 }
             }
+            Sse.StoreFence();
         });
     }
 
