@@ -433,66 +433,7 @@ internal static unsafe class RoiAlignCpu
         long cost = Math.Max(1, (long)bins * width);
         var geo = g;
         nint pb = (nint)xb, py = (nint)y;
-        Parallelism.For(g.K * blocks, cost, (start, end) =>
-        {
-            Sample[] sampleArray = RoiChannelBlocks.Grow(ref t_samples, ChunkSamples);
-            int[] runArray = RoiChannelBlocks.Grow(ref t_run, ChunkSamples + 1);
-            fixed (Sample* buf = sampleArray)
-            fixed (int* runStart = runArray)
-            {
-                for (int i = start; i < end;)
-                {
-                    int k0 = i / blocks;
-                    if ((long)geometry[k0].Samples * bins > ChunkSamples)
-                    {
-                        int cbEnd = Math.Min(blocks, end - k0 * blocks);
-                        ForwardLargeRoi(k0, i - k0 * blocks, cbEnd, geometry[k0], (float*)pb, (float*)py, buf, geo);
-                        i = k0 * blocks + cbEnd;
-                        continue;
-                    }
-                    // The run: RoIs k0 .. k1 − 1, RoI k's points at buf[runStart[k − k0] ..].
-                    int kLast = (end - 1) / blocks, k1 = k0, used = 0;
-                    while (k1 <= kLast && k1 - k0 < ChunkSamples)
-                    {
-                        ref readonly Roi r = ref geometry[k1];
-                        long need = (long)r.Samples * bins;
-                        if (used + need > ChunkSamples) break;
-                        runStart[k1 - k0] = used;
-                        for (int bin = 0; bin < bins && r.Samples > 0; bin++)
-                            Build(r, bin / geo.PW, bin % geo.PW, 0, r.Samples, geo.H, geo.W, 0, buf + used + (long)bin * r.Samples);
-                        used += (int)need;
-                        k1++;
-                    }
-                    float[] accArray = RoiChannelBlocks.Grow(ref t_bins, (long)bins * width);
-                    float[] stageArray = RoiChannelBlocks.Grow(ref t_stage, (long)bins * width);
-                    fixed (float* acc = accArray)
-                    fixed (float* stage = stageArray)
-                    {
-                        for (int cb = 0; cb < blocks; cb++)
-                        {
-                            int c0 = cb * width;
-                            for (int k = k0; k < k1; k++)
-                            {
-                                int item = k * blocks + cb;
-                                if (item < start || item >= end) continue;
-                                ref readonly Roi r = ref geometry[k];
-                                float* plane = (float*)pb + ((long)r.Batch * blocks + cb) * geo.H * geo.W * width;
-                                Sample* sp = buf + runStart[k - k0];
-                                // A RoI without points gives 0 (its sums stay 0; 1 avoids 0 / 0).
-                                var count = Vector256.Create((float)Math.Max(1, r.Samples));
-                                for (int bin = 0; bin < bins; bin++, sp += r.Samples)
-                                    AccumulateBin(plane, sp, r.Samples, acc + bin * width, first: true, count);
-                                int channels = Math.Min(width, geo.C - c0);
-                                RoiChannelBlocks.BinsOut(acc, stage, channels, bins);
-                                RoiChannelBlocks.Stream((byte*)stage, (byte*)((float*)py + ((long)k * geo.C + c0) * bins), (long)channels * bins * sizeof(float));
-                            }
-                        }
-                    }
-                    i = Math.Min(end, k1 * blocks);
-                }
-            }
-            Sse.StoreFence();
-        });
+        Parallelism.For(g.K * blocks, cost, (start, end) => ForwardBlockedRange(start, end, geometry, (float*)pb, (float*)py, geo));
     }
 
     /// <summary>Blocked forward of RoI k's channel blocks [cb0, cb1) when its points do not fit one run.</summary>
@@ -545,6 +486,72 @@ internal static unsafe class RoiAlignCpu
                 RoiChannelBlocks.BinsOut(a, y + ((long)k * g.C + c0) * bins, Math.Min(width, g.C - c0), bins);
             }
         }
+    }
+
+    /// <summary>Blocked forward of the (RoI, channel block) items [start, end), RoI-major.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardBlockedRange(int start, int end, Roi[] geometry, float* xb, float* y, in RoiGeometry geo)
+    {
+        const int width = RoiChannelBlocks.Width;
+        int blocks = RoiChannelBlocks.Blocks(geo.C);
+        int bins = geo.PH * geo.PW;
+        Sample[] sampleArray = RoiChannelBlocks.Grow(ref t_samples, ChunkSamples);
+        int[] runArray = RoiChannelBlocks.Grow(ref t_run, ChunkSamples + 1);
+        fixed (Sample* buf = sampleArray)
+        fixed (int* runStart = runArray)
+        {
+            for (int i = start; i < end;)
+            {
+                int k0 = i / blocks;
+                if ((long)geometry[k0].Samples * bins > ChunkSamples)
+                {
+                    int cbEnd = Math.Min(blocks, end - k0 * blocks);
+                    ForwardLargeRoi(k0, i - k0 * blocks, cbEnd, geometry[k0], xb, y, buf, geo);
+                    i = k0 * blocks + cbEnd;
+                    continue;
+                }
+                // The run: RoIs k0 .. k1 − 1, RoI k's points at buf[runStart[k − k0] ..].
+                int kLast = (end - 1) / blocks, k1 = k0, used = 0;
+                while (k1 <= kLast && k1 - k0 < ChunkSamples)
+                {
+                    ref readonly Roi r = ref geometry[k1];
+                    long need = (long)r.Samples * bins;
+                    if (used + need > ChunkSamples) break;
+                    runStart[k1 - k0] = used;
+                    for (int bin = 0; bin < bins && r.Samples > 0; bin++)
+                        Build(r, bin / geo.PW, bin % geo.PW, 0, r.Samples, geo.H, geo.W, 0, buf + used + (long)bin * r.Samples);
+                    used += (int)need;
+                    k1++;
+                }
+                float[] accArray = RoiChannelBlocks.Grow(ref t_bins, (long)bins * width);
+                float[] stageArray = RoiChannelBlocks.Grow(ref t_stage, (long)bins * width);
+                fixed (float* acc = accArray)
+                fixed (float* stage = stageArray)
+                {
+                    for (int cb = 0; cb < blocks; cb++)
+                    {
+                        int c0 = cb * width;
+                        for (int k = k0; k < k1; k++)
+                        {
+                            int item = k * blocks + cb;
+                            if (item < start || item >= end) continue;
+                            ref readonly Roi r = ref geometry[k];
+                            float* plane = xb + ((long)r.Batch * blocks + cb) * geo.H * geo.W * width;
+                            Sample* sp = buf + runStart[k - k0];
+                            // A RoI without points gives 0 (its sums stay 0; 1 avoids 0 / 0).
+                            var count = Vector256.Create((float)Math.Max(1, r.Samples));
+                            for (int bin = 0; bin < bins; bin++, sp += r.Samples)
+                                AccumulateBin(plane, sp, r.Samples, acc + bin * width, first: true, count);
+                            int channels = Math.Min(width, geo.C - c0);
+                            RoiChannelBlocks.BinsOut(acc, stage, channels, bins);
+                            RoiChannelBlocks.Stream((byte*)stage, (byte*)(y + ((long)k * geo.C + c0) * bins), (long)channels * bins * sizeof(float));
+                        }
+                    }
+                }
+                i = Math.Min(end, k1 * blocks);
+            }
+        }
+        Sse.StoreFence();
     }
 
     /// <summary>
@@ -619,72 +626,7 @@ internal static unsafe class RoiAlignCpu
         long cost = plane * width + (long)g.K / Math.Max(1, g.N) * bins * width;
         var geo = g;
         nint pb = (nint)packed.Ptr<float>(), pgy = (nint)gradY, pgx = (nint)gradX;
-        Parallelism.For(g.N * blocks, cost, (start, end) =>
-        {
-            Sample[] sampleArray = RoiChannelBlocks.Grow(ref t_samples, ChunkSamples);
-            int[] offsetArray = RoiChannelBlocks.Grow(ref t_offsets, ChunkSamples + 1);
-            int[] runArray = RoiChannelBlocks.Grow(ref t_run, 2 * ChunkSamples);
-            float[] gyArray = RoiChannelBlocks.Grow(ref t_bins, (long)bins * width);
-            fixed (Sample* buf = sampleArray)
-            fixed (int* offs = offsetArray)
-            fixed (int* run = runArray)
-            fixed (float* gyBins = gyArray)
-            {
-                for (int b = start / blocks; b <= (end - 1) / blocks; b++)
-                {
-                    int cb0 = Math.Max(start - b * blocks, 0), cb1 = Math.Min(end - b * blocks, blocks);
-                    float* gb = (float*)pb + (long)b * blocks * plane * width;
-                    new Span<float>(gb + cb0 * plane * width, checked((int)((cb1 - cb0) * plane * width))).Clear();
-                    ReadOnlySpan<int> imageRois = order.AsSpan(first[b], first[b + 1] - first[b]);
-                    for (int idx = 0; idx < imageRois.Length;)
-                    {
-                        ref readonly Roi r0 = ref geometry[imageRois[idx]];
-                        if ((long)r0.Samples * bins > ChunkSamples)
-                        {
-                            BackwardLargeRoi(imageRois[idx], cb0, cb1, r0, (float*)pgy, gb, buf, offs, gyBins, geo);
-                            idx++;
-                            continue;
-                        }
-                        // The run: RoI run[2q] has its bins' points at buf[offs[run[2q + 1] + bin] .. offs[run[2q + 1] + bin + 1]).
-                        int runLength = 0, binCount = 0;
-                        offs[0] = 0;
-                        long budget = 0;
-                        for (; idx < imageRois.Length && runLength < ChunkSamples; idx++)
-                        {
-                            ref readonly Roi r = ref geometry[imageRois[idx]];
-                            long need = (long)r.Samples * bins;
-                            if (need > ChunkSamples || budget + need > ChunkSamples) break;
-                            if (r.Samples == 0) continue;
-                            budget += need;
-                            run[2 * runLength] = imageRois[idx];
-                            run[2 * runLength + 1] = binCount;
-                            runLength++;
-                            double count = r.Samples;
-                            for (int bin = 0; bin < bins; bin++, binCount++)
-                                offs[binCount + 1] = offs[binCount] + Build(r, bin / geo.PW, bin % geo.PW, 0, r.Samples, geo.H, geo.W, count, buf + offs[binCount]);
-                        }
-                        for (int cb = cb0; cb < cb1; cb++)
-                        {
-                            float* gp = gb + cb * plane * width;
-                            int c0 = cb * width;
-                            for (int q = 0; q < runLength; q++)
-                            {
-                                int k = run[2 * q];
-                                RoiChannelBlocks.BinsIn((float*)pgy + ((long)k * geo.C + c0) * bins, gyBins, Math.Min(width, geo.C - c0), bins);
-                                int* o = offs + run[2 * q + 1];
-                                for (int bin = 0; bin < bins; bin++)
-                                    ScatterBin(gp, gyBins + bin * width, buf + o[bin], o[bin + 1] - o[bin]);
-                            }
-                        }
-                    }
-                    for (int cb = cb0; cb < cb1; cb++)
-                    {
-                        int c0 = cb * width;
-                        RoiChannelBlocks.UnpackBlock(gb + cb * plane * width, (float*)pgx + ((long)b * geo.C + c0) * plane, Math.Min(width, geo.C - c0), plane);
-                    }
-                }
-            }
-        });
+        Parallelism.For(g.N * blocks, cost, (start, end) => BackwardBlockedRange(start, end, geometry, order, first, (float*)pb, (float*)pgy, (float*)pgx, geo));
     }
 
     /// <summary>Blocked backward of RoI k into block planes [cb0, cb1) of its image when its points do not fit one run.</summary>
@@ -724,6 +666,79 @@ internal static unsafe class RoiAlignCpu
                     int c0 = cb * width;
                     RoiChannelBlocks.BinsIn(gradY + ((long)k * g.C + c0) * bins, gyBins, Math.Min(width, g.C - c0), bins);
                     ScatterBin(gb + cb * planeLength, gyBins + bin * width, buf, n);
+                }
+            }
+        }
+    }
+
+    /// <summary>Blocked backward of the (image, channel block) planes [start, end), image-major.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardBlockedRange(int start, int end, Roi[] geometry, int[] order, int[] first, float* gxb, float* gradY, float* gradX, in RoiGeometry geo)
+    {
+        const int width = RoiChannelBlocks.Width;
+        int blocks = RoiChannelBlocks.Blocks(geo.C);
+        int bins = geo.PH * geo.PW;
+        long plane = (long)geo.H * geo.W;
+        Sample[] sampleArray = RoiChannelBlocks.Grow(ref t_samples, ChunkSamples);
+        int[] offsetArray = RoiChannelBlocks.Grow(ref t_offsets, ChunkSamples + 1);
+        int[] runArray = RoiChannelBlocks.Grow(ref t_run, 2 * ChunkSamples);
+        float[] gyArray = RoiChannelBlocks.Grow(ref t_bins, (long)bins * width);
+        fixed (Sample* buf = sampleArray)
+        fixed (int* offs = offsetArray)
+        fixed (int* run = runArray)
+        fixed (float* gyBins = gyArray)
+        {
+            for (int b = start / blocks; b <= (end - 1) / blocks; b++)
+            {
+                int cb0 = Math.Max(start - b * blocks, 0), cb1 = Math.Min(end - b * blocks, blocks);
+                float* gb = gxb + (long)b * blocks * plane * width;
+                new Span<float>(gb + cb0 * plane * width, checked((int)((cb1 - cb0) * plane * width))).Clear();
+                ReadOnlySpan<int> imageRois = order.AsSpan(first[b], first[b + 1] - first[b]);
+                for (int idx = 0; idx < imageRois.Length;)
+                {
+                    ref readonly Roi r0 = ref geometry[imageRois[idx]];
+                    if ((long)r0.Samples * bins > ChunkSamples)
+                    {
+                        BackwardLargeRoi(imageRois[idx], cb0, cb1, r0, gradY, gb, buf, offs, gyBins, geo);
+                        idx++;
+                        continue;
+                    }
+                    // The run: RoI run[2q] has its bins' points at buf[offs[run[2q + 1] + bin] .. offs[run[2q + 1] + bin + 1]).
+                    int runLength = 0, binCount = 0;
+                    offs[0] = 0;
+                    long budget = 0;
+                    for (; idx < imageRois.Length && runLength < ChunkSamples; idx++)
+                    {
+                        ref readonly Roi r = ref geometry[imageRois[idx]];
+                        long need = (long)r.Samples * bins;
+                        if (need > ChunkSamples || budget + need > ChunkSamples) break;
+                        if (r.Samples == 0) continue;
+                        budget += need;
+                        run[2 * runLength] = imageRois[idx];
+                        run[2 * runLength + 1] = binCount;
+                        runLength++;
+                        double count = r.Samples;
+                        for (int bin = 0; bin < bins; bin++, binCount++)
+                            offs[binCount + 1] = offs[binCount] + Build(r, bin / geo.PW, bin % geo.PW, 0, r.Samples, geo.H, geo.W, count, buf + offs[binCount]);
+                    }
+                    for (int cb = cb0; cb < cb1; cb++)
+                    {
+                        float* gp = gb + cb * plane * width;
+                        int c0 = cb * width;
+                        for (int q = 0; q < runLength; q++)
+                        {
+                            int k = run[2 * q];
+                            RoiChannelBlocks.BinsIn(gradY + ((long)k * geo.C + c0) * bins, gyBins, Math.Min(width, geo.C - c0), bins);
+                            int* o = offs + run[2 * q + 1];
+                            for (int bin = 0; bin < bins; bin++)
+                                ScatterBin(gp, gyBins + bin * width, buf + o[bin], o[bin + 1] - o[bin]);
+                        }
+                    }
+                }
+                for (int cb = cb0; cb < cb1; cb++)
+                {
+                    int c0 = cb * width;
+                    RoiChannelBlocks.UnpackBlock(gb + cb * plane * width, gradX + ((long)b * geo.C + c0) * plane, Math.Min(width, geo.C - c0), plane);
                 }
             }
         }

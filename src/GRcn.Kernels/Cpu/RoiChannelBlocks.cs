@@ -62,6 +62,7 @@ internal static unsafe class RoiChannelBlocks
     }
 
     /// <summary>dst[p·32 + l] = src[l·plane + p] for l &lt; count, 0 for the other lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackBlock(float* src, float* dst, int count, long plane)
     {
         int full = count & ~7;
@@ -82,6 +83,7 @@ internal static unsafe class RoiChannelBlocks
     }
 
     /// <summary>Unpacks block <paramref name="src"/> (plane, 32) into channels [0, count) of dst (count, plane).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void UnpackBlock(float* src, float* dst, int count, long plane)
     {
         int full = count & ~7;
@@ -98,6 +100,7 @@ internal static unsafe class RoiChannelBlocks
     }
 
     /// <summary>dst[l·bins + j] = src[j·32 + l] for l &lt; count, j &lt; bins: per-bin results to a (channels, bins) output run.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BinsOut(float* src, float* dst, int count, int bins)
     {
         int full = count & ~7, b8 = bins & ~7;
@@ -113,6 +116,7 @@ internal static unsafe class RoiChannelBlocks
     }
 
     /// <summary>As <see cref="BinsOut(float*, float*, int, int)"/>, widening int32 to int64.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BinsOut(int* src, long* dst, int count, int bins)
     {
         int full = count & ~7, b8 = bins & ~7;
@@ -128,6 +132,7 @@ internal static unsafe class RoiChannelBlocks
     }
 
     /// <summary>dst[j·32 + l] = src[l·bins + j] for l &lt; count, 0 for the other lanes: a (channels, bins) run to per-bin vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void BinsIn(float* src, float* dst, int count, int bins)
     {
         int full = count & ~7, b8 = bins & ~7;
@@ -152,6 +157,7 @@ internal static unsafe class RoiChannelBlocks
     /// skip the read-for-ownership); the caller fences (<see cref="Sse.StoreFence"/>) before
     /// other threads read dst.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Stream(byte* src, byte* dst, long bytes)
     {
         long head = Math.Min(bytes, (32 - ((long)dst & 31)) & 31);

@@ -2,6 +2,7 @@
 // RoI coordinates are scaled and rounded half away from zero in double, bins are cut with
 // floor/ceil in double, max pooling keeps the first strictly greater value.
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -207,33 +208,7 @@ internal static unsafe class RoiPoolCpu
         long cost = Math.Max(1, (long)g.PH * g.PW * width);
         var geo = g;
         nint pb = (nint)xb, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
-        Parallelism.For(blocks * g.K, cost, (start, end) =>
-        {
-            float[] maxArray = RoiChannelBlocks.Grow(ref t_binMax, (long)bins * width);
-            int[] argArray = RoiChannelBlocks.Grow(ref t_binArg, (long)bins * width);
-            float[] outMaxArray = RoiChannelBlocks.Grow(ref t_outMax, (long)bins * width);
-            long[] outArgArray = RoiChannelBlocks.Grow(ref t_outArg, (long)bins * width);
-            fixed (float* binMax = maxArray)
-            fixed (int* binArg = argArray)
-            fixed (float* outMax = outMaxArray)
-            fixed (long* outArg = outArgArray)
-            {
-                for (int i = start; i < end; i++)
-                {
-                    int cb = i / geo.K, k = i % geo.K;
-                    int b = (int)((float*)pr)[(long)k * 5];
-                    float* plane = (float*)pb + ((long)b * blocks + cb) * geo.H * geo.W * width;
-                    ScanBlock(plane, (int*)pe + (long)k * stride, binMax, binArg, geo);
-                    int c0 = cb * width, count = Math.Min(width, geo.C - c0);
-                    long o = ((long)k * geo.C + c0) * bins;
-                    RoiChannelBlocks.BinsOut(binMax, outMax, count, bins);
-                    RoiChannelBlocks.BinsOut(binArg, outArg, count, bins);
-                    RoiChannelBlocks.Stream((byte*)outMax, (byte*)((float*)py + o), (long)count * bins * sizeof(float));
-                    RoiChannelBlocks.Stream((byte*)outArg, (byte*)((long*)pa + o), (long)count * bins * sizeof(long));
-                }
-            }
-            Sse.StoreFence();
-        });
+        Parallelism.For(blocks * g.K, cost, (start, end) => ForwardBlockedRange(start, end, (float*)pb, (float*)pr, (float*)py, (long*)pa, (int*)pe, geo));
     }
 
     /// <summary>
@@ -242,6 +217,7 @@ internal static unsafe class RoiPoolCpu
     /// at −FLT_MAX with argmax −1 and a cell replaces it only when strictly greater (an ordered
     /// comparison, so NaN never wins), cells in row-major order; an empty bin gives 0 and −1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScanBlock(float* plane, int* edges, float* binMax, int* binArg, in RoiGeometry g)
     {
         const int width = RoiChannelBlocks.Width;
@@ -307,6 +283,40 @@ internal static unsafe class RoiPoolCpu
         }
     }
 
+    /// <summary>Blocked forward of the (channel block, RoI) items [start, end), block-major.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardBlockedRange(int start, int end, float* xb, float* rois, float* y, long* argmax, int* edges, in RoiGeometry geo)
+    {
+        const int width = RoiChannelBlocks.Width;
+        int blocks = RoiChannelBlocks.Blocks(geo.C);
+        int bins = geo.PH * geo.PW;
+        int stride = 2 * (geo.PH + geo.PW);
+        float[] maxArray = RoiChannelBlocks.Grow(ref t_binMax, (long)bins * width);
+        int[] argArray = RoiChannelBlocks.Grow(ref t_binArg, (long)bins * width);
+        float[] outMaxArray = RoiChannelBlocks.Grow(ref t_outMax, (long)bins * width);
+        long[] outArgArray = RoiChannelBlocks.Grow(ref t_outArg, (long)bins * width);
+        fixed (float* binMax = maxArray)
+        fixed (int* binArg = argArray)
+        fixed (float* outMax = outMaxArray)
+        fixed (long* outArg = outArgArray)
+        {
+            for (int i = start; i < end; i++)
+            {
+                int cb = i / geo.K, k = i % geo.K;
+                int b = (int)(rois)[(long)k * 5];
+                float* plane = xb + ((long)b * blocks + cb) * geo.H * geo.W * width;
+                ScanBlock(plane, edges + (long)k * stride, binMax, binArg, geo);
+                int c0 = cb * width, count = Math.Min(width, geo.C - c0);
+                long o = ((long)k * geo.C + c0) * bins;
+                RoiChannelBlocks.BinsOut(binMax, outMax, count, bins);
+                RoiChannelBlocks.BinsOut(binArg, outArg, count, bins);
+                RoiChannelBlocks.Stream((byte*)outMax, (byte*)(y + o), (long)count * bins * sizeof(float));
+                RoiChannelBlocks.Stream((byte*)outArg, (byte*)(argmax + o), (long)count * bins * sizeof(long));
+            }
+        }
+        Sse.StoreFence();
+    }
+
     public static void Backward(float* gradY, float* rois, long* argmax, float* gradX, RoiGeometry g)
     {
         long plane = (long)g.H * g.W;
@@ -337,6 +347,7 @@ internal static unsafe class RoiPoolCpu
     /// gradients into them. Returns false when an argmax value is neither −1 nor a cell of
     /// the plane (such bins are skipped).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool BackwardImage(int b, int c0, int c1, float* gradY, long* argmax, float* gradX, ReadOnlySpan<int> imageRois, in RoiGeometry g)
     {
         long plane = (long)g.H * g.W;
