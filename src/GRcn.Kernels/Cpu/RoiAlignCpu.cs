@@ -1,8 +1,12 @@
 // roi_align on the CPU, exactly as torchvision.ops.roi_align (csrc/ops/cpu/roi_align_kernel.cpp
 // and roi_align_common.h): sample positions and bilinear weights in double, computed once per
-// sample point and reused for every channel; feature values accumulated in float.
+// sample point and reused for every channel; feature values accumulated in float. x (N, C, H, W),
+// rois (K, 5) → y (K, C, ph, pw). With AVX2 and enough sample points the kernels run on a
+// channel-blocked copy, 32 channels per FMA sweep (forward: workers take contiguous runs of
+// (RoI, channel block) items; backward: of (image, channel block) planes); otherwise per channel.
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -36,7 +40,10 @@ internal sealed unsafe partial class CpuBackend : IRoiAlignBackend
 /// block of sample points (positions and float weights, derived in double) for whole bins of
 /// one RoI, then sweeps its channels over that block, so positions and weights are computed
 /// once per RoI and worker and reused for every channel. Bins with more sample points than a
-/// block holds are done in several blocks.
+/// block holds are done in several blocks. Where AVX2 is available and the points outnumber
+/// a quarter of the map's cells, the blocked path runs instead (see <see cref="ForwardBlocked"/>
+/// and <see cref="BackwardBlocked"/>): per lane the same points, weights and order, with fused
+/// multiply-adds and a float division by the point count.
 /// </para>
 /// <para>
 /// Backward: gradX (N, C, H, W) = 0, then each valid sample adds gradY · w / (grid_h·grid_w)
@@ -406,7 +413,7 @@ internal static unsafe class RoiAlignCpu
     /// </summary>
     private static bool UseBlocked(Roi[] geometry, in RoiGeometry g, int items)
     {
-        if (!RoiChannelBlocks.Supported(g.H, g.W) || g.H == 0 || g.W == 0
+        if (!RoiChannelBlocks.Supported(g.H, g.W)
             || (long)RoiChannelBlocks.Blocks(g.C) * items > int.MaxValue) return false;
         if (Path != RoiKernelPath.Auto) return Path == RoiKernelPath.Blocked;
         double points = 0;
@@ -692,7 +699,7 @@ internal static unsafe class RoiAlignCpu
             {
                 int cb0 = Math.Max(start - b * blocks, 0), cb1 = Math.Min(end - b * blocks, blocks);
                 float* gb = gxb + (long)b * blocks * plane * width;
-                new Span<float>(gb + cb0 * plane * width, checked((int)((cb1 - cb0) * plane * width))).Clear();
+                NativeMemory.Clear(gb + cb0 * plane * width, (nuint)((cb1 - cb0) * plane * width * sizeof(float)));
                 ReadOnlySpan<int> imageRois = order.AsSpan(first[b], first[b + 1] - first[b]);
                 for (int idx = 0; idx < imageRois.Length;)
                 {

@@ -29,8 +29,8 @@ internal static unsafe class RoiChannelBlocks
 
     public static int Blocks(int channels) => (channels + Width - 1) / Width;
 
-    /// <summary>True when the blocked path can run here: AVX2, and cell indices of a plane fit in int32.</summary>
-    public static bool Supported(int h, int w) => Avx2.IsSupported && (long)h * w * Width <= int.MaxValue;
+    /// <summary>True when the blocked path can run here: AVX2, and a non-empty plane whose cell indices fit in int32.</summary>
+    public static bool Supported(int h, int w) => Avx2.IsSupported && h > 0 && w > 0 && (long)h * w <= int.MaxValue;
 
     /// <summary>A scratch map in the blocked layout from the CPU device's caching allocator (uninitialised).</summary>
     public static Tensor Rent(int n, int c, int h, int w) => Tensor.Empty(Device.Cpu, DataType.Float32, n, Blocks(c), h * w, Width);

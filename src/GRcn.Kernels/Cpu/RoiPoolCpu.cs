@@ -1,6 +1,9 @@
 // roi_pool on the CPU, exactly as torchvision.ops.roi_pool (csrc/ops/cpu/roi_pool_kernel.cpp):
 // RoI coordinates are scaled and rounded half away from zero in double, bins are cut with
-// floor/ceil in double, max pooling keeps the first strictly greater value.
+// floor/ceil in double, max pooling keeps the first strictly greater value. x (N, C, H, W),
+// rois (K, 5) → y, argmax (K, C, ph, pw). Forward scans 32 channels at a time with AVX2 on a
+// channel-blocked copy of x (workers take contiguous runs of (channel block, RoI) items), or
+// per channel where that does not pay; backward scatters per (image, channel) plane.
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -28,14 +31,20 @@ internal sealed unsafe partial class CpuBackend : IRoiPoolBackend
 /// An empty bin gives 0 and argmax −1; otherwise the maximum starts at −FLT_MAX and a cell
 /// wins only when strictly greater (the first maximum in row-major order wins; NaN and −∞
 /// never win, so a bin of only those gives −FLT_MAX and argmax −1). argmax = h·W + w.
-/// The bin edges of every RoI are computed once per call; the (RoI, channel) pairs are split
-/// across workers in contiguous ranges.
+/// The bin edges of every RoI are computed once per call. Blocked path (AVX2, enough work to
+/// pay for packing): x is packed to (N, ⌈C/32⌉, H, W, 32) and the (channel block, RoI) items,
+/// block-major, are split across workers in contiguous ranges; each item scans its bins for
+/// 32 channels at once with the same per-lane rule (ordered compare, blend), reorders the
+/// (bins, 32) results to the (32, bins) runs of y and argmax and streams them out with
+/// non-temporal stores. Scalar path: the (RoI, channel) pairs are split across workers in
+/// contiguous ranges.
 /// </para>
 /// <para>
 /// Backward: gradX (N, C, H, W) = 0, then gradX[b, c, argmax] += gradY for every bin with
 /// argmax ≥ 0, RoIs in increasing order (the reference's summation order). RoIs are grouped
 /// by image and the (image, channel) planes are split across workers, so each plane of gradX
-/// is written by one worker only (no races, deterministic). An argmax value that is neither
+/// is written by one worker only (no races, deterministic); a worker adds every RoI to a tile
+/// of about 256 KiB of its planes before moving to the next tile. An argmax value that is neither
 /// −1 nor a cell of the plane is skipped and reported afterwards as an ArgumentException.
 /// </para>
 /// </remarks>
