@@ -126,9 +126,10 @@ internal static unsafe class RoiAlignCpu
             throw new ArgumentException($"{name} has {g.H} × {g.W} cells per plane; roi_align supports planes of fewer than 2^31 cells", name);
     }
 
+    /// <summary>The geometry of every RoI, in a pooled array (at least K long) the caller returns.</summary>
     private static Roi[] Prepare(float* rois, in RoiGeometry g, int samplingRatio, bool aligned)
     {
-        var r = new Roi[g.K];
+        var r = ArrayPool<Roi>.Shared.Rent(g.K);
         for (int k = 0; k < g.K; k++) r[k] = new Roi(rois + (long)k * 5, g, samplingRatio, aligned, k);
         return r;
     }
@@ -234,40 +235,47 @@ internal static unsafe class RoiAlignCpu
     {
         CheckPlane(g, "x");
         Roi[] geometry = Prepare(rois, g, samplingRatio, aligned);
-        if (g.C == 0) return;
-        if (UseBlocked(geometry, g, g.K))
+        try
         {
-            ForwardBlocked(x, y, geometry, g);
-            return;
-        }
-        int groups = (long)g.K * g.C <= int.MaxValue ? g.C : 1;
-        long perRoi = 0;
-        foreach (var r in geometry) perRoi += r.Samples;
-        long cost = Math.Max(1, perRoi / g.K * g.PH * g.PW * 4);
-        nint px = (nint)x, py = (nint)y;
-        Parallelism.For(g.K * groups, cost, (start, end) =>
-        {
-            Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
-            try
+            if (g.C == 0) return;
+            if (UseBlocked(geometry, g, g.K))
             {
-                fixed (Sample* buf = buffer)
+                ForwardBlocked(x, y, geometry, g);
+                return;
+            }
+            int groups = (long)g.K * g.C <= int.MaxValue ? g.C : 1;
+            long perRoi = 0;
+            for (int k = 0; k < g.K; k++) perRoi += geometry[k].Samples;
+            long cost = Math.Max(1, perRoi / g.K * g.PH * g.PW * 4);
+            nint px = (nint)x, py = (nint)y;
+            Parallelism.For(g.K * groups, cost, (start, end) =>
+            {
+                Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
+                try
                 {
-                    for (int i = start; i < end;)
+                    fixed (Sample* buf = buffer)
                     {
-                        int k = i / groups;
-                        int segEnd = Math.Min(end, (k + 1) * groups);
-                        int c0 = (int)((long)(i - k * groups) * g.C / groups);
-                        int c1 = (int)((long)(segEnd - k * groups) * g.C / groups);
-                        ForwardRoi(k, c0, c1, geometry[k], (float*)px, (float*)py, buf, g);
-                        i = segEnd;
+                        for (int i = start; i < end;)
+                        {
+                            int k = i / groups;
+                            int segEnd = Math.Min(end, (k + 1) * groups);
+                            int c0 = (int)((long)(i - k * groups) * g.C / groups);
+                            int c1 = (int)((long)(segEnd - k * groups) * g.C / groups);
+                            ForwardRoi(k, c0, c1, geometry[k], (float*)px, (float*)py, buf, g);
+                            i = segEnd;
+                        }
                     }
                 }
-            }
-            finally
-            {
-                ArrayPool<Sample>.Shared.Return(buffer);
-            }
-        });
+                finally
+                {
+                    ArrayPool<Sample>.Shared.Return(buffer);
+                }
+            });
+        }
+        finally
+        {
+            ArrayPool<Roi>.Shared.Return(geometry);
+        }
     }
 
     private static void ForwardRoi(int k, int c0, int c1, in Roi r, float* x, float* y, Sample* buf, in RoiGeometry g)
@@ -320,44 +328,52 @@ internal static unsafe class RoiAlignCpu
         CheckPlane(g, "gradX");
         Roi[] geometry = Prepare(rois, g, samplingRatio, aligned);
         var (order, first) = RoiImages.Group(rois, g.K, g.N);
-        if (g.C == 0) return;
-        if (UseBlocked(geometry, g, g.N))
+        try
         {
-            BackwardBlocked(gradY, gradX, geometry, order, first, g);
-            return;
-        }
-        int groups = (long)g.N * g.C <= int.MaxValue ? g.C : 1;
-        long perImage = 0;
-        foreach (var r in geometry) perImage += r.Samples;
-        long cost = (long)g.H * g.W + perImage / Math.Max(1, g.N) * g.PH * g.PW * 4;
-        nint pgy = (nint)gradY, pgx = (nint)gradX;
-        Parallelism.For(g.N * groups, cost, (start, end) =>
-        {
-            Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
-            int[] offsets = ArrayPool<int>.Shared.Rent(BlockSamples + 1);
-            try
+            if (g.C == 0) return;
+            if (UseBlocked(geometry, g, g.N))
             {
-                fixed (Sample* buf = buffer)
-                fixed (int* offs = offsets)
+                BackwardBlocked(gradY, gradX, geometry, order, first, g);
+                return;
+            }
+            int groups = (long)g.N * g.C <= int.MaxValue ? g.C : 1;
+            long perImage = 0;
+            for (int k = 0; k < g.K; k++) perImage += geometry[k].Samples;
+            long cost = (long)g.H * g.W + perImage / Math.Max(1, g.N) * g.PH * g.PW * 4;
+            nint pgy = (nint)gradY, pgx = (nint)gradX;
+            Parallelism.For(g.N * groups, cost, (start, end) =>
+            {
+                Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
+                int[] offsets = ArrayPool<int>.Shared.Rent(BlockSamples + 1);
+                try
                 {
-                    for (int i = start; i < end;)
+                    fixed (Sample* buf = buffer)
+                    fixed (int* offs = offsets)
                     {
-                        int b = i / groups;
-                        int segEnd = Math.Min(end, (b + 1) * groups);
-                        int c0 = (int)((long)(i - b * groups) * g.C / groups);
-                        int c1 = (int)((long)(segEnd - b * groups) * g.C / groups);
-                        BackwardImage(b, c0, c1, geometry, order.AsSpan(first[b], first[b + 1] - first[b]),
-                            (float*)pgy, (float*)pgx, buf, offs, g);
-                        i = segEnd;
+                        for (int i = start; i < end;)
+                        {
+                            int b = i / groups;
+                            int segEnd = Math.Min(end, (b + 1) * groups);
+                            int c0 = (int)((long)(i - b * groups) * g.C / groups);
+                            int c1 = (int)((long)(segEnd - b * groups) * g.C / groups);
+                            BackwardImage(b, c0, c1, geometry, order.AsSpan(first[b], first[b + 1] - first[b]),
+                                (float*)pgy, (float*)pgx, buf, offs, g);
+                            i = segEnd;
+                        }
                     }
                 }
-            }
-            finally
-            {
-                ArrayPool<int>.Shared.Return(offsets);
-                ArrayPool<Sample>.Shared.Return(buffer);
-            }
-        });
+                finally
+                {
+                    ArrayPool<int>.Shared.Return(offsets);
+                    ArrayPool<Sample>.Shared.Return(buffer);
+                }
+            });
+        }
+        finally
+        {
+            RoiImages.Return(order, first);
+            ArrayPool<Roi>.Shared.Return(geometry);
+        }
     }
 
     /// <summary>Zeroes image <paramref name="b"/>'s channels [c0, c1) of gradX and scatters its RoIs' gradients into them.</summary>

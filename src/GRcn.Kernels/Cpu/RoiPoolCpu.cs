@@ -330,25 +330,32 @@ internal static unsafe class RoiPoolCpu
     {
         long plane = (long)g.H * g.W;
         var (order, first) = RoiImages.Group(rois, g.K, g.N);
-        int groups = (long)g.N * g.C <= int.MaxValue ? g.C : 1;
-        if (groups == 0) return;
-        long cost = plane + (long)g.K / Math.Max(1, g.N) * g.PH * g.PW;
-        int invalid = 0;
-        nint pgy = (nint)gradY, pa = (nint)argmax, pgx = (nint)gradX;
-        Parallelism.For(g.N * groups, cost, (start, end) =>
+        try
         {
-            for (int i = start; i < end;)
+            int groups = (long)g.N * g.C <= int.MaxValue ? g.C : 1;
+            if (groups == 0) return;
+            long cost = plane + (long)g.K / Math.Max(1, g.N) * g.PH * g.PW;
+            int invalid = 0;
+            nint pgy = (nint)gradY, pa = (nint)argmax, pgx = (nint)gradX;
+            Parallelism.For(g.N * groups, cost, (start, end) =>
             {
-                int b = i / groups;
-                int segEnd = Math.Min(end, (b + 1) * groups);
-                int c0 = (int)((long)(i - b * groups) * g.C / groups);
-                int c1 = (int)((long)(segEnd - b * groups) * g.C / groups);
-                if (!BackwardImage(b, c0, c1, (float*)pgy, (long*)pa, (float*)pgx, order.AsSpan(first[b], first[b + 1] - first[b]), g))
-                    Volatile.Write(ref invalid, 1);
-                i = segEnd;
-            }
-        });
-        if (invalid != 0) ThrowBadArgmax(argmax, (long)g.K * g.C * g.PH * g.PW, plane);
+                for (int i = start; i < end;)
+                {
+                    int b = i / groups;
+                    int segEnd = Math.Min(end, (b + 1) * groups);
+                    int c0 = (int)((long)(i - b * groups) * g.C / groups);
+                    int c1 = (int)((long)(segEnd - b * groups) * g.C / groups);
+                    if (!BackwardImage(b, c0, c1, (float*)pgy, (long*)pa, (float*)pgx, order.AsSpan(first[b], first[b + 1] - first[b]), g))
+                        Volatile.Write(ref invalid, 1);
+                    i = segEnd;
+                }
+            });
+            if (invalid != 0) ThrowBadArgmax(argmax, (long)g.K * g.C * g.PH * g.PW, plane);
+        }
+        finally
+        {
+            RoiImages.Return(order, first);
+        }
     }
 
     /// <summary>
@@ -407,16 +414,26 @@ internal static unsafe class RoiImages
 {
     /// <summary>
     /// Returns <c>order</c> (RoI indices sorted by batch index, stable) and <c>first</c> (N + 1
-    /// offsets: image b's RoIs are order[first[b] .. first[b + 1])).
+    /// offsets: image b's RoIs are order[first[b] .. first[b + 1])), in pooled arrays (possibly
+    /// longer) that the caller gives back with <see cref="Return"/>.
     /// </summary>
     public static (int[] Order, int[] First) Group(float* rois, int k, int n)
     {
-        var first = new int[n + 1];
+        var first = ArrayPool<int>.Shared.Rent(n + 1);
+        var order = ArrayPool<int>.Shared.Rent(Math.Max(k, 1));
+        Array.Clear(first, 0, n + 1);
         for (int i = 0; i < k; i++) first[(int)rois[(long)i * 5] + 1]++;
         for (int b = 0; b < n; b++) first[b + 1] += first[b];
-        var order = new int[k];
-        var next = (int[])first.Clone();
-        for (int i = 0; i < k; i++) order[next[(int)rois[(long)i * 5]]++] = i;
+        // Fill with first[b] as image b's cursor (ending at image b + 1's offset), then shift back.
+        for (int i = 0; i < k; i++) order[first[(int)rois[(long)i * 5]]++] = i;
+        for (int b = n; b > 0; b--) first[b] = first[b - 1];
+        first[0] = 0;
         return (order, first);
+    }
+
+    public static void Return(int[] order, int[] first)
+    {
+        ArrayPool<int>.Shared.Return(order);
+        ArrayPool<int>.Shared.Return(first);
     }
 }
