@@ -212,8 +212,6 @@ internal static unsafe class RoiPoolCpu
         float* xb = packed.Ptr<float>();
         RoiChannelBlocks.Pack(x, xb, g.N, g.C, g.H, g.W);
         int blocks = RoiChannelBlocks.Blocks(g.C);
-        int bins = g.PH * g.PW;
-        int stride = 2 * (g.PH + g.PW);
         long cost = Math.Max(1, (long)g.PH * g.PW * width);
         var geo = g;
         nint pb = (nint)xb, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
