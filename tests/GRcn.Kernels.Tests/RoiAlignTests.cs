@@ -55,6 +55,42 @@ public class RoiAlignTests
         CheckAgainstReference(xv, n, c, h, w, rv, ph, pw, scale, sampling, aligned, rng);
     }
 
+    /// <summary>
+    /// Random shapes (channel counts around the 8- and 32-channel blocks, several images, fixed
+    /// and adaptive sampling, RoIs of every kind) through the scalar and the channel-blocked paths.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BothPathsMatchReferenceOnRandomShapes(bool blocked)
+    {
+        var rng = new Random(blocked ? 5151 : 5150);
+        Cpu.RoiAlignCpu.Path = blocked ? Cpu.RoiKernelPath.Blocked : Cpu.RoiKernelPath.Scalar;
+        try
+        {
+            for (int trial = 0; trial < 24; trial++)
+            {
+                int n = rng.Next(1, 4), c = trial < 4 ? 32 * (trial + 1) : rng.Next(1, 75), h = rng.Next(1, 20), w = rng.Next(1, 20);
+                int k = rng.Next(1, 14), ph = rng.Next(1, 9), pw = rng.Next(1, 9), sampling = rng.Next(0, 4);
+                double scale = new[] { 1.0, 0.5, 0.25, 1.0 / 16 }[rng.Next(4)];
+                float[] xv = TestData.Normal(rng, n * c * h * w);
+                float[] rv = RoiPoolTests.RandomRois(rng, k, n, h, w, scale);
+                CheckAgainstReference(xv, n, c, h, w, rv, ph, pw, scale, sampling, trial % 2 == 0, rng);
+            }
+            // RoIs whose points overflow one run: whole bins in pieces, and one bin's points in pieces.
+            float[] xl = TestData.Normal(rng, 2 * 40 * 20 * 24);
+            float[] rl = [1, -20, -18, 41, 42, 0, 3, 2, 17, 15, 1, 50, 50, -10, -12, 0, -30, -30, 60, 60];
+            CheckAgainstReference(xl, 2, 40, 20, 24, rl, 1, 1, 1.0, 0, true, rng);
+            CheckAgainstReference(xl, 2, 40, 20, 24, rl, 2, 3, 1.0, 0, false, rng);
+            CheckAgainstReference(xl, 2, 40, 20, 24, rl, 7, 7, 1.0, 0, true, rng);
+            CheckAgainstReference(xl, 2, 40, 20, 24, rl, 9, 5, 1.0, 12, false, rng);
+        }
+        finally
+        {
+            Cpu.RoiAlignCpu.Path = Cpu.RoiKernelPath.Auto;
+        }
+    }
+
     [Fact]
     public void BinsWithMoreSamplePointsThanABlockMatchReference()
     {

@@ -85,6 +85,61 @@ public class RoiPoolTests
         TestData.AssertClose(RoiPoolReference.Backward(gyv, wantArg, rv, n, c, h, w, ph, pw), gx.ToArray<float>(), BackwardRtol, BackwardAtol, "gradX");
     }
 
+    /// <summary>Runs forward and backward with the kernel path pinned and compares both with the oracle.</summary>
+    private static void CheckPath(Cpu.RoiKernelPath path, float[] xv, int n, int c, int h, int w, float[] rv, int ph, int pw, double scale, Random rng)
+    {
+        int k = rv.Length / 5;
+        var options = new RoiPoolOptions(ph, pw, scale);
+        var (wantY, wantArg) = RoiPoolReference.Forward(xv, n, c, h, w, rv, ph, pw, scale);
+        float[] gyv = TestData.Normal(rng, k * c * ph * pw);
+        double[] wantGx = RoiPoolReference.Backward(gyv, wantArg, rv, n, c, h, w, ph, pw);
+        Cpu.RoiPoolCpu.Path = path;
+        try
+        {
+            using var x = Tensor.FromArray(xv, n, c, h, w);
+            using var rois = Tensor.FromArray(rv, k, 5);
+            using var result = RoiPool.Forward(x, rois, options);
+            // Values are copies of input cells (±inf included): compare exactly.
+            Assert.Equal(wantY.Select(v => (float)v).ToArray(), result.Output.ToArray<float>());
+            Assert.Equal(wantArg, result.Argmax.ToArray<long>());
+            using var gy = Tensor.FromArray(gyv, k, c, ph, pw);
+            using var gx = RoiPool.Backward(gy, rois, result.Argmax, [n, c, h, w], options);
+            TestData.AssertClose(wantGx, gx.ToArray<float>(), BackwardRtol, BackwardAtol, $"{path} gradX");
+        }
+        finally
+        {
+            Cpu.RoiPoolCpu.Path = Cpu.RoiKernelPath.Auto;
+        }
+    }
+
+    /// <summary>
+    /// Random shapes (channel counts around the 8- and 32-channel blocks, odd bin counts, several
+    /// images) through the scalar and the channel-blocked paths, with ties, NaN and ±inf in x.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BothPathsMatchReferenceOnRandomShapes(bool blocked)
+    {
+        var path = blocked ? Cpu.RoiKernelPath.Blocked : Cpu.RoiKernelPath.Scalar;
+        var rng = new Random(blocked ? 4243 : 4242);
+        for (int trial = 0; trial < 24; trial++)
+        {
+            int n = rng.Next(1, 4), c = trial < 4 ? 32 * (trial + 1) : rng.Next(1, 75), h = rng.Next(1, 20), w = rng.Next(1, 20);
+            int k = rng.Next(1, 14), ph = rng.Next(1, 9), pw = rng.Next(1, 9);
+            double scale = new[] { 1.0, 0.5, 0.25, 1.0 / 16 }[rng.Next(4)];
+            float[] xv = TestData.Normal(rng, n * c * h * w, ties: trial % 3 == 0 ? 0.5 : 0);
+            if (trial % 4 == 1)
+            {
+                float[] special = [float.NaN, float.NegativeInfinity, float.PositiveInfinity, -float.MaxValue];
+                for (int i = 0; i < xv.Length; i++)
+                    if (rng.Next(6) == 0) xv[i] = special[rng.Next(special.Length)];
+            }
+            float[] rv = RandomRois(rng, k, n, h, w, scale);
+            CheckPath(path, xv, n, c, h, w, rv, ph, pw, scale, rng);
+        }
+    }
+
     [Fact]
     public void PoolsQuadrantsOfA4x4Map()
     {
