@@ -140,6 +140,34 @@ public class ContextAttentionTests
             Assert.All(t.ToArray<float>(), v => Assert.True(float.IsFinite(v)));
     }
 
+    [Theory]
+    // K, C, Qh, Qw, N, Mh, Mw, D, H, input scale: query columns 16-wide, 8-wide and scalar in one strip
+    [InlineData(11, 8, 5, 5, 2, 3, 5, 16, 2, 3.0)]
+    [InlineData(9, 6, 3, 3, 1, 4, 5, 12, 3, 4.0)]
+    public void WideLogitRange_MatchesReference(int k, int c, int qh, int qw, int n, int mh, int mw, int d, int h, double scale)
+    {
+        // scores spread over tens of units: the softmax's exponential is exercised far from 0
+        var dims = new Dims(k, c, qh * qw, n, mh * mw, d, h);
+        CheckAgainstReference(MakeCase(k * 7 + c, dims, scale: scale), qh, qw, mh, mw);
+    }
+
+    [Fact]
+    public void NaNInOneQuery_StaysInThatQuery()
+    {
+        // a NaN in p[1] at position 2 poisons that query's scores, so y[1][:, 2] is NaN; other
+        // positions of RoI 1 and the other RoIs are untouched
+        var dims = new Dims(3, 4, 20, 1, 6, 4, 2);
+        var c = MakeCase(13, dims, bi: [0, 0, 0]);
+        c.P[(1 * 4 + 3) * 20 + 2] = float.NaN;
+        using var run = new Run(c, 4, 5, 2, 3);
+        using var y = run.Forward();
+        var yv = y.ToArray<float>();
+        for (int r = 0; r < 3; r++)
+            for (int ch = 0; ch < 4; ch++)
+                for (int q = 0; q < 20; q++)
+                    Assert.Equal(r == 1 && q == 2, float.IsNaN(yv[(r * 4 + ch) * 20 + q]));
+    }
+
     [Fact]
     public void ReferenceGradients_MatchFiniteDifferences()
     {

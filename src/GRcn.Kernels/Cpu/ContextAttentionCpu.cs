@@ -1,11 +1,12 @@
 // context_attention on the CPU (G-RCN eq. (1), W_V dropped), forward and backward, built on
 // GemmCpu. For RoI k of image n, P = p[k] as (Q, C), V = g[n] as (M, C), per head h:
 //   Qh = P·Wq_hᵀ, Kh = V·Wk_hᵀ, Ah = softmax_rows(Qh·Khᵀ/√dk), Oh = Ah·V_h, y[k] = P + concat_h(Oh).
-// The stored layouts (C, Qh·Qw) and (C, Mh·Mw) are the transposes of P and V, so every product
-// reads them through the GEMM's transpose flags; nothing is transposed by copying.
+// Everything is computed transposed, with the RoIs of a chunk side by side in columns: the stored
+// (C, Qh·Qw) blocks are gathered into one (C × rows) matrix, so each product is one large GEMM per
+// chunk (and head) and the softmax runs down columns, vectorised across queries.
 using System.Buffers;
-using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace GRcn.Kernels.Cpu;
 
@@ -34,24 +35,25 @@ internal sealed unsafe partial class CpuBackend : IContextAttentionBackend
 /// dk = D/H, cv = C/H. RoIs are grouped by image (stable counting sort of batch_index) and
 /// each used image is handled once: its keys are projected once as K_nᵀ = w_k·V_nᵀ (D × M),
 /// V_nᵀ being the stored (C, M) map, then its RoIs are processed in chunks of at most
-/// <see cref="ChunkRois"/> RoIs. The queries of a chunk are kept transposed, Qᵀ (D × rows) with
-/// RoI r in columns r·Q .. (r+1)·Q − 1 (one GEMM w_q·P_rᵀ per RoI on the stored (C, Q) block), so
-/// the scores of a whole chunk and head are one GEMM (rows × M) followed by a row softmax (max
-/// subtracted); the head output is added straight into y[k] as Ohᵀ = V_hᵀ·A_hᵀ (cv × Q) on top
-/// of the copied p[k]. Working on the transposed matrices means the stored layouts are read in
-/// place through the GEMM's transpose flags and no operand is ever transposed by copying.
+/// <see cref="ChunkRois"/> RoIs. A chunk's (C, Q) blocks are gathered side by side into
+/// Pᵀ (C × rows), RoI r in columns r·Q .. (r+1)·Q − 1, so the queries are one GEMM
+/// Qᵀ = w_q·Pᵀ (D × rows). Per head the transposed scores Sᵀ = K_h·Q_hᵀ/√dk (M × rows) are one
+/// GEMM, the softmax runs down each column (over the M context positions, max subtracted), and
+/// the head output is Oᵀ_h = V_hᵀ·Aᵀ (cv × rows); finally y[k] = p[k] + the RoI's columns of Oᵀ.
 /// </para>
 /// <para>
-/// Backward recomputes the attention per chunk and head and forms, with S = Qh·Khᵀ/√dk:
-/// dA = dOh·V_hᵀ, dS = A ⊙ (dA − rowsum(dA ⊙ A)), dQhᵀ = Khᵀ·dSᵀ/√dk, dKhᵀ += Qhᵀ·dS/√dk (summed
-/// over the image's RoIs), dV_hᵀ += dOhᵀ·A; then per RoI dw_q += dQᵀ·P and dP = dY + dQ·w_q; per
-/// image dw_k += dKᵀ·V and dV += dK·w_k. All gradients are cleared or overwritten first.
+/// Backward recomputes Qᵀ and Aᵀ per chunk and head and forms, with dOᵀ the gathered dY:
+/// dAᵀ = V_h·dO_hᵀ, dSᵀ = Aᵀ ⊙ (dAᵀ − colsum(dAᵀ ⊙ Aᵀ)), dQ_hᵀ = K_hᵀ·dSᵀ/√dk,
+/// dK_hᵀ += Q_hᵀ·dS/√dk and dV_hᵀ += dO_hᵀ·A (both summed over the image's RoIs); then per chunk
+/// dw_q += dQᵀ·P and dPᵀ = w_qᵀ·dQᵀ, scattered as dp[k] = dY[k] + the RoI's columns; per image
+/// dw_k += dKᵀ·V and dV += dK·w_k. All gradients are cleared or overwritten first.
 /// </para>
 /// <para>
-/// Parallelism comes from the GEMMs (row-split across workers) and from the row-wise softmax
-/// passes (<see cref="Parallelism.For"/> over rows); images, chunks and RoIs run in sequence, so
-/// accumulation order is deterministic. Scratch (keys, queries, scores, their gradients) is one
-/// block from the CPU device's caching allocator, so repeated calls reuse the same memory.
+/// Parallelism comes from the GEMMs (tiles of C split across workers) and from the column
+/// softmax passes and the gathers/scatters (<see cref="Parallelism.For"/> over column strips or
+/// RoIs); images, chunks and heads run in sequence, so accumulation order is deterministic.
+/// Scratch (keys, gathered operands, queries, scores, their gradients) is one block from the CPU
+/// device's caching allocator, so repeated calls reuse the same memory.
 /// </para>
 /// </remarks>
 internal static unsafe class ContextAttentionCpu
@@ -61,6 +63,9 @@ internal static unsafe class ContextAttentionCpu
 
     /// <summary>Upper bound on score elements (rows × M) of one chunk.</summary>
     private const long ScoreBudget = 1L << 22;
+
+    /// <summary>Columns of Sᵀ one softmax worker step handles (a multiple of the vector width).</summary>
+    private const int Strip = 32;
 
     /// <summary>RoIs per chunk: at least one, at most what fits the row and score budgets.</summary>
     public static int ChunkRois(in ContextAttentionGeometry geo)
@@ -74,27 +79,32 @@ internal static unsafe class ContextAttentionCpu
 
     private static long Align(long floats) => (floats + 15) & ~15L;
 
-    /// <summary>Scratch layout (in floats): Kᵀ (D × M), Qᵀ (D × rows), scores (rows × M) [, dS, dQᵀ, dKᵀ].</summary>
+    /// <summary>
+    /// Scratch layout (in floats): Kᵀ (D × M), Pᵀ (C × rows), Qᵀ (D × rows), Aᵀ (M × rows)
+    /// [, dKᵀ (D × M), dOᵀ (C × rows), dQᵀ (D × rows), dSᵀ (M × rows)].
+    /// </summary>
     private readonly struct Layout
     {
-        public readonly long Keys, Queries, Scores, DScores, DQueries, DKeys, Total;
+        public readonly long Keys, Gathered, Queries, Scores, DKeys, DOut, DQueries, DScores, Total;
 
         public Layout(in ContextAttentionGeometry geo, bool backward)
         {
             long rows = (long)ChunkRois(geo) * geo.Q;
-            long md = Align((long)geo.M * geo.D), rd = Align(rows * geo.D), rm = Align(rows * geo.M);
+            long md = Align((long)geo.M * geo.D), rc = Align(rows * geo.C), rd = Align(rows * geo.D), rm = Align(rows * geo.M);
             Keys = 0;
-            Queries = Keys + md;
+            Gathered = Keys + md;
+            Queries = Gathered + rc;
             Scores = Queries + rd;
             long end = Scores + rm;
             if (backward)
             {
-                DScores = end;
-                DQueries = DScores + rm;
-                DKeys = DQueries + rd;
-                end = DKeys + md;
+                DKeys = end;
+                DOut = DKeys + md;
+                DQueries = DOut + rc;
+                DScores = DQueries + rd;
+                end = DScores + rm;
             }
-            else DScores = DQueries = DKeys = end;
+            else DKeys = DOut = DQueries = DScores = end;
             Total = Math.Max(end, 16);
         }
     }
@@ -125,13 +135,10 @@ internal static unsafe class ContextAttentionCpu
     {
         int K = geo.K, C = geo.C, Q = geo.Q, N = geo.N, M = geo.M, D = geo.D, H = geo.Heads, dk = geo.Dk, cv = geo.Cv;
         var lay = new Layout(geo, backward: false);
-        float* keysT = scratch + lay.Keys, queriesT = scratch + lay.Queries, scores = scratch + lay.Scores;
+        float* keysT = scratch + lay.Keys, gathered = scratch + lay.Gathered, queriesT = scratch + lay.Queries, attnT = scratch + lay.Scores;
         float scale = 1f / MathF.Sqrt(dk);
         long cq = (long)C * Q, cm = (long)C * M;
         int chunk = ChunkRois(geo);
-
-        // residual: y = p
-        Buffer.MemoryCopy(p, y, (long)K * cq * sizeof(float), (long)K * cq * sizeof(float));
 
         int[] orderArr = ArrayPool<int>.Shared.Rent(K), startArr = ArrayPool<int>.Shared.Rent(N + 1);
         try
@@ -148,17 +155,19 @@ internal static unsafe class ContextAttentionCpu
                     for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
                     {
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
-                        ProjectQueries(p, wq, order + c0, rc, Q, C, D, cq, queriesT, rows);
+                        Gather(p, order + c0, rc, C, Q, gathered, rows);
+                        // Qᵀ = w_q·Pᵀ (D × rows)
+                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
+                        // Pᵀ is no longer needed: its buffer collects Oᵀ (C × rows), head h in rows h·cv ..
+                        float* outT = gathered;
                         for (int h = 0; h < H; h++)
                         {
-                            Attention(queriesT + (long)h * dk * rows, keysT + (long)h * dk * M, scores, rows, M, dk, scale);
-                            for (int r = 0; r < rc; r++)
-                            {
-                                // y[k] rows h·cv.. (cv × Q) += V_hᵀ·A_rᵀ
-                                GemmCpu.Multiply(false, true, cv, Q, M, 1f, gn + (long)h * cv * M, M, scores + (long)r * Q * M, M,
-                                    1f, y + order[c0 + r] * cq + (long)h * cv * Q, Q);
-                            }
+                            AttentionT(queriesT + (long)h * dk * rows, keysT + (long)h * dk * M, attnT, rows, M, dk, scale);
+                            // Oᵀ_h = V_hᵀ·Aᵀ (cv × rows)
+                            GemmCpu.Multiply(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, attnT, rows, 0f,
+                                outT + (long)h * cv * rows, rows);
                         }
+                        ScatterAdd(p, outT, order + c0, rc, C, Q, y, rows);
                     }
                 }
             }
@@ -175,14 +184,13 @@ internal static unsafe class ContextAttentionCpu
     {
         int K = geo.K, C = geo.C, Q = geo.Q, N = geo.N, M = geo.M, D = geo.D, H = geo.Heads, dk = geo.Dk, cv = geo.Cv;
         var lay = new Layout(geo, backward: true);
-        float* keysT = scratch + lay.Keys, queriesT = scratch + lay.Queries, attn = scratch + lay.Scores;
-        float* dScores = scratch + lay.DScores, dQueriesT = scratch + lay.DQueries, dKeysT = scratch + lay.DKeys;
+        float* keysT = scratch + lay.Keys, gathered = scratch + lay.Gathered, queriesT = scratch + lay.Queries, attnT = scratch + lay.Scores;
+        float* dKeysT = scratch + lay.DKeys, dOutT = scratch + lay.DOut, dQueriesT = scratch + lay.DQueries, dScoresT = scratch + lay.DScores;
         float scale = 1f / MathF.Sqrt(dk);
-        long cq = (long)C * Q, cm = (long)C * M;
+        long cm = (long)C * M;
         int chunk = ChunkRois(geo);
 
-        // every gradient is overwritten: dP starts as the residual's dY, the others at zero
-        Buffer.MemoryCopy(gy, gp, (long)K * cq * sizeof(float), (long)K * cq * sizeof(float));
+        // every gradient is overwritten: dp by the scatter below (every RoI belongs to one image), the others cleared
         new Span<float>(gwq, D * C).Clear();
         new Span<float>(gwk, D * C).Clear();
         for (int n = 0; n < N; n++) new Span<float>(gg + n * cm, (int)cm).Clear();
@@ -202,36 +210,30 @@ internal static unsafe class ContextAttentionCpu
                     for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
                     {
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
-                        ProjectQueries(p, wq, order + c0, rc, Q, C, D, cq, queriesT, rows);
+                        Gather(p, order + c0, rc, C, Q, gathered, rows);
+                        Gather(gy, order + c0, rc, C, Q, dOutT, rows);
+                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
                         for (int h = 0; h < H; h++)
                         {
-                            float* qh = queriesT + (long)h * dk * rows, kh = keysT + (long)h * dk * M;
-                            Attention(qh, kh, attn, rows, M, dk, scale);
-                            float* vh = gn + (long)h * cv * M;      // V_hᵀ (cv × M)
-                            for (int r = 0; r < rc; r++)
-                            {
-                                float* dOt = gy + order[c0 + r] * cq + (long)h * cv * Q;  // dO_hᵀ (cv × Q)
-                                float* ar = attn + (long)r * Q * M;
-                                // dA = dO_h·V_hᵀ (Q × M)
-                                GemmCpu.Multiply(true, false, Q, M, cv, 1f, dOt, Q, vh, M, 0f, dScores + (long)r * Q * M, M);
-                                // dV_hᵀ += dO_hᵀ·A (cv × M)
-                                GemmCpu.Multiply(false, false, cv, M, Q, 1f, dOt, Q, ar, M, 1f, ggn + (long)h * cv * M, M);
-                            }
-                            SoftmaxBackward(attn, dScores, rows, M);
+                            float* qhT = queriesT + (long)h * dk * rows, khT = keysT + (long)h * dk * M;
+                            float* vhT = gn + (long)h * cv * M;            // V_hᵀ (cv × M)
+                            float* dOhT = dOutT + (long)h * cv * rows;      // dO_hᵀ (cv × rows)
+                            AttentionT(qhT, khT, attnT, rows, M, dk, scale);
+                            // dAᵀ = V_h·dO_hᵀ (M × rows)
+                            GemmCpu.Multiply(true, false, M, rows, cv, 1f, vhT, M, dOhT, rows, 0f, dScoresT, rows);
+                            // dV_hᵀ += dO_hᵀ·A (cv × M)
+                            GemmCpu.Multiply(false, true, cv, M, rows, 1f, dOhT, rows, attnT, rows, 1f, ggn + (long)h * cv * M, M);
+                            SoftmaxBackwardColumns(attnT, dScoresT, M, rows);
                             // dQ_hᵀ = K_hᵀ·dSᵀ/√dk (dk × rows)
-                            GemmCpu.Multiply(false, true, dk, rows, M, scale, kh, M, dScores, M, 0f, dQueriesT + (long)h * dk * rows, rows);
+                            GemmCpu.Multiply(false, false, dk, rows, M, scale, khT, M, dScoresT, rows, 0f, dQueriesT + (long)h * dk * rows, rows);
                             // dK_hᵀ += Q_hᵀ·dS/√dk (dk × M)
-                            GemmCpu.Multiply(false, false, dk, M, rows, scale, qh, rows, dScores, M, 1f, dKeysT + (long)h * dk * M, M);
+                            GemmCpu.Multiply(false, true, dk, M, rows, scale, qhT, rows, dScoresT, rows, 1f, dKeysT + (long)h * dk * M, M);
                         }
-                        for (int r = 0; r < rc; r++)
-                        {
-                            float* pk = p + order[c0 + r] * cq;
-                            float* dqT = dQueriesT + (long)r * Q;   // dQ_rᵀ (D × Q), row stride rows
-                            // dw_q += dQᵀ·P (D × C)
-                            GemmCpu.Multiply(false, true, D, C, Q, 1f, dqT, rows, pk, Q, 1f, gwq, C);
-                            // dP[k] (C × Q) += (dQ·w_q)ᵀ = w_qᵀ·dQᵀ
-                            GemmCpu.Multiply(true, false, C, Q, D, 1f, wq, C, dqT, rows, 1f, gp + order[c0 + r] * cq, Q);
-                        }
+                        // dw_q += dQᵀ·P (D × C)
+                        GemmCpu.Multiply(false, true, D, C, rows, 1f, dQueriesT, rows, gathered, rows, 1f, gwq, C);
+                        // dPᵀ = w_qᵀ·dQᵀ (C × rows), into Pᵀ's buffer; dp[k] = dY[k] + its columns
+                        GemmCpu.Multiply(true, false, C, rows, D, 1f, wq, C, dQueriesT, rows, 0f, gathered, rows);
+                        ScatterAdd(gy, gathered, order + c0, rc, C, Q, gp, rows);
                     }
                     // dw_k += dKᵀ·V (D × C); dV += dK·w_k, stored transposed: dg_n (C × M) += w_kᵀ·dKᵀ
                     GemmCpu.Multiply(false, true, D, C, M, 1f, dKeysT, M, gn, M, 1f, gwk, C);
@@ -247,83 +249,215 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
-    /// Queries of a chunk, transposed: columns r·Q .. (r+1)·Q − 1 of queriesT (D × rows) are
-    /// (P_r·w_qᵀ)ᵀ = w_q·P_rᵀ for RoI roi[r], P_rᵀ being the stored (C, Q) block.
+    /// dst (C × rows) gets RoI roi[r]'s stored (C, Q) block of src in columns r·Q .. (r+1)·Q − 1.
     /// </summary>
-    private static void ProjectQueries(float* p, float* wq, int* roi, int rc, int q, int c, int d, long cq, float* queriesT, int rows)
+    private static void Gather(float* src, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        for (int r = 0; r < rc; r++)
-            GemmCpu.Multiply(false, false, d, q, c, 1f, wq, c, p + roi[r] * cq, q, 0f, queriesT + (long)r * q, rows);
-    }
-
-    /// <summary>scores (rows × M) = softmax_rows(scale · Q·Kᵀ) for one head, from qT (dk × rows) and kT (dk × M).</summary>
-    private static void Attention(float* qT, float* kT, float* scores, int rows, int m, int dk, float scale)
-    {
-        GemmCpu.Multiply(true, false, rows, m, dk, scale, qT, rows, kT, m, 0f, scores, m);
-        nint ps = (nint)scores;
-        Parallelism.For(rows, 8L * m, (start, end) =>
+        nint ps = (nint)src, pr = (nint)roi, pd = (nint)dst;
+        long cq = (long)c * q;
+        Parallelism.For(rc, cq, (r0, r1) =>
         {
-            for (int i = start; i < end; i++) SoftmaxRow((float*)ps + (long)i * m, m);
+            for (int r = r0; r < r1; r++)
+            {
+                float* s = (float*)ps + ((int*)pr)[r] * cq;
+                float* d = (float*)pd + (long)r * q;
+                for (int ch = 0; ch < c; ch++)
+                    Buffer.MemoryCopy(s + (long)ch * q, d + (long)ch * rows, q * sizeof(float), q * sizeof(float));
+            }
         });
     }
 
-    /// <summary>In place: x = exp(x − max x) / Σ exp(x − max x).</summary>
-    private static void SoftmaxRow(float* x, int m)
+    /// <summary>dst[roi[r]] (C, Q) = src[roi[r]] + columns r·Q .. (r+1)·Q − 1 of addT (C × rows).</summary>
+    private static void ScatterAdd(float* src, float* addT, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        float max = x[0];
-        for (int j = 1; j < m; j++)
-            if (x[j] > max || float.IsNaN(x[j])) max = x[j];
-        float sum = 0f;
-        for (int j = 0; j < m; j++)
+        nint ps = (nint)src, pa = (nint)addT, pr = (nint)roi, pd = (nint)dst;
+        long cq = (long)c * q;
+        Parallelism.For(rc, cq, (r0, r1) =>
         {
-            float e = MathF.Exp(x[j] - max);
-            x[j] = e;
-            sum += e;
-        }
-        float inv = 1f / sum;
-        Scale(x, m, inv);
-    }
-
-    /// <summary>In place over rows: dS = A ⊙ (dA − rowsum(dA ⊙ A)), dA held in <paramref name="grad"/>.</summary>
-    private static void SoftmaxBackward(float* attn, float* grad, int rows, int m)
-    {
-        nint pa = (nint)attn, pg = (nint)grad;
-        Parallelism.For(rows, 4L * m, (start, end) =>
-        {
-            for (int i = start; i < end; i++)
+            for (int r = r0; r < r1; r++)
             {
-                float* a = (float*)pa + (long)i * m;
-                float* d = (float*)pg + (long)i * m;
-                float s = Dot(a, d, m);
-                for (int j = 0; j < m; j++) d[j] = a[j] * (d[j] - s);
+                long off = ((int*)pr)[r] * cq;
+                float* s = (float*)ps + off, d = (float*)pd + off;
+                float* a = (float*)pa + (long)r * q;
+                for (int ch = 0; ch < c; ch++)
+                    Add(s + (long)ch * q, a + (long)ch * rows, d + (long)ch * q, q);
             }
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scale(float* x, int n, float s)
+    private static void Add(float* x, float* y, float* dst, int n)
     {
         int j = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var vs = new Vector<float>(s);
-            for (; j <= n - Vector<float>.Count; j += Vector<float>.Count)
-                Unsafe.WriteUnaligned(x + j, Unsafe.ReadUnaligned<Vector<float>>(x + j) * vs);
-        }
-        for (; j < n; j++) x[j] *= s;
+        for (; j <= n - Vector256<float>.Count; j += Vector256<float>.Count)
+            Vector256.Store(Vector256.Load(x + j) + Vector256.Load(y + j), dst + j);
+        for (; j < n; j++) dst[j] = x[j] + y[j];
     }
 
-    private static float Dot(float* x, float* y, int n)
+    /// <summary>
+    /// attnT (M × rows) = column softmax of scale · K_h·Q_hᵀ for one head, from qT (dk × rows) and
+    /// kT (dk × M): column j holds query row j's attention over the M context positions.
+    /// </summary>
+    private static void AttentionT(float* qT, float* kT, float* attnT, int rows, int m, int dk, float scale)
     {
-        int j = 0;
-        var acc = Vector<float>.Zero;
-        if (Vector.IsHardwareAccelerated)
+        GemmCpu.Multiply(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
+        nint pa = (nint)attnT;
+        int strips = (rows + Strip - 1) / Strip;
+        Parallelism.For(strips, 8L * Strip * m, (s0, s1) =>
         {
-            for (; j <= n - Vector<float>.Count; j += Vector<float>.Count)
-                acc += Unsafe.ReadUnaligned<Vector<float>>(x + j) * Unsafe.ReadUnaligned<Vector<float>>(y + j);
+            for (int s = s0; s < s1; s++)
+            {
+                int j0 = s * Strip, j1 = Math.Min(rows, j0 + Strip);
+                SoftmaxColumns((float*)pa, m, rows, j0, j1);
+            }
+        });
+    }
+
+    /// <summary>
+    /// In place on columns j0 .. j1 − 1 of x (m × ld): x = exp(x − max x) / Σ exp(x − max x) down
+    /// each column. Full vectors use <see cref="Exp"/>; leftover columns use MathF.Exp.
+    /// </summary>
+    private static void SoftmaxColumns(float* x, int m, int ld, int j0, int j1)
+    {
+        const int W = 8;   // Vector256<float>.Count
+        int j = j0;
+        for (; j + 2 * W <= j1; j += 2 * W)
+        {
+            float* col = x + j;
+            Vector256<float> max0 = Vector256.Load(col), max1 = Vector256.Load(col + W);
+            for (int i = 1; i < m; i++)
+            {
+                float* r = col + (long)i * ld;
+                max0 = Vector256.Max(max0, Vector256.Load(r));
+                max1 = Vector256.Max(max1, Vector256.Load(r + W));
+            }
+            Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
+            for (int i = 0; i < m; i++)
+            {
+                float* r = col + (long)i * ld;
+                var e0 = Exp(Vector256.Load(r) - max0);
+                var e1 = Exp(Vector256.Load(r + W) - max1);
+                Vector256.Store(e0, r);
+                Vector256.Store(e1, r + W);
+                sum0 += e0;
+                sum1 += e1;
+            }
+            var inv0 = Vector256<float>.One / sum0;
+            var inv1 = Vector256<float>.One / sum1;
+            for (int i = 0; i < m; i++)
+            {
+                float* r = col + (long)i * ld;
+                Vector256.Store(Vector256.Load(r) * inv0, r);
+                Vector256.Store(Vector256.Load(r + W) * inv1, r + W);
+            }
         }
-        float s = Vector.Sum(acc);
-        for (; j < n; j++) s += x[j] * y[j];
-        return s;
+        for (; j + W <= j1; j += W)
+        {
+            float* col = x + j;
+            var max = Vector256.Load(col);
+            for (int i = 1; i < m; i++) max = Vector256.Max(max, Vector256.Load(col + (long)i * ld));
+            var sum = Vector256<float>.Zero;
+            for (int i = 0; i < m; i++)
+            {
+                float* r = col + (long)i * ld;
+                var e = Exp(Vector256.Load(r) - max);
+                Vector256.Store(e, r);
+                sum += e;
+            }
+            var inv = Vector256<float>.One / sum;
+            for (int i = 0; i < m; i++)
+            {
+                float* r = col + (long)i * ld;
+                Vector256.Store(Vector256.Load(r) * inv, r);
+            }
+        }
+        for (; j < j1; j++)
+        {
+            float* col = x + j;
+            float max = col[0];
+            for (int i = 1; i < m; i++)
+            {
+                float v = col[(long)i * ld];
+                if (v > max || float.IsNaN(v)) max = v;
+            }
+            float sum = 0f;
+            for (int i = 0; i < m; i++)
+            {
+                float e = MathF.Exp(col[(long)i * ld] - max);
+                col[(long)i * ld] = e;
+                sum += e;
+            }
+            float inv = 1f / sum;
+            for (int i = 0; i < m; i++) col[(long)i * ld] *= inv;
+        }
+    }
+
+    /// <summary>
+    /// e^x for x ≤ 0 or NaN (Cephes expf: x = n·ln 2 + r, |r| ≤ ln2/2, degree-7 polynomial, 2^n via
+    /// the exponent bits; about 1 ulp). x below −87.3 is clamped there (e^x ≈ 1.2e−38 instead of a
+    /// denormal or 0, far below the sum of a softmax column, which is at least 1); NaN stays NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Exp(Vector256<float> x)
+    {
+        var lo = Vector256.Create(-87.3f);
+        // the comparison is false for NaN, so NaN is kept
+        x = Vector256.ConditionalSelect(Vector256.LessThan(x, lo), lo, x);
+        var fx = Vector256.Round(x * Vector256.Create(1.44269504088896341f));
+        var r = x - fx * Vector256.Create(0.693359375f) + fx * Vector256.Create(2.12194440e-4f);
+        var poly = Vector256.Create(1.9875691500e-4f);
+        poly = poly * r + Vector256.Create(1.3981999507e-3f);
+        poly = poly * r + Vector256.Create(8.3334519073e-3f);
+        poly = poly * r + Vector256.Create(4.1665795894e-2f);
+        poly = poly * r + Vector256.Create(1.6666665459e-1f);
+        poly = poly * r + Vector256.Create(5.0000001201e-1f);
+        var e = poly * (r * r) + r + Vector256<float>.One;
+        // 2^n: n + 127 in the exponent field (n ≥ −126 after the clamp)
+        var pow2 = (Vector256.ConvertToInt32(fx) + Vector256.Create(127)) << 23;
+        return e * pow2.AsSingle();
+    }
+
+    /// <summary>
+    /// In place on the columns of dS (m × cols), dAᵀ given in it: dS = A ⊙ (dA − colsum(dA ⊙ A)),
+    /// A (m × cols) the column softmax.
+    /// </summary>
+    private static void SoftmaxBackwardColumns(float* attnT, float* gradT, int m, int cols)
+    {
+        nint pa = (nint)attnT, pg = (nint)gradT;
+        int strips = (cols + Strip - 1) / Strip;
+        Parallelism.For(strips, 4L * Strip * m, (s0, s1) =>
+        {
+            for (int s = s0; s < s1; s++)
+            {
+                int j0 = s * Strip, j1 = Math.Min(cols, j0 + Strip);
+                SoftmaxBackwardStrip((float*)pa, (float*)pg, m, cols, j0, j1);
+            }
+        });
+    }
+
+    private static void SoftmaxBackwardStrip(float* a, float* d, int m, int ld, int j0, int j1)
+    {
+        const int W = 8;
+        int j = j0;
+        for (; j + W <= j1; j += W)
+        {
+            var s = Vector256<float>.Zero;
+            for (int i = 0; i < m; i++)
+            {
+                long o = (long)i * ld + j;
+                s += Vector256.Load(a + o) * Vector256.Load(d + o);
+            }
+            for (int i = 0; i < m; i++)
+            {
+                long o = (long)i * ld + j;
+                Vector256.Store(Vector256.Load(a + o) * (Vector256.Load(d + o) - s), d + o);
+            }
+        }
+        for (; j < j1; j++)
+        {
+            float s = 0f;
+            for (int i = 0; i < m; i++) s += a[(long)i * ld + j] * d[(long)i * ld + j];
+            for (int i = 0; i < m; i++) d[(long)i * ld + j] = a[(long)i * ld + j] * (d[(long)i * ld + j] - s);
+        }
     }
 }
