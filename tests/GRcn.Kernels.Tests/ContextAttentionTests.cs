@@ -94,8 +94,9 @@ public class ContextAttentionTests
     [InlineData(3, 4, 5, 5, 1, 2, 7, 4, 4)]      // dk = cv = 1
     [InlineData(7, 16, 7, 7, 3, 6, 6, 24, 4)]
     [InlineData(2, 8, 1, 1, 2, 1, 1, 8, 1)]      // one query, one context position
-    [InlineData(3, 8, 2, 2, 1, 7, 7, 48, 2)]     // few query rows, M and D above a GEMM row slice
+    [InlineData(3, 8, 2, 2, 1, 7, 7, 48, 2)]     // few query rows, M = 49 and D = 48
     [InlineData(2, 130, 3, 3, 2, 12, 11, 132, 2)] // M, C and D above GemmCpu.MC
+    [InlineData(70, 4, 7, 7, 1, 2, 2, 4, 2)]     // 3430 query rows in one chunk: many full column strips
     public void RandomShapes_MatchReference(int k, int c, int qh, int qw, int n, int mh, int mw, int d, int h)
     {
         var dims = new Dims(k, c, qh * qw, n, mh * mw, d, h);

@@ -81,16 +81,16 @@ internal static unsafe class ContextAttentionCpu
 
     /// <summary>
     /// Scratch layout (in floats): Kᵀ (D × M), Pᵀ (C × rows), Qᵀ (D × rows), Aᵀ (M × rows)
-    /// [, dK (M × D), dV (M × C), dOᵀ (C × rows), dQᵀ (D × rows), dSᵀ (M × rows)].
+    /// [, dKᵀ (D × M), dOᵀ (C × rows), dQᵀ (D × rows), dSᵀ (M × rows)].
     /// </summary>
     private readonly struct Layout
     {
-        public readonly long Keys, Gathered, Queries, Scores, DKeys, DValues, DOut, DQueries, DScores, Total;
+        public readonly long Keys, Gathered, Queries, Scores, DKeys, DOut, DQueries, DScores, Total;
 
         public Layout(in ContextAttentionGeometry geo, bool backward)
         {
             long rows = (long)ChunkRois(geo) * geo.Q;
-            long md = Align((long)geo.M * geo.D), mc = Align((long)geo.M * geo.C), rc = Align(rows * geo.C), rd = Align(rows * geo.D), rm = Align(rows * geo.M);
+            long md = Align((long)geo.M * geo.D), rc = Align(rows * geo.C), rd = Align(rows * geo.D), rm = Align(rows * geo.M);
             Keys = 0;
             Gathered = Keys + md;
             Queries = Gathered + rc;
@@ -99,13 +99,12 @@ internal static unsafe class ContextAttentionCpu
             if (backward)
             {
                 DKeys = end;
-                DValues = DKeys + md;
-                DOut = DValues + mc;
+                DOut = DKeys + md;
                 DQueries = DOut + rc;
                 DScores = DQueries + rd;
                 end = DScores + rm;
             }
-            else DKeys = DValues = DOut = DQueries = DScores = end;
+            else DKeys = DOut = DQueries = DScores = end;
             Total = Math.Max(end, 16);
         }
     }
@@ -152,20 +151,20 @@ internal static unsafe class ContextAttentionCpu
                     if (start[n + 1] == start[n]) continue;
                     float* gn = g + n * cm;
                     // K_nᵀ = w_k·Vᵀ (D × M); Vᵀ is the stored (C, M) map
-                    Gemm(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
+                    GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
                     for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
                     {
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         // Qᵀ = w_q·Pᵀ (D × rows)
-                        Gemm(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
+                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
                         // Pᵀ is no longer needed: its buffer collects Oᵀ (C × rows), head h in rows h·cv ..
                         float* outT = gathered;
                         for (int h = 0; h < H; h++)
                         {
                             AttentionT(queriesT + (long)h * dk * rows, keysT + (long)h * dk * M, attnT, rows, M, dk, scale);
                             // Oᵀ_h = V_hᵀ·Aᵀ (cv × rows)
-                            Gemm(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, attnT, rows, 0f,
+                            GemmCpu.Multiply(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, attnT, rows, 0f,
                                 outT + (long)h * cv * rows, rows);
                         }
                         ScatterAdd(p, outT, order + c0, rc, C, Q, y, rows);
@@ -186,7 +185,7 @@ internal static unsafe class ContextAttentionCpu
         int K = geo.K, C = geo.C, Q = geo.Q, N = geo.N, M = geo.M, D = geo.D, H = geo.Heads, dk = geo.Dk, cv = geo.Cv;
         var lay = new Layout(geo, backward: true);
         float* keysT = scratch + lay.Keys, gathered = scratch + lay.Gathered, queriesT = scratch + lay.Queries, attnT = scratch + lay.Scores;
-        float* dKeys = scratch + lay.DKeys, dValues = scratch + lay.DValues, dOutT = scratch + lay.DOut, dQueriesT = scratch + lay.DQueries, dScoresT = scratch + lay.DScores;
+        float* dKeysT = scratch + lay.DKeys, dOutT = scratch + lay.DOut, dQueriesT = scratch + lay.DQueries, dScoresT = scratch + lay.DScores;
         float scale = 1f / MathF.Sqrt(dk);
         long cm = (long)C * M;
         int chunk = ChunkRois(geo);
@@ -206,15 +205,14 @@ internal static unsafe class ContextAttentionCpu
                 {
                     if (start[n + 1] == start[n]) continue;
                     float* gn = g + n * cm, ggn = gg + n * cm;
-                    Gemm(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
-                    new Span<float>(dKeys, D * M).Clear();
-                    new Span<float>(dValues, C * M).Clear();
+                    GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
+                    new Span<float>(dKeysT, D * M).Clear();
                     for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
                     {
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         Gather(gy, order + c0, rc, C, Q, dOutT, rows);
-                        Gemm(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
+                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
                         for (int h = 0; h < H; h++)
                         {
                             float* qhT = queriesT + (long)h * dk * rows, khT = keysT + (long)h * dk * M;
@@ -222,25 +220,24 @@ internal static unsafe class ContextAttentionCpu
                             float* dOhT = dOutT + (long)h * cv * rows;      // dO_hᵀ (cv × rows)
                             AttentionT(qhT, khT, attnT, rows, M, dk, scale);
                             // dAᵀ = V_h·dO_hᵀ (M × rows)
-                            Gemm(true, false, M, rows, cv, 1f, vhT, M, dOhT, rows, 0f, dScoresT, rows);
-                            // dV_h += A_hᵀ·dO_h (M × cv), columns h·cv .. of dV
-                            Gemm(false, true, M, cv, rows, 1f, attnT, rows, dOhT, rows, 1f, dValues + h * cv, C);
+                            GemmCpu.Multiply(true, false, M, rows, cv, 1f, vhT, M, dOhT, rows, 0f, dScoresT, rows);
+                            // dV_hᵀ += dO_hᵀ·A (cv × M)
+                            GemmCpu.Multiply(false, true, cv, M, rows, 1f, dOhT, rows, attnT, rows, 1f, ggn + (long)h * cv * M, M);
                             SoftmaxBackwardColumns(attnT, dScoresT, M, rows);
                             // dQ_hᵀ = K_hᵀ·dSᵀ/√dk (dk × rows)
-                            Gemm(false, false, dk, rows, M, scale, khT, M, dScoresT, rows, 0f, dQueriesT + (long)h * dk * rows, rows);
-                            // dK_h += dSᵀ·Q_h/√dk (M × dk), columns h·dk .. of dK
-                            Gemm(false, true, M, dk, rows, scale, dScoresT, rows, qhT, rows, 1f, dKeys + h * dk, D);
+                            GemmCpu.Multiply(false, false, dk, rows, M, scale, khT, M, dScoresT, rows, 0f, dQueriesT + (long)h * dk * rows, rows);
+                            // dK_hᵀ += Q_hᵀ·dS/√dk (dk × M)
+                            GemmCpu.Multiply(false, true, dk, M, rows, scale, qhT, rows, dScoresT, rows, 1f, dKeysT + (long)h * dk * M, M);
                         }
                         // dw_q += dQᵀ·P (D × C)
-                        Gemm(false, true, D, C, rows, 1f, dQueriesT, rows, gathered, rows, 1f, gwq, C);
+                        GemmCpu.Multiply(false, true, D, C, rows, 1f, dQueriesT, rows, gathered, rows, 1f, gwq, C);
                         // dPᵀ = w_qᵀ·dQᵀ (C × rows), into Pᵀ's buffer; dp[k] = dY[k] + its columns
-                        Gemm(true, false, C, rows, D, 1f, wq, C, dQueriesT, rows, 0f, gathered, rows);
+                        GemmCpu.Multiply(true, false, C, rows, D, 1f, wq, C, dQueriesT, rows, 0f, gathered, rows);
                         ScatterAdd(gy, gathered, order + c0, rc, C, Q, gp, rows);
                     }
-                    // dw_k += dKᵀ·V (D × C); dg_n (C × M) = dVᵀ + (dK·w_k)ᵀ = dVᵀ + w_kᵀ·dKᵀ
-                    Gemm(true, true, D, C, M, 1f, dKeys, D, gn, M, 1f, gwk, C);
-                    TransposeInto(dValues, M, C, ggn);
-                    Gemm(true, true, C, M, D, 1f, wk, C, dKeys, D, 1f, ggn, M);
+                    // dw_k += dKᵀ·V (D × C); dV += dK·w_k, stored transposed: dg_n (C × M) += w_kᵀ·dKᵀ
+                    GemmCpu.Multiply(false, true, D, C, M, 1f, dKeysT, M, gn, M, 1f, gwk, C);
+                    GemmCpu.Multiply(true, false, C, M, D, 1f, wk, C, dKeysT, M, 1f, ggn, M);
                 }
             }
         }
@@ -249,39 +246,6 @@ internal static unsafe class ContextAttentionCpu
             ArrayPool<int>.Shared.Return(orderArr);
             ArrayPool<int>.Shared.Return(startArr);
         }
-    }
-
-    /// <summary>
-    /// <see cref="GemmCpu.Multiply"/> with op(A) cut into row slices of whole groups of
-    /// 2·<see cref="Parallelism.Threads"/> register panels (at most <see cref="GemmCpu.MC"/> rows):
-    /// each slice is one row of tiles, which the GEMM splits evenly across the workers, where one
-    /// call of m rows in blocks of MC would leave a short last block to one worker. Rows are
-    /// independent, so the result is the same as one call.
-    /// </summary>
-    private static void Gemm(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-    {
-        int unit = 2 * GemmCpu.MR * Parallelism.Threads;
-        if (m <= unit || (m <= GemmCpu.MC && n >= 4 * unit))
-        {
-            GemmCpu.Multiply(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-        int slices = (m + GemmCpu.MC - 1) / GemmCpu.MC;
-        int slice = Math.Max(unit, (m + slices - 1) / slices / unit * unit);
-        for (int i0 = 0; i0 < m; i0 += slice)
-        {
-            // op(A) rows i0 .. : row offset in A, or column offset in the stored Aᵀ
-            float* ai = transposeA ? a + i0 : a + (long)i0 * lda;
-            GemmCpu.Multiply(transposeA, transposeB, Math.Min(slice, m - i0), n, k, alpha, ai, lda, b, ldb, beta, c + (long)i0 * ldc, ldc);
-        }
-    }
-
-    /// <summary>dst (cols × rows) = srcᵀ for src (rows × cols).</summary>
-    private static void TransposeInto(float* src, int rows, int cols, float* dst)
-    {
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++) dst[(long)j * rows + i] = src[(long)i * cols + j];
     }
 
     /// <summary>
@@ -336,7 +300,7 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private static void AttentionT(float* qT, float* kT, float* attnT, int rows, int m, int dk, float scale)
     {
-        Gemm(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
+        GemmCpu.Multiply(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
         nint pa = (nint)attnT;
         int strips = (rows + Strip - 1) / Strip;
         Parallelism.For(strips, 8L * Strip * m, (s0, s1) =>
