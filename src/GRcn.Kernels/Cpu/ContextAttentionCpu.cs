@@ -7,6 +7,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace GRcn.Kernels.Cpu;
 
@@ -65,7 +66,7 @@ internal static unsafe class ContextAttentionCpu
     private const long ScoreBudget = 1L << 22;
 
     /// <summary>Columns of Sᵀ one softmax worker step handles (a multiple of the vector width).</summary>
-    private const int Strip = 32;
+    private const int Strip = 64;
 
     /// <summary>RoIs per chunk: at least one, at most what fits the row and score budgets.</summary>
     public static int ChunkRois(in ContextAttentionGeometry geo)
@@ -320,57 +321,36 @@ internal static unsafe class ContextAttentionCpu
     private static void SoftmaxColumns(float* x, int m, int ld, int j0, int j1)
     {
         const int W = 8;   // Vector256<float>.Count
-        int j = j0;
-        for (; j + 2 * W <= j1; j += 2 * W)
+        // the strip's full vectors go through each pass together, row by row, so every row's
+        // cache lines (and page) are touched once per pass
+        int nv = (j1 - j0) / W;
+        var mx = stackalloc Vector256<float>[Strip / W];
+        var sm = stackalloc Vector256<float>[Strip / W];
+        float* x0 = x + j0;
+        for (int v = 0; v < nv; v++) mx[v] = Vector256.Load(x0 + v * W);
+        for (int i = 1; i < m; i++)
         {
-            float* col = x + j;
-            Vector256<float> max0 = Vector256.Load(col), max1 = Vector256.Load(col + W);
-            for (int i = 1; i < m; i++)
+            float* r = x0 + (long)i * ld;
+            for (int v = 0; v < nv; v++) mx[v] = Max(mx[v], Vector256.Load(r + v * W));
+        }
+        for (int v = 0; v < nv; v++) sm[v] = Vector256<float>.Zero;
+        for (int i = 0; i < m; i++)
+        {
+            float* r = x0 + (long)i * ld;
+            for (int v = 0; v < nv; v++)
             {
-                float* r = col + (long)i * ld;
-                max0 = Vector256.Max(max0, Vector256.Load(r));
-                max1 = Vector256.Max(max1, Vector256.Load(r + W));
-            }
-            Vector256<float> sum0 = Vector256<float>.Zero, sum1 = Vector256<float>.Zero;
-            for (int i = 0; i < m; i++)
-            {
-                float* r = col + (long)i * ld;
-                var e0 = Exp(Vector256.Load(r) - max0);
-                var e1 = Exp(Vector256.Load(r + W) - max1);
-                Vector256.Store(e0, r);
-                Vector256.Store(e1, r + W);
-                sum0 += e0;
-                sum1 += e1;
-            }
-            var inv0 = Vector256<float>.One / sum0;
-            var inv1 = Vector256<float>.One / sum1;
-            for (int i = 0; i < m; i++)
-            {
-                float* r = col + (long)i * ld;
-                Vector256.Store(Vector256.Load(r) * inv0, r);
-                Vector256.Store(Vector256.Load(r + W) * inv1, r + W);
+                var e = Exp(Vector256.Load(r + v * W) - mx[v]);
+                Vector256.Store(e, r + v * W);
+                sm[v] += e;
             }
         }
-        for (; j + W <= j1; j += W)
+        for (int v = 0; v < nv; v++) sm[v] = Vector256<float>.One / sm[v];
+        for (int i = 0; i < m; i++)
         {
-            float* col = x + j;
-            var max = Vector256.Load(col);
-            for (int i = 1; i < m; i++) max = Vector256.Max(max, Vector256.Load(col + (long)i * ld));
-            var sum = Vector256<float>.Zero;
-            for (int i = 0; i < m; i++)
-            {
-                float* r = col + (long)i * ld;
-                var e = Exp(Vector256.Load(r) - max);
-                Vector256.Store(e, r);
-                sum += e;
-            }
-            var inv = Vector256<float>.One / sum;
-            for (int i = 0; i < m; i++)
-            {
-                float* r = col + (long)i * ld;
-                Vector256.Store(Vector256.Load(r) * inv, r);
-            }
+            float* r = x0 + (long)i * ld;
+            for (int v = 0; v < nv; v++) Vector256.Store(Vector256.Load(r + v * W) * sm[v], r + v * W);
         }
+        int j = j0 + nv * W;
         for (; j < j1; j++)
         {
             float* col = x + j;
@@ -393,6 +373,15 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
+    /// Largest of a and b lane by lane; with a NaN either may come back (maxps where AVX exists).
+    /// The softmax does not depend on which: a NaN in a column reaches every exponential of it
+    /// through the sum, as with the NaN-propagating maximum of the scalar path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Max(Vector256<float> a, Vector256<float> b) =>
+        Avx.IsSupported ? Avx.Max(a, b) : Vector256.Max(a, b);
+
+    /// <summary>
     /// e^x for x ≤ 0 or NaN (Cephes expf: x = n·ln 2 + r, |r| ≤ ln2/2, degree-7 polynomial, 2^n via
     /// the exponent bits; about 1 ulp). x below −87.3 is clamped there (e^x ≈ 1.2e−38 instead of a
     /// denormal or 0, far below the sum of a softmax column, which is at least 1); NaN stays NaN.
@@ -401,6 +390,25 @@ internal static unsafe class ContextAttentionCpu
     private static Vector256<float> Exp(Vector256<float> x)
     {
         var lo = Vector256.Create(-87.3f);
+        if (Fma.IsSupported)
+        {
+            // maxps returns its second operand when either is NaN, so NaN is kept
+            x = Avx.Max(lo, x);
+            // n = x·log2(e) rounded to nearest (the default rounding mode of cvtps2dq)
+            var ni = Avx.ConvertToVector256Int32(x * Vector256.Create(1.44269504088896341f));
+            var fn = Avx.ConvertToVector256Single(ni);
+            var rr = Fma.MultiplyAddNegated(fn, Vector256.Create(0.693359375f), x);
+            rr = Fma.MultiplyAdd(fn, Vector256.Create(2.12194440e-4f), rr);
+            var p = Fma.MultiplyAdd(Vector256.Create(1.9875691500e-4f), rr, Vector256.Create(1.3981999507e-3f));
+            p = Fma.MultiplyAdd(p, rr, Vector256.Create(8.3334519073e-3f));
+            p = Fma.MultiplyAdd(p, rr, Vector256.Create(4.1665795894e-2f));
+            p = Fma.MultiplyAdd(p, rr, Vector256.Create(1.6666665459e-1f));
+            p = Fma.MultiplyAdd(p, rr, Vector256.Create(5.0000001201e-1f));
+            var ev = Fma.MultiplyAdd(p, rr * rr, rr + Vector256<float>.One);
+            // 2^n: n + 127 in the exponent field (n ≥ −126 after the clamp)
+            var scale2 = Avx2.ShiftLeftLogical(Avx2.Add(ni, Vector256.Create(127)), 23);
+            return ev * scale2.AsSingle();
+        }
         // the comparison is false for NaN, so NaN is kept
         x = Vector256.ConditionalSelect(Vector256.LessThan(x, lo), lo, x);
         var fx = Vector256.Round(x * Vector256.Create(1.44269504088896341f));
@@ -412,7 +420,6 @@ internal static unsafe class ContextAttentionCpu
         poly = poly * r + Vector256.Create(1.6666665459e-1f);
         poly = poly * r + Vector256.Create(5.0000001201e-1f);
         var e = poly * (r * r) + r + Vector256<float>.One;
-        // 2^n: n + 127 in the exponent field (n ≥ −126 after the clamp)
         var pow2 = (Vector256.ConvertToInt32(fx) + Vector256.Create(127)) << 23;
         return e * pow2.AsSingle();
     }
@@ -438,21 +445,21 @@ internal static unsafe class ContextAttentionCpu
     private static void SoftmaxBackwardStrip(float* a, float* d, int m, int ld, int j0, int j1)
     {
         const int W = 8;
-        int j = j0;
-        for (; j + W <= j1; j += W)
+        int nv = (j1 - j0) / W;
+        var sm = stackalloc Vector256<float>[Strip / W];
+        for (int v = 0; v < nv; v++) sm[v] = Vector256<float>.Zero;
+        for (int i = 0; i < m; i++)
         {
-            var s = Vector256<float>.Zero;
-            for (int i = 0; i < m; i++)
-            {
-                long o = (long)i * ld + j;
-                s += Vector256.Load(a + o) * Vector256.Load(d + o);
-            }
-            for (int i = 0; i < m; i++)
-            {
-                long o = (long)i * ld + j;
-                Vector256.Store(Vector256.Load(a + o) * (Vector256.Load(d + o) - s), d + o);
-            }
+            long o = (long)i * ld + j0;
+            for (int v = 0; v < nv; v++) sm[v] += Vector256.Load(a + o + v * W) * Vector256.Load(d + o + v * W);
         }
+        for (int i = 0; i < m; i++)
+        {
+            long o = (long)i * ld + j0;
+            for (int v = 0; v < nv; v++)
+                Vector256.Store(Vector256.Load(a + o + v * W) * (Vector256.Load(d + o + v * W) - sm[v]), d + o + v * W);
+        }
+        int j = j0 + nv * W;
         for (; j < j1; j++)
         {
             float s = 0f;
