@@ -315,8 +315,9 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
-    /// In place on columns j0 .. j1 − 1 of x (m × ld): x = exp(x − max x) / Σ exp(x − max x) down
-    /// each column. Full vectors use <see cref="Exp"/>; leftover columns use MathF.Exp.
+    /// In place on columns j0 .. j1 − 1 (at most <see cref="Strip"/>) of x (m × ld):
+    /// x = exp(x − max x) / Σ exp(x − max x) down each column. Full vectors use <see cref="Exp"/>;
+    /// leftover columns use MathF.Exp.
     /// </summary>
     private static void SoftmaxColumns(float* x, int m, int ld, int j0, int j1)
     {
@@ -442,6 +443,7 @@ internal static unsafe class ContextAttentionCpu
         });
     }
 
+    /// <summary>One strip of <see cref="SoftmaxBackwardColumns"/>: columns j0 .. j1 − 1 (at most <see cref="Strip"/>).</summary>
     private static void SoftmaxBackwardStrip(float* a, float* d, int m, int ld, int j0, int j1)
     {
         const int W = 8;
