@@ -1,5 +1,6 @@
-// conv2d on the CPU: im2col + GEMM per image (a 1×1, stride-1, unpadded convolution multiplies
-// the input plane directly), col2im for the input gradient.
+// conv2d on the CPU: forward is one GEMM per image whose B panels are gathered straight from x
+// (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the input plane directly);
+// backward is im2col + GEMM for the weight gradient and GEMM + col2im for the input gradient.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -31,15 +32,17 @@ internal sealed unsafe partial class CpuBackend : IConv2dBackend
 /// double). Each requested gradient is overwritten; with N = 0 dW and db are zero.
 /// </para>
 /// <para>
-/// A 1×1 convolution with stride 1 and no padding uses x_n itself as col (no copy). Otherwise col is
-/// built for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but
-/// at least one output row), in a per-thread buffer kept across calls, so memory stays bounded for
-/// large images. Images run one after another; the parallelism is inside: the GEMMs split C into
-/// tiles over the workers, im2col splits the rows of col, col2im and the bias gradient split the
-/// channels (each worker owns whole input planes, so no two write the same element).
+/// Forward never builds col: the GEMM's B-panel packing reads x with the index arithmetic above
+/// (<see cref="ImplicitColumns"/>). A 1×1 convolution with stride 1 and no padding uses x_n itself
+/// as col. In backward col is built for a band of whole output rows at a time, at most
+/// <see cref="MaxColumnFloats"/> floats (but at least one output row), in a per-thread buffer kept
+/// across calls, so memory stays bounded for large images. Images run one after another; the
+/// parallelism is inside: the GEMMs split C into one strip per worker, im2col splits the rows of
+/// col, col2im and the bias gradient split the channels (each worker owns whole input planes, so
+/// no two write the same element).
 /// </para>
 /// </remarks>
-internal static unsafe class Conv2dCpu
+internal static unsafe partial class Conv2dCpu
 {
     /// <summary>Largest column buffer built at once (16 MiB of floats), unless one output row needs more.</summary>
     public const int MaxColumnFloats = 1 << 22;
@@ -55,9 +58,8 @@ internal static unsafe class Conv2dCpu
         long outPlane = (long)g.OH * g.OW;
         long inImage = (long)g.C * g.H * g.W;
         long outImage = g.O * outPlane;
+        if (g.O == 0 || outPlane == 0) return;
         bool direct = IsPointwise(g);
-        int band = BandRows(g, kdim);
-        float* col = direct ? null : ColumnBuffer((long)kdim * band * g.OW);
         for (int n = 0; n < g.N; n++)
         {
             float* xn = x + n * inImage;
@@ -67,18 +69,10 @@ internal static unsafe class Conv2dCpu
                 for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias[o]);
             }
             float beta = bias is null ? 0f : 1f;
-            if (direct)
-            {
+            if (direct || kdim == 0)
                 GemmCpu.Multiply(false, false, g.O, (int)outPlane, kdim, 1f, w, kdim, xn, (int)outPlane, beta, yn, (int)outPlane);
-                continue;
-            }
-            for (int oh0 = 0; oh0 < g.OH; oh0 += band)
-            {
-                int oh1 = Math.Min(g.OH, oh0 + band);
-                int len = (oh1 - oh0) * g.OW;
-                Im2Col(xn, g, oh0, oh1, col);
-                GemmCpu.Multiply(false, false, g.O, len, kdim, 1f, w, kdim, col, len, beta, yn + (long)oh0 * g.OW, (int)outPlane);
-            }
+            else
+                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new ImplicitColumns(xn, g), beta, yn, (int)outPlane);
         }
     }
 
