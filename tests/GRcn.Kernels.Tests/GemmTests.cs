@@ -105,6 +105,40 @@ public sealed unsafe class GemmTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RowBias_MatchesBetaOneOnBiasFilledC(bool scalar)
+    {
+        // The internal overload's rowBias gives the same as filling C with the bias and beta = 1.
+        var rng = new Random(scalar ? 41 : 40);
+        foreach (var (m, n, k, ta) in new[] { (13, 35, 300, false), (6, 16, 7, true), (150, 1100, 20, false), (1, 3, 1, true) })
+        {
+            int lda = ta ? m : k;
+            var a = Random(rng, m * k);
+            var b = Random(rng, k * n);
+            var bias = Random(rng, m);
+            var want = new float[m * n];
+            var got = Enumerable.Repeat(float.NaN, m * n).ToArray();
+            for (int i = 0; i < m; i++) Array.Fill(want, bias[i], i * n, n);
+            GemmCpu.ForceScalar = scalar;
+            try
+            {
+                Run(ta, false, m, n, k, 1f, a, lda, b, n, 1f, want, n);
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pc = got)
+                fixed (float* pbias = bias)
+                    GemmCpu.Multiply(ta, m, n, k, 1f, pa, lda, new GemmCpu.MatrixB(false, pb, n), 0f, pc, n, pbias);
+            }
+            finally
+            {
+                GemmCpu.ForceScalar = false;
+            }
+            Assert.Equal(want, got);
+        }
+    }
+
     [Fact]
     public void HandComputed_2x3_Times_3x2()
     {

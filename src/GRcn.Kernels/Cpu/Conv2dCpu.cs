@@ -33,7 +33,8 @@ internal sealed unsafe partial class CpuBackend : IConv2dBackend
 /// </para>
 /// <para>
 /// Forward never builds col: the GEMM's B-panel packing reads x with the index arithmetic above
-/// (<see cref="ImplicitColumns"/>). A 1×1 convolution with stride 1 and no padding uses x_n itself
+/// (<see cref="ImplicitColumns"/>), and the bias is added by the GEMM's first store (no separate
+/// fill pass over y). A 1×1 convolution with stride 1 and no padding uses x_n itself
 /// as col. In backward col is built for a band of whole output rows at a time, at most
 /// <see cref="MaxColumnFloats"/> floats (but at least one output row), in a per-thread buffer kept
 /// across calls, so memory stays bounded for large images. Images run one after another; the
@@ -64,15 +65,15 @@ internal static unsafe partial class Conv2dCpu
         {
             float* xn = x + n * inImage;
             float* yn = y + n * outImage;
-            if (bias is not null)
+            if (kdim == 0)
             {
-                for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias[o]);
+                // No terms: y = bias (or 0).
+                for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias is null ? 0f : bias[o]);
             }
-            float beta = bias is null ? 0f : 1f;
-            if (direct || kdim == 0)
-                GemmCpu.Multiply(false, false, g.O, (int)outPlane, kdim, 1f, w, kdim, xn, (int)outPlane, beta, yn, (int)outPlane);
+            else if (direct)
+                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new GemmCpu.MatrixB(false, xn, (int)outPlane), 0f, yn, (int)outPlane, bias);
             else
-                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new ImplicitColumns(xn, g), beta, yn, (int)outPlane);
+                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new ImplicitColumns(xn, g), 0f, yn, (int)outPlane, bias);
         }
     }
 

@@ -76,19 +76,24 @@ internal static unsafe class GemmCpu
             ScaleOnly(m, n, beta, c, ldc);
             return;
         }
-        Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc);
+        Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null);
     }
 
-    /// <summary>As the public overload with op(B) supplied by <paramref name="source"/>; requires m, n, k &gt; 0.</summary>
+    /// <summary>
+    /// As the public overload with op(B) supplied by <paramref name="source"/>, plus
+    /// <paramref name="rowBias"/>[i] added to row i of C when it is not null (requires beta = 0:
+    /// C = alpha·op(A)·op(B) + rowBias, each element rounded as fma(acc, alpha, rowBias[i]) of the
+    /// first k slice); requires m, n, k &gt; 0.
+    /// </summary>
     internal static void Multiply<TB>(bool transposeA, int m, int n, int k, float alpha,
-        float* a, int lda, TB source, float beta, float* c, int ldc) where TB : struct, IPackB
+        float* a, int lda, TB source, float beta, float* c, int ldc, float* rowBias) where TB : struct, IPackB
     {
         int threads = Parallelism.Threads;
         int mPanels = CeilDiv(m, MR), nPanels = CeilDiv(n, NR);
         // Split the operand whose redundant packing is cheaper: strips of columns repack all of A.
         bool splitColumns = m <= n ? nPanels >= threads || nPanels >= mPanels : mPanels < threads && nPanels > mPanels;
         int parts = Math.Min(threads, splitColumns ? nPanels : mPanels);
-        var job = new Job<TB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, parts, splitColumns, UseSimd);
+        var job = new Job<TB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, rowBias, parts, splitColumns, UseSimd);
         if (parts <= 1)
         {
             job.Part(0);
@@ -128,10 +133,10 @@ internal static unsafe class GemmCpu
 
     /// <summary>The arguments of one multiply, shared read-only by the workers.</summary>
     private readonly struct Job<TB>(bool transposeA, int m, int n, int k, float alpha,
-        float* a, int lda, TB source, float beta, float* c, int ldc, int parts, bool splitColumns, bool simd)
+        float* a, int lda, TB source, float beta, float* c, int ldc, float* rowBias, int parts, bool splitColumns, bool simd)
         where TB : struct, IPackB
     {
-        private readonly nint _a = (nint)a, _c = (nint)c;
+        private readonly nint _a = (nint)a, _c = (nint)c, _bias = (nint)rowBias;
 
         /// <summary>Strip <paramref name="part"/> of C: whole panels [part·P/parts, (part+1)·P/parts) of the split dimension.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -163,11 +168,12 @@ internal static unsafe class GemmCpu
                     bool first = p0 == 0;
                     float scaleC = first ? beta : 1f;
                     bool overwrite = first && beta == 0f;
+                    float* bias = first ? (float*)_bias : null;
                     for (int ic = i0; ic < i1; ic += MC)
                     {
                         int mCur = Math.Min(MC, i1 - ic);
                         PackA(transposeA, (float*)_a, lda, ic, p0, mCur, kc, pa);
-                        Block(kc, pa, pb, (float*)_c + (long)ic * ldc + jc, ldc, mCur, nCur, alpha, scaleC, overwrite, simd);
+                        Block(kc, pa, pb, (float*)_c + (long)ic * ldc + jc, ldc, mCur, nCur, alpha, scaleC, overwrite, bias == null ? null : bias + ic, simd);
                     }
                 }
             }
@@ -177,7 +183,7 @@ internal static unsafe class GemmCpu
     /// <summary>Runs the micro-kernel over every pair of a packed mc×kc A block and kc×nc B block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block(int kc, float* pa, float* pb, float* cBlock, int ldc, int mc, int nc,
-        float alpha, float scaleC, bool overwrite, bool simd)
+        float alpha, float scaleC, bool overwrite, float* rowBias, bool simd)
     {
         for (int jr = 0; jr < nc; jr += NR)
         {
@@ -187,8 +193,9 @@ internal static unsafe class GemmCpu
             {
                 int mr = Math.Min(MR, mc - ir);
                 float* cTile = cBlock + (long)ir * ldc + jr;
-                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite);
-                else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite);
+                float* bias = rowBias == null ? null : rowBias + ir;
+                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
+                else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
             }
         }
     }
@@ -233,7 +240,7 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>op(B) read from a row-major matrix (B, or Bᵀ stored, with row pitch ldb).</summary>
-    private readonly struct MatrixB(bool transposeB, float* b, int ldb) : IPackB
+    internal readonly struct MatrixB(bool transposeB, float* b, int ldb) : IPackB
     {
         private readonly nint _b = (nint)b;
 
@@ -288,12 +295,12 @@ internal static unsafe class GemmCpu
 
     /// <summary>
     /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·16 + j] over kc steps, then
-    /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>) on the
-    /// valid mr×nr corner.
+    /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>, plus
+    /// rowBias[r] when that is not null) on the valid mr×nr corner.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        float alpha, float scaleC, bool overwrite)
+        float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -326,7 +333,16 @@ internal static unsafe class GemmCpu
         if (mr == MR && nr == NR)
         {
             var va = Vector256.Create(alpha);
-            if (overwrite)
+            if (overwrite && rowBias != null)
+            {
+                Bias(c, c00, c01, va, rowBias[0]);
+                Bias(c + ldc, c10, c11, va, rowBias[1]);
+                Bias(c + 2L * ldc, c20, c21, va, rowBias[2]);
+                Bias(c + 3L * ldc, c30, c31, va, rowBias[3]);
+                Bias(c + 4L * ldc, c40, c41, va, rowBias[4]);
+                Bias(c + 5L * ldc, c50, c51, va, rowBias[5]);
+            }
+            else if (overwrite)
             {
                 Store(c, c00 * va, c01 * va);
                 Store(c + ldc, c10 * va, c11 * va);
@@ -355,7 +371,7 @@ internal static unsafe class GemmCpu
         Store(acc + 3 * NR, c30, c31);
         Store(acc + 4 * NR, c40, c41);
         Store(acc + 5 * NR, c50, c51);
-        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite, rowBias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -363,6 +379,14 @@ internal static unsafe class GemmCpu
     {
         Avx.Store(dst, lo);
         Avx.Store(dst + 8, hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Bias(float* dst, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, float bias)
+    {
+        var vb = Vector256.Create(bias);
+        Avx.Store(dst, Fma.MultiplyAdd(lo, alpha, vb));
+        Avx.Store(dst + 8, Fma.MultiplyAdd(hi, alpha, vb));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -375,7 +399,7 @@ internal static unsafe class GemmCpu
     /// <summary>Scalar micro-kernel with the same packed layout, for processors without AVX2/FMA.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        float alpha, float scaleC, bool overwrite)
+        float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         float* acc = stackalloc float[MR * NR];
         new Span<float>(acc, MR * NR).Clear();
@@ -390,18 +414,23 @@ internal static unsafe class GemmCpu
             a += MR;
             b += NR;
         }
-        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite, rowBias);
     }
 
     /// <summary>Writes the valid mr×nr corner of a 6×16 accumulator tile into C.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite)
+    private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         for (int r = 0; r < mr; r++)
         {
             float* cr = c + (long)r * ldc;
             float* ar = acc + r * NR;
-            if (overwrite)
+            if (overwrite && rowBias != null)
+            {
+                float bias = rowBias[r];
+                for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j] + bias;
+            }
+            else if (overwrite)
             {
                 for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j];
             }
