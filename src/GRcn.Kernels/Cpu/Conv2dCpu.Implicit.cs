@@ -1,5 +1,6 @@
-// Implicit im2col for the conv2d forward GEMM: packs blocks of the column matrix of one image
-// straight from x into GemmCpu's B-panel layout, so no column buffer is written or read.
+// Implicit im2col for the conv2d GEMMs: packs blocks of the column matrix of one image (forward)
+// or of its transpose (weight gradient) straight from x into GemmCpu's B-panel layout, so no
+// column buffer is written or read.
 // Called by GemmCpu's workers, each on its own strip of output positions (no sharing).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -97,6 +98,66 @@ internal static unsafe partial class Conv2dCpu
                 q += seg;
                 ow0 += seg;
                 count -= seg;
+            }
+        }
+    }
+
+    /// <summary>
+    /// op(B) = colᵀ of one image (OH·OW × C·KH·KW), for dW = dY · colᵀ: op(B)[oh·OW + ow, (c·KH + u)·KW + v]
+    /// = x[c, oh·sh − ph + u·dh, ow·sw − pw + v·dw], zero outside the input.
+    /// </summary>
+    private readonly struct ImplicitColumnsTransposed(float* image, Conv2dGeometry g) : GemmCpu.IPackB
+    {
+        private readonly nint _x = (nint)image;
+
+        /// <summary>
+        /// Writes op(B)[p0 + pp, j0 + q] to dst[(q / NR)·kc·NR + pp·NR + q % NR] for pp &lt; kc, q &lt; nc,
+        /// and zeros for q in [nc, nc rounded up to NR).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Pack(int p0, int j0, int kc, int nc, float* dst)
+        {
+            const int NR = GemmCpu.NR;
+            int kk = g.KH * g.KW;
+            int ohStart = p0 / g.OW, owStart = p0 % g.OW;
+            int padded = (nc + NR - 1) / NR * NR;
+            for (int q = 0; q < padded; q++)
+            {
+                // Column q of the block: one (c, u, v), written down the panel with stride NR.
+                float* d = dst + (q / NR) * (long)kc * NR + (q & (NR - 1));
+                if (q >= nc)
+                {
+                    for (int pp = 0; pp < kc; pp++) d[pp * NR] = 0f;
+                    continue;
+                }
+                int jj = j0 + q;
+                int c = jj / kk, u = jj % kk / g.KW, v = jj % g.KW;
+                int offset = v * g.DilationW - g.PadW;
+                var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
+                float* plane = (float*)_x + (long)c * g.H * g.W + offset;
+                int oh = ohStart, ow = owStart;
+                for (int pp = 0; pp < kc;)
+                {
+                    int run = Math.Min(g.OW - ow, kc - pp);
+                    int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
+                    float* o = d + pp * NR;
+                    if ((uint)ih >= (uint)g.H)
+                    {
+                        for (int t = 0; t < run; t++) o[t * NR] = 0f;
+                    }
+                    else
+                    {
+                        float* src = plane + (long)ih * g.W;
+                        int a = Math.Clamp(lo - ow, 0, run), b = Math.Clamp(hi - ow, a, run);
+                        int t = 0;
+                        for (; t < a; t++) o[t * NR] = 0f;
+                        for (; t < b; t++) o[t * NR] = src[(long)(ow + t) * g.StrideW];
+                        for (; t < run; t++) o[t * NR] = 0f;
+                    }
+                    pp += run;
+                    oh++;
+                    ow = 0;
+                }
             }
         }
     }
