@@ -80,6 +80,20 @@ public sealed unsafe class GemmTests
 
     [Theory]
     [MemberData(nameof(Transposes))]
+    public void DepthsAroundThePackingBlocks_MatchReference(bool ta, bool tb)
+    {
+        // A panels are packed 8 steps of k at a time with a scalar tail: depths at and around
+        // multiples of 8 and of KC, full and partial row panels, padded leading dimensions.
+        var rng = new Random(31);
+        foreach (int k in new[] { 2, 7, 8, 9, 15, 16, 17, 24, GemmCpu.KC - 1, GemmCpu.KC, GemmCpu.KC + 1, GemmCpu.KC + 8 })
+        {
+            CrossCheck(rng, ta, tb, 12, 20, k, 1f, 0f);
+            CrossCheck(rng, ta, tb, 14, 9, k, 0.5f, 1f, padA: 3, padB: 1, padC: 2);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Transposes))]
     public void AlphaBetaAndLeadingDimensions_MatchReference(bool ta, bool tb)
     {
         var rng = new Random(23);

@@ -211,7 +211,11 @@ internal static unsafe class GemmCpu
         {
             int mr = Math.Min(MR, mc - ir);
             float* d = dst + (long)ir * kc;
-            if (!transposeA)
+            if (!transposeA && mr == MR && Avx.IsSupported)
+            {
+                PackRowsTransposed(a + (long)(i0 + ir) * lda + p0, lda, kc, d);
+            }
+            else if (!transposeA)
             {
                 // op(A)[i, p] = a[i·lda + p]: each row is contiguous along p.
                 for (int r = 0; r < mr; r++)
@@ -231,11 +235,67 @@ internal static unsafe class GemmCpu
                 {
                     float* s = a + (long)(p0 + p) * lda + i0 + ir;
                     float* dp = d + p * MR;
+                    if (mr == MR)
+                    {
+                        Unsafe.WriteUnaligned(dp, Unsafe.ReadUnaligned<Vector128<float>>(s));
+                        Unsafe.WriteUnaligned(dp + 4, Unsafe.ReadUnaligned<long>(s + 4));
+                        continue;
+                    }
                     int r = 0;
                     for (; r < mr; r++) dp[r] = s[r];
                     for (; r < MR; r++) dp[r] = 0f;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// One full A panel from 6 rows that are contiguous along p (row pitch lda):
+    /// d[p·6 + r] = s[r·lda + p] for p &lt; kc, 8 values of p at a time through an 8×8 transpose.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackRowsTransposed(float* s, int lda, int kc, float* d)
+    {
+        int p = 0;
+        // Each 8-wide store writes 2 lanes past its 6 values; the next store (or, after the last
+        // block, the scalar tail, which always has at least one p left) overwrites them.
+        for (; p + 8 < kc; p += 8)
+        {
+            var r0 = Avx.LoadVector256(s + p);
+            var r1 = Avx.LoadVector256(s + lda + p);
+            var r2 = Avx.LoadVector256(s + 2L * lda + p);
+            var r3 = Avx.LoadVector256(s + 3L * lda + p);
+            var r4 = Avx.LoadVector256(s + 4L * lda + p);
+            var r5 = Avx.LoadVector256(s + 5L * lda + p);
+            var t0 = Avx.UnpackLow(r0, r1);
+            var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3);
+            var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5);
+            var t5 = Avx.UnpackHigh(r4, r5);
+            var u0 = Avx.Shuffle(t0, t2, 0x44);
+            var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44);
+            var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t4, 0x44);
+            var u5 = Avx.Shuffle(t4, t4, 0xEE);
+            var u6 = Avx.Shuffle(t5, t5, 0x44);
+            var u7 = Avx.Shuffle(t5, t5, 0xEE);
+            // Column j (values of rows 0..5 at p + j) = low or high 128-bit halves of u_j, u_(j+4).
+            float* o = d + p * MR;
+            Avx.Store(o, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(o + 6, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(o + 12, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(o + 18, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(o + 24, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(o + 30, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(o + 36, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(o + 42, Avx.Permute2x128(u3, u7, 0x31));
+        }
+        for (; p < kc; p++)
+        {
+            float* o = d + p * MR;
+            for (int r = 0; r < MR; r++) o[r] = s[r * (long)lda + p];
         }
     }
 
