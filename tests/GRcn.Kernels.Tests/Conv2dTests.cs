@@ -67,6 +67,30 @@ public sealed class Conv2dTests
         }
     }
 
+    [Fact]
+    public void LargerThanOneGemmBlock_MatchesReference()
+    {
+        // C·KH·KW > GemmCpu.KC and OH·OW > GemmCpu.NC: the implicit column packing spans several
+        // k slices and column blocks, with output rows straddling B panels.
+        CrossCheck(new Conv2dCase(1, 40, 36, 41, 8, 3, 3, PadH: 1, PadW: 1), new Random(7));
+        CrossCheck(new Conv2dCase(2, 30, 45, 51, 7, 3, 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1), new Random(8));
+    }
+
+    [Fact]
+    public void RandomGeometries_MatchReference()
+    {
+        var rng = new Random(2024);
+        for (int i = 0; i < 24; i++)
+        {
+            int kh = rng.Next(1, 5), kw = rng.Next(1, 5), dh = rng.Next(1, 3), dw = rng.Next(1, 3);
+            int ph = rng.Next(0, 3), pw = rng.Next(0, 3), sh = rng.Next(1, 4), sw = rng.Next(1, 4);
+            int h = dh * (kh - 1) + 1 + rng.Next(0, 30), w = dw * (kw - 1) + 1 + rng.Next(0, 40);
+            var k = new Conv2dCase(rng.Next(1, 3), rng.Next(1, 20), h, w, rng.Next(1, 20), kh, kw,
+                StrideH: sh, StrideW: sw, PadH: ph, PadW: pw, DilationH: dh, DilationW: dw, Bias: rng.Next(2) == 0);
+            CrossCheck(k, rng);
+        }
+    }
+
     private static void CrossCheck(Conv2dCase k, Random rng)
     {
         var x = Random(rng, k.N * k.C * k.H * k.W);

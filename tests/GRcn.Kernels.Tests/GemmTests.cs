@@ -80,6 +80,20 @@ public sealed unsafe class GemmTests
 
     [Theory]
     [MemberData(nameof(Transposes))]
+    public void DepthsAroundThePackingBlocks_MatchReference(bool ta, bool tb)
+    {
+        // A panels are packed 8 steps of k at a time with a scalar tail: depths at and around
+        // multiples of 8 and of KC, full and partial row panels, padded leading dimensions.
+        var rng = new Random(31);
+        foreach (int k in new[] { 2, 7, 8, 9, 15, 16, 17, 24, GemmCpu.KC - 1, GemmCpu.KC, GemmCpu.KC + 1, GemmCpu.KC + 8 })
+        {
+            CrossCheck(rng, ta, tb, 12, 20, k, 1f, 0f);
+            CrossCheck(rng, ta, tb, 14, 9, k, 0.5f, 1f, padA: 3, padB: 1, padC: 2);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Transposes))]
     public void AlphaBetaAndLeadingDimensions_MatchReference(bool ta, bool tb)
     {
         var rng = new Random(23);
@@ -102,6 +116,40 @@ public sealed unsafe class GemmTests
         finally
         {
             GemmCpu.ForceScalar = false;
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RowBias_MatchesBetaOneOnBiasFilledC(bool scalar)
+    {
+        // The internal overload's rowBias gives the same as filling C with the bias and beta = 1.
+        var rng = new Random(scalar ? 41 : 40);
+        foreach (var (m, n, k, ta) in new[] { (13, 35, 300, false), (6, 16, 7, true), (150, 1100, 20, false), (1, 3, 1, true) })
+        {
+            int lda = ta ? m : k;
+            var a = Random(rng, m * k);
+            var b = Random(rng, k * n);
+            var bias = Random(rng, m);
+            var want = new float[m * n];
+            var got = Enumerable.Repeat(float.NaN, m * n).ToArray();
+            for (int i = 0; i < m; i++) Array.Fill(want, bias[i], i * n, n);
+            GemmCpu.ForceScalar = scalar;
+            try
+            {
+                Run(ta, false, m, n, k, 1f, a, lda, b, n, 1f, want, n);
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pc = got)
+                fixed (float* pbias = bias)
+                    GemmCpu.Multiply(ta, m, n, k, 1f, pa, lda, new GemmCpu.MatrixB(false, pb, n), 0f, pc, n, pbias);
+            }
+            finally
+            {
+                GemmCpu.ForceScalar = false;
+            }
+            Assert.Equal(want, got);
         }
     }
 

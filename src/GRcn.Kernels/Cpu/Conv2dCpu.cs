@@ -1,5 +1,7 @@
-// conv2d on the CPU: im2col + GEMM per image (a 1×1, stride-1, unpadded convolution multiplies
-// the input plane directly), col2im for the input gradient.
+// conv2d on the CPU: forward is one GEMM per image whose B panels are gathered straight from x
+// (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the input plane directly);
+// the weight gradient is one GEMM per image whose B panels are gathered from x the same way;
+// the input gradient is GEMM + col2im.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -31,15 +33,18 @@ internal sealed unsafe partial class CpuBackend : IConv2dBackend
 /// double). Each requested gradient is overwritten; with N = 0 dW and db are zero.
 /// </para>
 /// <para>
-/// A 1×1 convolution with stride 1 and no padding uses x_n itself as col (no copy). Otherwise col is
-/// built for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but
-/// at least one output row), in a per-thread buffer kept across calls, so memory stays bounded for
+/// Forward and the weight gradient never build col: the GEMM's B-panel packing reads x with the
+/// index arithmetic above (<see cref="ImplicitColumns"/>, <see cref="ImplicitColumnsTransposed"/>),
+/// and the bias is added by the GEMM's first store (no fill pass over y). A 1×1 convolution with
+/// stride 1 and no padding uses x_n itself as col. For the input gradient, Wᵀ · dY_n is computed
+/// for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but at
+/// least one output row), into a per-thread buffer kept across calls, so memory stays bounded for
 /// large images. Images run one after another; the parallelism is inside: the GEMMs split C into
-/// tiles over the workers, im2col splits the rows of col, col2im and the bias gradient split the
-/// channels (each worker owns whole input planes, so no two write the same element).
+/// one strip per worker, col2im and the bias gradient split the channels (each worker owns whole
+/// input planes, so no two write the same element).
 /// </para>
 /// </remarks>
-internal static unsafe class Conv2dCpu
+internal static unsafe partial class Conv2dCpu
 {
     /// <summary>Largest column buffer built at once (16 MiB of floats), unless one output row needs more.</summary>
     public const int MaxColumnFloats = 1 << 22;
@@ -55,30 +60,21 @@ internal static unsafe class Conv2dCpu
         long outPlane = (long)g.OH * g.OW;
         long inImage = (long)g.C * g.H * g.W;
         long outImage = g.O * outPlane;
+        if (g.O == 0 || outPlane == 0) return;
         bool direct = IsPointwise(g);
-        int band = BandRows(g, kdim);
-        float* col = direct ? null : ColumnBuffer((long)kdim * band * g.OW);
         for (int n = 0; n < g.N; n++)
         {
             float* xn = x + n * inImage;
             float* yn = y + n * outImage;
-            if (bias is not null)
+            if (kdim == 0)
             {
-                for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias[o]);
+                // No terms: y = bias (or 0).
+                for (int o = 0; o < g.O; o++) new Span<float>(yn + o * outPlane, (int)outPlane).Fill(bias is null ? 0f : bias[o]);
             }
-            float beta = bias is null ? 0f : 1f;
-            if (direct)
-            {
-                GemmCpu.Multiply(false, false, g.O, (int)outPlane, kdim, 1f, w, kdim, xn, (int)outPlane, beta, yn, (int)outPlane);
-                continue;
-            }
-            for (int oh0 = 0; oh0 < g.OH; oh0 += band)
-            {
-                int oh1 = Math.Min(g.OH, oh0 + band);
-                int len = (oh1 - oh0) * g.OW;
-                Im2Col(xn, g, oh0, oh1, col);
-                GemmCpu.Multiply(false, false, g.O, len, kdim, 1f, w, kdim, col, len, beta, yn + (long)oh0 * g.OW, (int)outPlane);
-            }
+            else if (direct)
+                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new GemmCpu.MatrixB(false, xn, (int)outPlane), 0f, yn, (int)outPlane, bias);
+            else
+                GemmCpu.Multiply(false, g.O, (int)outPlane, kdim, 1f, w, kdim, new ImplicitColumns(xn, g), 0f, yn, (int)outPlane, bias);
         }
     }
 
@@ -94,7 +90,7 @@ internal static unsafe class Conv2dCpu
 
         bool direct = IsPointwise(g);
         int band = BandRows(g, kdim);
-        float* col = direct ? null : ColumnBuffer((long)kdim * band * g.OW);
+        float* col = direct || gradX is null ? null : ColumnBuffer((long)kdim * band * g.OW);
         for (int n = 0; n < g.N; n++)
         {
             float* xn = x + n * inImage;
@@ -109,23 +105,21 @@ internal static unsafe class Conv2dCpu
                     GemmCpu.Multiply(true, false, kdim, (int)outPlane, g.O, 1f, w, kdim, dyn, (int)outPlane, 0f, dxn, (int)outPlane);
                 continue;
             }
-            if (dxn is not null) new Span<float>(dxn, (int)inImage).Clear();
+            if (gradW is not null)
+            {
+                // dW (+)= dY_n (O × OH·OW) · col_nᵀ, colᵀ gathered straight from x_n.
+                GemmCpu.Multiply(false, g.O, kdim, (int)outPlane, 1f, dyn, (int)outPlane, new ImplicitColumnsTransposed(xn, g),
+                    n == 0 ? 0f : 1f, gradW, kdim, null);
+            }
+            if (dxn is null) continue;
+            new Span<float>(dxn, (int)inImage).Clear();
             for (int oh0 = 0; oh0 < g.OH; oh0 += band)
             {
                 int oh1 = Math.Min(g.OH, oh0 + band);
                 int len = (oh1 - oh0) * g.OW;
                 float* dyBand = dyn + (long)oh0 * g.OW;
-                if (gradW is not null)
-                {
-                    Im2Col(xn, g, oh0, oh1, col);
-                    bool first = n == 0 && oh0 == 0;
-                    GemmCpu.Multiply(false, true, g.O, kdim, len, 1f, dyBand, (int)outPlane, col, len, first ? 0f : 1f, gradW, kdim);
-                }
-                if (dxn is not null)
-                {
-                    GemmCpu.Multiply(true, false, kdim, len, g.O, 1f, w, kdim, dyBand, (int)outPlane, 0f, col, len);
-                    Col2ImAdd(col, g, oh0, oh1, dxn);
-                }
+                GemmCpu.Multiply(true, false, kdim, len, g.O, 1f, w, kdim, dyBand, (int)outPlane, 0f, col, len);
+                Col2ImAdd(col, g, oh0, oh1, dxn);
             }
         }
     }
@@ -164,51 +158,6 @@ internal static unsafe class Conv2dCpu
         int hi = Math.Min(outWidth, FloorDiv(width - 1 - offset, stride) + 1);
         lo = Math.Min(lo, outWidth);
         return (lo, Math.Max(lo, hi));
-    }
-
-    /// <summary>Fills col (C·KH·KW × (oh1 − oh0)·OW) for output rows [oh0, oh1) of one image.</summary>
-    private static void Im2Col(float* image, in Conv2dGeometry geometry, int oh0, int oh1, float* col)
-    {
-        var g = geometry;
-        nint xi = (nint)image, ci = (nint)col;
-        Parallelism.For(g.C * g.KH * g.KW, (long)(oh1 - oh0) * g.OW,
-            (start, end) => Im2ColRows((float*)xi, g, oh0, oh1, (float*)ci, start, end));
-    }
-
-    /// <summary>Rows [start, end) of col; row (c·KH + u)·KW + v holds x[c, oh·sh − ph + u·dh, ow·sw − pw + v·dw].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Im2ColRows(float* x, in Conv2dGeometry g, int oh0, int oh1, float* col, int start, int end)
-    {
-        int kk = g.KH * g.KW;
-        int len = (oh1 - oh0) * g.OW;
-        for (int row = start; row < end; row++)
-        {
-            int c = row / kk, u = row % kk / g.KW, v = row % g.KW;
-            float* plane = x + (long)c * g.H * g.W;
-            float* dst = col + (long)row * len;
-            int offset = v * g.DilationW - g.PadW;
-            var (lo, hi) = ValidColumns(offset, g.StrideW, g.W, g.OW);
-            for (int oh = oh0; oh < oh1; oh++, dst += g.OW)
-            {
-                int ih = oh * g.StrideH - g.PadH + u * g.DilationH;
-                if ((uint)ih >= (uint)g.H)
-                {
-                    new Span<float>(dst, g.OW).Clear();
-                    continue;
-                }
-                float* src = plane + (long)ih * g.W + offset;
-                for (int j = 0; j < lo; j++) dst[j] = 0f;
-                if (g.StrideW == 1)
-                {
-                    new ReadOnlySpan<float>(src + lo, hi - lo).CopyTo(new Span<float>(dst + lo, hi - lo));
-                }
-                else
-                {
-                    for (int j = lo; j < hi; j++) dst[j] = src[(long)j * g.StrideW];
-                }
-                for (int j = hi; j < g.OW; j++) dst[j] = 0f;
-            }
-        }
     }
 
     /// <summary>Adds col (C·KH·KW × (oh1 − oh0)·OW) back onto the input planes it was gathered from.</summary>

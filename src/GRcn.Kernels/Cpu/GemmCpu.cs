@@ -1,6 +1,7 @@
 // C (m×n) = alpha·op(A)·op(B) + beta·C on row-major float32 matrices with leading dimensions
 // lda, ldb, ldc; op(X) = X or Xᵀ. Cache-blocked (Goto/BLIS style) with packed panels and an
-// AVX2/FMA 6×16 register-tile micro-kernel; worker threads take whole blocks of C.
+// AVX2/FMA 6×16 register-tile micro-kernel; C is cut into one contiguous strip of columns (or
+// rows) per worker thread, and each worker packs and multiplies its strip on its own.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -18,18 +19,23 @@ namespace GRcn.Kernels.Cpu;
 /// skipped). k = 0 gives C = beta·C.
 /// </para>
 /// <para>
-/// Blocking: C is cut into tiles of at most <see cref="MC"/> rows × <see cref="NC"/> columns;
-/// for each slice of <see cref="KC"/> along k a tile packs its block of op(A) into row panels of
-/// <see cref="MR"/> and its block of op(B) into column panels of <see cref="NR"/> (zero-padded at
-/// the edges), then runs the MR×NR micro-kernel over every panel pair: 12 AVX accumulators
-/// updated with FMA, one broadcast of A and two loads of B per step of k. Edge tiles go through
-/// a small stack buffer so only the valid part of C is touched. Without AVX2/FMA the same
-/// blocking runs a scalar micro-kernel.
+/// Blocking (BLIS order): for every block of at most <see cref="NC"/> columns and every slice of
+/// <see cref="KC"/> along k, the worker packs that block of op(B) into column panels of
+/// <see cref="NR"/> (zero-padded at the edge); then for every block of at most <see cref="MC"/>
+/// rows it packs op(A) into row panels of <see cref="MR"/> and runs the MR×NR micro-kernel over
+/// every panel pair, B panel outermost so one B panel (KC×NR, 16 KiB) stays in L1 while the A
+/// block (MC×KC) streams from L2. The micro-kernel keeps 12 AVX accumulators in registers,
+/// updated with FMA from one broadcast of A and two loads of B per step of k. Edge tiles go
+/// through a small stack buffer so only the valid part of C is touched. Without AVX2/FMA the
+/// same blocking runs a scalar micro-kernel.
 /// </para>
 /// <para>
-/// Parallelism: tiles of C are independent; <see cref="Parallelism.For"/> hands contiguous runs of
-/// tiles to the workers (tiles are made smaller when there would be fewer than two per worker).
-/// Each thread packs into its own buffers, allocated once per thread and reused across calls.
+/// Parallelism: C is split into <see cref="Parallelism.Threads"/> contiguous strips of whole NR
+/// column panels when m ≤ n (every worker then packs all of A, the smaller operand, once per
+/// strip and B only for its own columns), else of whole MR row panels. Each worker packs into
+/// its own buffers, allocated once per thread and reused across calls. op(B) can also come from
+/// a caller's packing routine (<see cref="IPackB"/>), e.g. a convolution gathering its input
+/// straight into B panels without an im2col buffer.
 /// </para>
 /// </remarks>
 internal static unsafe class GemmCpu
@@ -40,9 +46,9 @@ internal static unsafe class GemmCpu
     public const int NR = 16;
     /// <summary>Depth of one packed slice along k.</summary>
     public const int KC = 256;
-    /// <summary>Largest number of rows of one tile of C (a multiple of <see cref="MR"/>).</summary>
-    public const int MC = 120;
-    /// <summary>Largest number of columns of one tile of C (a multiple of <see cref="NR"/>).</summary>
+    /// <summary>Largest number of rows of one packed A block (a multiple of <see cref="MR"/>).</summary>
+    public const int MC = 144;
+    /// <summary>Largest number of columns of one packed B block (a multiple of <see cref="NR"/>).</summary>
     public const int NC = 1024;
 
     private const int Align = 8; // floats: 32 bytes
@@ -55,6 +61,12 @@ internal static unsafe class GemmCpu
 
     private static bool UseSimd => Avx2.IsSupported && Fma.IsSupported && !ForceScalar;
 
+    /// <summary>Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] into column panels (see <see cref="MatrixB.Pack"/> for the layout).</summary>
+    internal interface IPackB
+    {
+        void Pack(int p0, int j0, int kc, int nc, float* dst);
+    }
+
     public static void Multiply(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
@@ -64,32 +76,32 @@ internal static unsafe class GemmCpu
             ScaleOnly(m, n, beta, c, ldc);
             return;
         }
+        Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null);
+    }
 
-        int mc = Math.Min(MC, RoundUp(m, MR));
-        int nc = Math.Min(NC, RoundUp(n, NR));
-        int mBlocks = CeilDiv(m, mc), nBlocks = CeilDiv(n, nc);
-        int wanted = 2 * Parallelism.Threads;
-        if (wanted > 2 && mBlocks * nBlocks < wanted)
+    /// <summary>
+    /// As the public overload with op(B) supplied by <paramref name="source"/>, plus
+    /// <paramref name="rowBias"/>[i] added to row i of C when it is not null (requires beta = 0:
+    /// C = alpha·op(A)·op(B) + rowBias, each element rounded as fma(acc, alpha, rowBias[i]) of the
+    /// first k slice); requires m, n, k &gt; 0.
+    /// </summary>
+    internal static void Multiply<TB>(bool transposeA, int m, int n, int k, float alpha,
+        float* a, int lda, TB source, float beta, float* c, int ldc, float* rowBias) where TB : struct, IPackB
+    {
+        int threads = Parallelism.Threads;
+        int mPanels = CeilDiv(m, MR), nPanels = CeilDiv(n, NR);
+        // Split the operand whose redundant packing is cheaper: strips of columns repack all of A.
+        bool splitColumns = m <= n ? nPanels >= threads || nPanels >= mPanels : mPanels < threads && nPanels > mPanels;
+        int parts = Math.Min(threads, splitColumns ? nPanels : mPanels);
+        var job = new Job<TB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, rowBias, parts, splitColumns, UseSimd);
+        if (parts <= 1)
         {
-            // Too few tiles to keep every worker busy: cut n finer, then m.
-            int parts = CeilDiv(wanted, mBlocks);
-            nc = Math.Max(4 * NR, RoundUp(CeilDiv(n, parts), NR));
-            nc = Math.Min(nc, RoundUp(n, NR));
-            nBlocks = CeilDiv(n, nc);
-            if (mBlocks * nBlocks < wanted)
-            {
-                parts = CeilDiv(wanted, nBlocks);
-                mc = Math.Max(MR, RoundUp(CeilDiv(m, parts), MR));
-                mc = Math.Min(mc, RoundUp(m, MR));
-                mBlocks = CeilDiv(m, mc);
-            }
+            job.Part(0);
+            return;
         }
-
-        var job = new Job(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, mc, nc, nBlocks, UseSimd);
-        int tiles = mBlocks * nBlocks;
-        Parallelism.For(tiles, (long)mc * nc * k, (start, end) =>
+        Parallelism.For(parts, (long)m * n * k / parts, (start, end) =>
         {
-            for (int t = start; t < end; t++) job.Tile(t);
+            for (int p = start; p < end; p++) job.Part(p);
         });
     }
 
@@ -110,9 +122,6 @@ internal static unsafe class GemmCpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int CeilDiv(int a, int b) => (a + b - 1) / b;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int RoundUp(int a, int b) => CeilDiv(a, b) * b;
-
     /// <summary>A 32-byte aligned pointer into a per-thread pinned buffer of at least <paramref name="floats"/> floats.</summary>
     private static float* Buffer(ref float[]? cache, int floats)
     {
@@ -123,39 +132,70 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>The arguments of one multiply, shared read-only by the workers.</summary>
-    private readonly struct Job(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, int mc, int nc, int nBlocks, bool simd)
+    private readonly struct Job<TB>(bool transposeA, int m, int n, int k, float alpha,
+        float* a, int lda, TB source, float beta, float* c, int ldc, float* rowBias, int parts, bool splitColumns, bool simd)
+        where TB : struct, IPackB
     {
-        private readonly nint _a = (nint)a, _b = (nint)b, _c = (nint)c;
+        private readonly nint _a = (nint)a, _c = (nint)c, _bias = (nint)rowBias;
 
+        /// <summary>Strip <paramref name="part"/> of C: whole panels [part·P/parts, (part+1)·P/parts) of the split dimension.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Tile(int tile)
+        public void Part(int part)
         {
-            int i0 = tile / nBlocks * mc, j0 = tile % nBlocks * nc;
-            int mCur = Math.Min(mc, m - i0), nCur = Math.Min(nc, n - j0);
+            int i0 = 0, i1 = m, j0 = 0, j1 = n;
+            if (splitColumns)
+            {
+                int panels = CeilDiv(n, NR);
+                j0 = (int)((long)panels * part / parts) * NR;
+                j1 = Math.Min(n, (int)((long)panels * (part + 1) / parts) * NR);
+            }
+            else
+            {
+                int panels = CeilDiv(m, MR);
+                i0 = (int)((long)panels * part / parts) * MR;
+                i1 = Math.Min(m, (int)((long)panels * (part + 1) / parts) * MR);
+            }
+            if (i0 >= i1 || j0 >= j1) return;
             float* pa = Buffer(ref t_packA, MC * KC);
             float* pb = Buffer(ref t_packB, NC * KC);
-            float* cTile = (float*)_c + (long)i0 * ldc + j0;
-            for (int p0 = 0; p0 < k; p0 += KC)
+            for (int jc = j0; jc < j1; jc += NC)
             {
-                int kc = Math.Min(KC, k - p0);
-                PackA(transposeA, (float*)_a, lda, i0, p0, mCur, kc, pa);
-                PackB(transposeB, (float*)_b, ldb, p0, j0, kc, nCur, pb);
-                bool first = p0 == 0;
-                float scaleC = first ? beta : 1f;
-                bool overwrite = first && beta == 0f;
-                for (int jr = 0; jr < nCur; jr += NR)
+                int nCur = Math.Min(NC, j1 - jc);
+                for (int p0 = 0; p0 < k; p0 += KC)
                 {
-                    int nr = Math.Min(NR, nCur - jr);
-                    float* bPanel = pb + (long)jr * kc;
-                    for (int ir = 0; ir < mCur; ir += MR)
+                    int kc = Math.Min(KC, k - p0);
+                    source.Pack(p0, jc, kc, nCur, pb);
+                    bool first = p0 == 0;
+                    float scaleC = first ? beta : 1f;
+                    bool overwrite = first && beta == 0f;
+                    float* bias = first ? (float*)_bias : null;
+                    for (int ic = i0; ic < i1; ic += MC)
                     {
-                        int mr = Math.Min(MR, mCur - ir);
-                        float* cBlock = cTile + (long)ir * ldc + jr;
-                        if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cBlock, ldc, mr, nr, alpha, scaleC, overwrite);
-                        else KernelScalar(kc, pa + (long)ir * kc, bPanel, cBlock, ldc, mr, nr, alpha, scaleC, overwrite);
+                        int mCur = Math.Min(MC, i1 - ic);
+                        PackA(transposeA, (float*)_a, lda, ic, p0, mCur, kc, pa);
+                        Block(kc, pa, pb, (float*)_c + (long)ic * ldc + jc, ldc, mCur, nCur, alpha, scaleC, overwrite, bias == null ? null : bias + ic, simd);
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>Runs the micro-kernel over every pair of a packed mc×kc A block and kc×nc B block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block(int kc, float* pa, float* pb, float* cBlock, int ldc, int mc, int nc,
+        float alpha, float scaleC, bool overwrite, float* rowBias, bool simd)
+    {
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int nr = Math.Min(NR, nc - jr);
+            float* bPanel = pb + (long)jr * kc;
+            for (int ir = 0; ir < mc; ir += MR)
+            {
+                int mr = Math.Min(MR, mc - ir);
+                float* cTile = cBlock + (long)ir * ldc + jr;
+                float* bias = rowBias == null ? null : rowBias + ir;
+                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
+                else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
             }
         }
     }
@@ -171,7 +211,11 @@ internal static unsafe class GemmCpu
         {
             int mr = Math.Min(MR, mc - ir);
             float* d = dst + (long)ir * kc;
-            if (!transposeA)
+            if (!transposeA && mr == MR && Avx.IsSupported)
+            {
+                PackRowsTransposed(a + (long)(i0 + ir) * lda + p0, lda, kc, d);
+            }
+            else if (!transposeA)
             {
                 // op(A)[i, p] = a[i·lda + p]: each row is contiguous along p.
                 for (int r = 0; r < mr; r++)
@@ -191,6 +235,12 @@ internal static unsafe class GemmCpu
                 {
                     float* s = a + (long)(p0 + p) * lda + i0 + ir;
                     float* dp = d + p * MR;
+                    if (mr == MR)
+                    {
+                        Unsafe.WriteUnaligned(dp, Unsafe.ReadUnaligned<Vector128<float>>(s));
+                        Unsafe.WriteUnaligned(dp + 4, Unsafe.ReadUnaligned<long>(s + 4));
+                        continue;
+                    }
                     int r = 0;
                     for (; r < mr; r++) dp[r] = s[r];
                     for (; r < MR; r++) dp[r] = 0f;
@@ -200,60 +250,117 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] as panels of <see cref="NR"/> columns: panel j holds,
-    /// for each p, the NR values op(B)[p0 + p, j0 + j·NR + 0..NR]; columns past the edge are zero.
+    /// One full A panel from 6 rows that are contiguous along p (row pitch lda):
+    /// d[p·6 + r] = s[r·lda + p] for p &lt; kc, 8 values of p at a time through an 8×8 transpose.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackB(bool transposeB, float* b, int ldb, int p0, int j0, int kc, int nc, float* dst)
+    private static void PackRowsTransposed(float* s, int lda, int kc, float* d)
     {
-        for (int jr = 0; jr < nc; jr += NR)
+        int p = 0;
+        // Each 8-wide store writes 2 lanes past its 6 values; the next store (or, after the last
+        // block, the scalar tail, which always has at least one p left) overwrites them.
+        for (; p + 8 < kc; p += 8)
         {
-            int nr = Math.Min(NR, nc - jr);
-            float* d = dst + (long)jr * kc;
-            if (!transposeB)
+            var r0 = Avx.LoadVector256(s + p);
+            var r1 = Avx.LoadVector256(s + lda + p);
+            var r2 = Avx.LoadVector256(s + 2L * lda + p);
+            var r3 = Avx.LoadVector256(s + 3L * lda + p);
+            var r4 = Avx.LoadVector256(s + 4L * lda + p);
+            var r5 = Avx.LoadVector256(s + 5L * lda + p);
+            var t0 = Avx.UnpackLow(r0, r1);
+            var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3);
+            var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5);
+            var t5 = Avx.UnpackHigh(r4, r5);
+            var u0 = Avx.Shuffle(t0, t2, 0x44);
+            var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44);
+            var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t4, 0x44);
+            var u5 = Avx.Shuffle(t4, t4, 0xEE);
+            var u6 = Avx.Shuffle(t5, t5, 0x44);
+            var u7 = Avx.Shuffle(t5, t5, 0xEE);
+            // Column j (values of rows 0..5 at p + j) = low or high 128-bit halves of u_j, u_(j+4).
+            float* o = d + p * MR;
+            Avx.Store(o, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(o + 6, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(o + 12, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(o + 18, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(o + 24, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(o + 30, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(o + 36, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(o + 42, Avx.Permute2x128(u3, u7, 0x31));
+        }
+        for (; p < kc; p++)
+        {
+            float* o = d + p * MR;
+            for (int r = 0; r < MR; r++) o[r] = s[r * (long)lda + p];
+        }
+    }
+
+    /// <summary>op(B) read from a row-major matrix (B, or Bᵀ stored, with row pitch ldb).</summary>
+    internal readonly struct MatrixB(bool transposeB, float* b, int ldb) : IPackB
+    {
+        private readonly nint _b = (nint)b;
+
+        /// <summary>
+        /// Packs op(B)[p0 .. p0+kc, j0 .. j0+nc] as panels of <see cref="NR"/> columns: panel j holds,
+        /// for each p, the NR values op(B)[p0 + p, j0 + j·NR + 0..NR]; columns past the edge are zero.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Pack(int p0, int j0, int kc, int nc, float* dst)
+        {
+            for (int jr = 0; jr < nc; jr += NR)
             {
-                // op(B)[p, j] = b[p·ldb + j]: NR contiguous values per p.
-                for (int p = 0; p < kc; p++)
+                int nr = Math.Min(NR, nc - jr);
+                float* d = dst + (long)jr * kc;
+                if (!transposeB)
                 {
-                    float* s = b + (long)(p0 + p) * ldb + j0 + jr;
-                    float* dp = d + p * NR;
-                    if (nr == NR)
+                    // op(B)[p, j] = b[p·ldb + j]: NR contiguous values per p.
+                    for (int p = 0; p < kc; p++)
                     {
-                        Unsafe.WriteUnaligned(dp, Unsafe.ReadUnaligned<Vector256<float>>(s));
-                        Unsafe.WriteUnaligned(dp + 8, Unsafe.ReadUnaligned<Vector256<float>>(s + 8));
-                    }
-                    else
-                    {
-                        int j = 0;
-                        for (; j < nr; j++) dp[j] = s[j];
-                        for (; j < NR; j++) dp[j] = 0f;
+                        float* s = (float*)_b + (long)(p0 + p) * ldb + j0 + jr;
+                        float* dp = d + p * NR;
+                        if (nr == NR)
+                        {
+                            Unsafe.WriteUnaligned(dp, Unsafe.ReadUnaligned<Vector256<float>>(s));
+                            Unsafe.WriteUnaligned(dp + 8, Unsafe.ReadUnaligned<Vector256<float>>(s + 8));
+                        }
+                        else
+                        {
+                            int j = 0;
+                            for (; j < nr; j++) dp[j] = s[j];
+                            for (; j < NR; j++) dp[j] = 0f;
+                        }
                     }
                 }
-            }
-            else
-            {
-                // op(B)[p, j] = b[j·ldb + p]: each column of op(B) is contiguous along p.
-                for (int j = 0; j < nr; j++)
+                else
                 {
-                    float* s = b + (long)(j0 + jr + j) * ldb + p0;
-                    for (int p = 0; p < kc; p++) d[p * NR + j] = s[p];
-                }
-                for (int j = nr; j < NR; j++)
-                {
-                    for (int p = 0; p < kc; p++) d[p * NR + j] = 0f;
+                    // op(B)[p, j] = b[j·ldb + p]: each column of op(B) is contiguous along p.
+                    for (int j = 0; j < nr; j++)
+                    {
+                        float* s = (float*)_b + (long)(j0 + jr + j) * ldb + p0;
+                        for (int p = 0; p < kc; p++) d[p * NR + j] = s[p];
+                    }
+                    for (int j = nr; j < NR; j++)
+                    {
+                        for (int p = 0; p < kc; p++) d[p * NR + j] = 0f;
+                    }
                 }
             }
         }
+
     }
 
     /// <summary>
     /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·16 + j] over kc steps, then
-    /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>) on the
-    /// valid mr×nr corner.
+    /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>, plus
+    /// rowBias[r] when that is not null) on the valid mr×nr corner.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        float alpha, float scaleC, bool overwrite)
+        float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -286,7 +393,16 @@ internal static unsafe class GemmCpu
         if (mr == MR && nr == NR)
         {
             var va = Vector256.Create(alpha);
-            if (overwrite)
+            if (overwrite && rowBias != null)
+            {
+                Bias(c, c00, c01, va, rowBias[0]);
+                Bias(c + ldc, c10, c11, va, rowBias[1]);
+                Bias(c + 2L * ldc, c20, c21, va, rowBias[2]);
+                Bias(c + 3L * ldc, c30, c31, va, rowBias[3]);
+                Bias(c + 4L * ldc, c40, c41, va, rowBias[4]);
+                Bias(c + 5L * ldc, c50, c51, va, rowBias[5]);
+            }
+            else if (overwrite)
             {
                 Store(c, c00 * va, c01 * va);
                 Store(c + ldc, c10 * va, c11 * va);
@@ -315,7 +431,7 @@ internal static unsafe class GemmCpu
         Store(acc + 3 * NR, c30, c31);
         Store(acc + 4 * NR, c40, c41);
         Store(acc + 5 * NR, c50, c51);
-        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite, rowBias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -323,6 +439,14 @@ internal static unsafe class GemmCpu
     {
         Avx.Store(dst, lo);
         Avx.Store(dst + 8, hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Bias(float* dst, Vector256<float> lo, Vector256<float> hi, Vector256<float> alpha, float bias)
+    {
+        var vb = Vector256.Create(bias);
+        Avx.Store(dst, Fma.MultiplyAdd(lo, alpha, vb));
+        Avx.Store(dst + 8, Fma.MultiplyAdd(hi, alpha, vb));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -335,7 +459,7 @@ internal static unsafe class GemmCpu
     /// <summary>Scalar micro-kernel with the same packed layout, for processors without AVX2/FMA.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KernelScalar(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
-        float alpha, float scaleC, bool overwrite)
+        float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         float* acc = stackalloc float[MR * NR];
         new Span<float>(acc, MR * NR).Clear();
@@ -350,18 +474,23 @@ internal static unsafe class GemmCpu
             a += MR;
             b += NR;
         }
-        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite);
+        StoreEdge(acc, c, ldc, mr, nr, alpha, scaleC, overwrite, rowBias);
     }
 
     /// <summary>Writes the valid mr×nr corner of a 6×16 accumulator tile into C.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite)
+    private static void StoreEdge(float* acc, float* c, int ldc, int mr, int nr, float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         for (int r = 0; r < mr; r++)
         {
             float* cr = c + (long)r * ldc;
             float* ar = acc + r * NR;
-            if (overwrite)
+            if (overwrite && rowBias != null)
+            {
+                float bias = rowBias[r];
+                for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j] + bias;
+            }
+            else if (overwrite)
             {
                 for (int j = 0; j < nr; j++) cr[j] = alpha * ar[j];
             }
