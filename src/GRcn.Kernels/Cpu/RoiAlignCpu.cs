@@ -163,6 +163,17 @@ internal static unsafe class RoiAlignCpu
     }
 
     /// <summary>
+    /// Builds every sample point of bins [bin0, bin1) of RoI r back to back into buf; the points of
+    /// bin b lie at buf[offs[b − bin0] .. offs[b − bin0 + 1]).
+    /// </summary>
+    private static void BuildBins(in Roi r, int bin0, int bin1, in RoiGeometry g, double count, Sample* buf, int* offs)
+    {
+        offs[0] = 0;
+        for (int bin = bin0; bin < bin1; bin++)
+            offs[bin - bin0 + 1] = offs[bin - bin0] + Build(r, bin / g.PW, bin % g.PW, 0, r.Samples, g.H, g.W, count, buf + offs[bin - bin0]);
+    }
+
+    /// <summary>
     /// Writes the sample points [s0, s1) (row-major over the grid) of bin (i, j) of RoI
     /// <paramref name="r"/> to <paramref name="dst"/>; returns how many were written. Forward
     /// (<paramref name="count"/> = 0) keeps invalid points as zero-weight points on cell 0;
@@ -398,9 +409,7 @@ internal static unsafe class RoiAlignCpu
                 for (int bin0 = 0; bin0 < bins; bin0 += perBlock)
                 {
                     int bin1 = Math.Min(bins, bin0 + perBlock);
-                    offs[0] = 0;
-                    for (int bin = bin0; bin < bin1; bin++)
-                        offs[bin - bin0 + 1] = offs[bin - bin0] + Build(r, bin / g.PW, bin % g.PW, 0, s, g.H, g.W, count, buf + offs[bin - bin0]);
+                    BuildBins(r, bin0, bin1, g, count, buf, offs);
                     for (int c = c0; c < c1; c++)
                     {
                         float* gx = gb + c * plane;
@@ -666,9 +675,7 @@ internal static unsafe class RoiAlignCpu
             for (int bin0 = 0; bin0 < bins; bin0 += perPiece)
             {
                 int bin1 = Math.Min(bins, bin0 + perPiece);
-                offs[0] = 0;
-                for (int bin = bin0; bin < bin1; bin++)
-                    offs[bin - bin0 + 1] = offs[bin - bin0] + Build(r, bin / g.PW, bin % g.PW, 0, s, g.H, g.W, count, buf + offs[bin - bin0]);
+                BuildBins(r, bin0, bin1, g, count, buf, offs);
                 for (int cb = cb0; cb < cb1; cb++)
                 {
                     int c0 = cb * width;
