@@ -147,6 +147,24 @@ public sealed class Tensor : IDisposable
         Device.Copy(source.Buffer, 0, Buffer, 0, ByteCount);
     }
 
+    /// <summary>
+    /// Copies <paramref name="count"/> elements of <paramref name="source"/> starting at
+    /// <paramref name="sourceStart"/> into this tensor at <paramref name="start"/> (flat, row-major
+    /// element offsets; same type and device): slicing and concatenation along dimension 0.
+    /// </summary>
+    public void CopyFrom(Tensor source, long sourceStart, long start, long count)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source.DataType != DataType || source.Device != Device)
+            throw new ArgumentException($"source is {source.DataType} on {source.Device.Name}; expected {DataType} on {Device.Name}", nameof(source));
+        if (count < 0 || sourceStart < 0 || start < 0 || sourceStart + count > source.Length || start + count > Length)
+            throw new ArgumentOutOfRangeException(nameof(count),
+                $"range [{sourceStart}, {sourceStart + count}) of source {source.ShapeString} into [{start}, {start + count}) of {ShapeString} is out of bounds");
+        if (count == 0) return;
+        long size = DataType.SizeInBytes();
+        Device.Copy(source.Buffer, sourceStart * size, Buffer, start * size, count * size);
+    }
+
     /// <summary>A new array with a copy of the elements.</summary>
     public T[] ToArray<T>() where T : unmanaged
     {
