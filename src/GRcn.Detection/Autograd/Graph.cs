@@ -48,6 +48,14 @@ public sealed class Graph : IDisposable
         return v;
     }
 
+    /// <summary>An input variable; with <paramref name="requiresGrad"/> its gradient is kept after <see cref="Backward"/>.</summary>
+    public Variable Input(Tensor value, bool requiresGrad, bool owned = true)
+    {
+        var v = new Variable(value, requiresGrad && RecordGradients);
+        if (owned) _owned.Add(v);
+        return v;
+    }
+
     /// <summary>Registers a disposable to be freed with the graph (saved masks, indices).</summary>
     internal T Keep<T>(T resource) where T : IDisposable
     {
