@@ -1,0 +1,284 @@
+// The thin model API: build a detector from a DetectorConfig on a device, run training steps
+// (forward, backward, SGD) on prepared batches, detect, and save/load checkpoints (weights,
+// configuration and optimiser state in one safetensors file, written atomically). Random
+// choices of step t (sampling, dropout) derive from (seed, t), so a resumed run repeats an
+// uninterrupted one exactly on the CPU.
+using System.Globalization;
+using System.Text.Json;
+using GRcn.Detection.Autograd;
+using GRcn.Detection.Data;
+using GRcn.Detection.Training;
+using GRcn.Detection.Variants;
+using GRcn.Kernels;
+
+namespace GRcn.Detection.Model;
+
+/// <summary>An image ready for the network: normalised CHW pixels at the resized size, ground truth in resized pixels.</summary>
+/// <param name="Pixels">3 × Height × Width floats, normalised.</param>
+/// <param name="Height">Resized height.</param>
+/// <param name="Width">Resized width.</param>
+/// <param name="Scale">Resized size / original size.</param>
+/// <param name="Boxes">Ground-truth boxes, 4 floats each (x1, y1, x2, y2) in resized pixels (empty at inference).</param>
+/// <param name="Labels">0-based class of each box.</param>
+public sealed record PreparedImage(float[] Pixels, int Height, int Width, float Scale, float[] Boxes, int[] Labels);
+
+/// <summary>Training produced a loss that is NaN or infinite; the weights were not updated.</summary>
+public sealed class NonFiniteLossException(int iteration, LossTerms terms)
+    : Exception($"non-finite loss at iteration {iteration}: rpn objectness {terms.RpnObjectness}, rpn box {terms.RpnBox}, " +
+                $"classifier {terms.Classifier}, box regression {terms.BoxRegression}; weights were left at their last finite state " +
+                "(lower the learning rate or enable gradient clipping)")
+{
+    /// <summary>The iteration that failed.</summary>
+    public int Iteration { get; } = iteration;
+
+    /// <summary>The loss terms.</summary>
+    public LossTerms Terms { get; } = terms;
+}
+
+/// <summary>A G-RCN / Faster R-CNN detector of any configured variant.</summary>
+public sealed class Detector : IDisposable
+{
+    /// <summary>Format tag of checkpoints.</summary>
+    public const string CheckpointFormat = "grcn-checkpoint/1";
+
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    private readonly GRcnNetwork _net;
+    private Sgd? _sgd;
+
+    private Detector(DetectorConfig config, Device device, ulong seed, TrainingOptions options)
+    {
+        Config = config;
+        Device = device;
+        Seed = seed;
+        Options = options;
+        _net = new GRcnNetwork(config, device, new SplitMix64(seed));
+    }
+
+    /// <summary>Builds a detector with freshly initialised weights.</summary>
+    /// <param name="config">Variant configuration (see <see cref="VariantCatalog"/>).</param>
+    /// <param name="device">Device (default CPU).</param>
+    /// <param name="seed">Seed of the initial weights and of every training step's random choices.</param>
+    /// <param name="options">Optimiser settings (default <see cref="TrainingOptions"/>).</param>
+    public static Detector Create(DetectorConfig config, Device? device = null, ulong seed = 0, TrainingOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.NumClasses < 1) throw new ArgumentException("config.ClassNames must name at least one class", nameof(config));
+        return new Detector(config, device ?? Device.Cpu, seed, options ?? new TrainingOptions());
+    }
+
+    /// <summary>The configuration.</summary>
+    public DetectorConfig Config { get; }
+
+    /// <summary>The device.</summary>
+    public Device Device { get; }
+
+    /// <summary>Seed.</summary>
+    public ulong Seed { get; }
+
+    /// <summary>Optimiser settings.</summary>
+    public TrainingOptions Options { get; private set; }
+
+    /// <summary>Training steps taken so far.</summary>
+    public int Iteration { get; private set; }
+
+    /// <summary>The network's parameters by name (torchvision names under <c>backbone.</c>).</summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _net.NamedParameters();
+
+    internal GRcnNetwork Network => _net;
+
+    /// <summary>Replaces the optimiser settings (e.g. a new schedule when fine-tuning); momentum is kept.</summary>
+    public void SetOptions(TrainingOptions options)
+    {
+        Options = options ?? throw new ArgumentNullException(nameof(options));
+        var old = _sgd;
+        _sgd = new Sgd(_net.NamedParameters(), options);
+        if (old is not null)
+            foreach (var (name, v) in old.Velocity) _sgd.SetVelocity(name, v.Clone());
+        old?.Dispose();
+    }
+
+    /// <summary>
+    /// One SGD step on <paramref name="batch"/>: forward, the four Faster R-CNN losses, backward, update.
+    /// </summary>
+    /// <exception cref="NonFiniteLossException">The loss is not finite; nothing was updated.</exception>
+    public LossTerms TrainStep(IReadOnlyList<PreparedImage> batch)
+    {
+        Validate(batch, nameof(batch), training: true);
+        _sgd ??= new Sgd(_net.NamedParameters(), Options);
+        var (graphSeed, sampleSeed) = StepSeeds(Iteration);
+        using var g = new Graph(Device, training: true, recordGradients: true, graphSeed);
+        var images = g.Constant(Pack(batch));
+        var (loss, terms, _) = _net.Forward(g, images, Describe(batch), training: true, new SplitMix64(sampleSeed));
+        if (!terms.IsFinite)
+        {
+            _net.ZeroGrad();
+            throw new NonFiniteLossException(Iteration, terms);
+        }
+        g.Backward(loss!);
+        _sgd.Step(Options.LearningRateAt(Iteration));
+        Iteration++;
+        return terms;
+    }
+
+    /// <summary>The losses of <paramref name="batch"/> without updating anything (training-mode sampling, no dropout).</summary>
+    public LossTerms Losses(IReadOnlyList<PreparedImage> batch)
+    {
+        Validate(batch, nameof(batch), training: true);
+        var (graphSeed, sampleSeed) = StepSeeds(Iteration);
+        using var g = new Graph(Device, training: false, recordGradients: false, graphSeed);
+        var images = g.Constant(Pack(batch));
+        return _net.Forward(g, images, Describe(batch), training: true, new SplitMix64(sampleSeed)).Terms;
+    }
+
+    /// <summary>Detections for each prepared image, boxes in original image pixels (resized / Scale).</summary>
+    public IReadOnlyList<Detection>[] Detect(IReadOnlyList<PreparedImage> images)
+    {
+        Validate(images, nameof(images), training: false);
+        using var g = new Graph(Device, training: false, recordGradients: false);
+        var x = g.Constant(Pack(images));
+        var (_, _, dets) = _net.Forward(g, x, Describe(images), training: false, new SplitMix64(0));
+        return dets!.Select(d => (IReadOnlyList<Detection>)d).ToArray();
+    }
+
+    /// <summary>Detections of one prepared image.</summary>
+    public IReadOnlyList<Detection> Detect(PreparedImage image) => Detect([image])[0];
+
+    private (ulong Graph, ulong Sample) StepSeeds(int iteration)
+    {
+        var mix = new SplitMix64(Seed ^ (0xA24BAED4963EE407UL * (ulong)(iteration + 1)));
+        return (mix.NextUInt64(), mix.NextUInt64());
+    }
+
+    private static BatchImage[] Describe(IReadOnlyList<PreparedImage> batch) =>
+        batch.Select(b => new BatchImage(b.Height, b.Width, b.Scale, b.Boxes, b.Labels)).ToArray();
+
+    private void Validate(IReadOnlyList<PreparedImage> batch, string name, bool training)
+    {
+        ArgumentNullException.ThrowIfNull(batch, name);
+        if (batch.Count == 0) throw new ArgumentException("the batch is empty", name);
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var b = batch[i] ?? throw new ArgumentException($"image {i} is null", name);
+            if (b.Height < 1 || b.Width < 1 || b.Pixels.Length != 3L * b.Height * b.Width)
+                throw new ArgumentException($"image {i}: Pixels must hold 3 × {b.Height} × {b.Width} floats; got {b.Pixels.Length}", name);
+            if (!(b.Scale > 0)) throw new ArgumentException($"image {i}: Scale must be positive; got {b.Scale}", name);
+            if (b.Boxes.Length != 4 * b.Labels.Length)
+                throw new ArgumentException($"image {i}: Boxes must hold 4 floats per label ({4 * b.Labels.Length}); got {b.Boxes.Length}", name);
+            if (!training) continue;
+            for (int j = 0; j < b.Labels.Length; j++)
+            {
+                if ((uint)b.Labels[j] >= (uint)Config.NumClasses)
+                    throw new ArgumentException($"image {i}, box {j}: label {b.Labels[j]} is outside [0, {Config.NumClasses})", name);
+                float x1 = b.Boxes[4 * j], y1 = b.Boxes[4 * j + 1], x2 = b.Boxes[4 * j + 2], y2 = b.Boxes[4 * j + 3];
+                if (!float.IsFinite(x1 + y1 + x2 + y2) || x2 <= x1 || y2 <= y1)
+                    throw new ArgumentException($"image {i}, box {j}: ({x1}, {y1}, {x2}, {y2}) must be finite with x2 > x1 and y2 > y1", name);
+            }
+        }
+    }
+
+    /// <summary>Packs images into (N, 3, H, W), H and W the largest rounded up to SizeDivisible, zero padded at the bottom/right.</summary>
+    private Tensor Pack(IReadOnlyList<PreparedImage> batch)
+    {
+        int div = Math.Max(1, Config.Input.SizeDivisible);
+        int h = (batch.Max(b => b.Height) + div - 1) / div * div;
+        int w = (batch.Max(b => b.Width) + div - 1) / div * div;
+        var host = new float[(long)batch.Count * 3 * h * w];
+        for (int n = 0; n < batch.Count; n++)
+        {
+            var b = batch[n];
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < b.Height; y++)
+                    b.Pixels.AsSpan((c * b.Height + y) * b.Width, b.Width).CopyTo(host.AsSpan((int)((((long)n * 3 + c) * h + y) * w), b.Width));
+        }
+        return Tensor.FromSpan<float>(Device, host, batch.Count, 3, h, w);
+    }
+
+    /// <summary>
+    /// Writes weights, configuration and optimiser state to <paramref name="path"/> (one
+    /// safetensors file; temp file + rename, so a crash never leaves a half-written checkpoint).
+    /// </summary>
+    public void Save(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        foreach (var (name, p) in _net.NamedParameters()) tensors.Add(new("model." + name, p.Value));
+        if (_sgd is not null)
+            foreach (var (name, v) in _sgd.Velocity) tensors.Add(new("optimizer.velocity." + name, v));
+        var meta = new Dictionary<string, string>
+        {
+            ["format"] = CheckpointFormat,
+            ["config"] = JsonSerializer.Serialize(Config, Json),
+            ["training"] = JsonSerializer.Serialize(Options, Json),
+            ["iteration"] = Iteration.ToString(CultureInfo.InvariantCulture),
+            ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
+        };
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        SafeTensorsWriter.Write(path, tensors, meta);
+    }
+
+    /// <summary>Loads a checkpoint written by <see cref="Save"/>: the same network, weights, optimiser state and iteration.</summary>
+    /// <exception cref="InvalidDataException">The file is not a G-RCN checkpoint or does not match its configuration.</exception>
+    public static Detector Load(string path, Device? device = null)
+    {
+        var file = SafeTensorsFile.Read(path);
+        string Meta(string key) => file.Metadata.TryGetValue(key, out var v)
+            ? v : throw new InvalidDataException($"{path}: not a G-RCN checkpoint (metadata '{key}' is missing)");
+        if (Meta("format") != CheckpointFormat)
+            throw new InvalidDataException($"{path}: checkpoint format '{Meta("format")}' is not {CheckpointFormat}");
+        DetectorConfig config;
+        TrainingOptions options;
+        try
+        {
+            config = JsonSerializer.Deserialize<DetectorConfig>(Meta("config"), Json) ?? throw new InvalidDataException("null config");
+            options = JsonSerializer.Deserialize<TrainingOptions>(Meta("training"), Json) ?? throw new InvalidDataException("null training options");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: unreadable configuration in the checkpoint metadata: {e.Message}", e);
+        }
+        var d = new Detector(config, device ?? Device.Cpu, ulong.Parse(Meta("seed"), CultureInfo.InvariantCulture), options)
+        {
+            Iteration = int.Parse(Meta("iteration"), CultureInfo.InvariantCulture),
+        };
+        try
+        {
+            var names = new HashSet<string>();
+            foreach (var (name, p) in d._net.NamedParameters())
+            {
+                string key = "model." + name;
+                names.Add(key);
+                if (!file.Contains(key)) throw new InvalidDataException($"{path}: tensor '{key}' is missing");
+                var info = file.Info(key);
+                if (!info.Shape.AsSpan().SequenceEqual(p.Value.Shape))
+                    throw new InvalidDataException($"{path}: tensor '{key}' has shape {info.ShapeString}, the network expects {p.Value.ShapeString}");
+                using var t = file.Load(key, d.Device);
+                p.Value.CopyFrom(t);
+            }
+            foreach (var info in file.Tensors)
+            {
+                if (info.Name.StartsWith("optimizer.velocity.", StringComparison.Ordinal))
+                {
+                    d._sgd ??= new Sgd(d._net.NamedParameters(), options);
+                    d._sgd.SetVelocity(info.Name["optimizer.velocity.".Length..], file.Load(info.Name, d.Device));
+                }
+                else if (!names.Contains(info.Name))
+                    throw new InvalidDataException($"{path}: unexpected tensor '{info.Name}' for variant {config.Variant} on {config.Backbone}");
+            }
+            Nn.StateVersion.Bump();
+            return d;
+        }
+        catch
+        {
+            d.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _sgd?.Dispose();
+        _net.Dispose();
+    }
+}
