@@ -16,6 +16,7 @@ internal static class BenchCommand
     {
         CreateOps(),
         CreatePeak(),
+        BenchTrainStep.Create(),
     };
 
     private static Command CreateOps()

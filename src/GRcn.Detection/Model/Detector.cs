@@ -13,6 +13,8 @@ using GRcn.Kernels;
 
 namespace GRcn.Detection.Model;
 
+using Detection = GRcn.Detection.Data.Detection;
+
 /// <summary>An image ready for the network: normalised CHW pixels at the resized size, ground truth in resized pixels.</summary>
 /// <param name="Pixels">3 × Height × Width floats, normalised.</param>
 /// <param name="Height">Resized height.</param>

@@ -16,6 +16,8 @@ using GRcn.Kernels;
 
 namespace GRcn.Detection.Model;
 
+using Detection = GRcn.Detection.Data.Detection;
+
 /// <summary>One image of a prepared batch: resized size, ground truth in resized pixels (0-based labels), scale from the original.</summary>
 internal readonly record struct BatchImage(int Height, int Width, float Scale, float[] Boxes, int[] Labels);
 

@@ -9,6 +9,8 @@ using GRcn.Kernels;
 
 namespace GRcn.Detection.RoiHeads;
 
+using Detection = GRcn.Detection.Data.Detection;
+
 internal static class PostProcess
 {
     /// <summary>
