@@ -25,6 +25,7 @@ public sealed class TorchvisionParityTests(ITestOutputHelper output)
     {
         using var reference = TorchvisionReference.Generate("vgg16");
         using var vgg = new Vgg16(Device.Cpu, new SplitMix64(5));
+        Assert.Equal(14_714_688, vgg.ParameterCount()); // sum(p.numel() for p in vgg16().features.parameters())
         var loaded = vgg.LoadTorchvision(reference.WeightsPath);
         Assert.Equal(26, loaded.Loaded.Count);
         Assert.Empty(loaded.Missing);
@@ -59,6 +60,8 @@ public sealed class TorchvisionParityTests(ITestOutputHelper output)
     {
         using var reference = TorchvisionReference.Generate($"resnet{depth}");
         using var net = new ResNet(Device.Cpu, new SplitMix64(7), depth);
+        // torchvision's parameter count without fc and the batch-norm γ, β (buffers of our frozen batch norms)
+        Assert.Equal(depth == 50 ? 23_454_912L : 42_394_816L, net.ParameterCount());
         var loaded = net.LoadTorchvision(reference.WeightsPath);
         int expected = depth == 50 ? 265 : 520; // torchvision's state dict without fc.* and num_batches_tracked
         Assert.Equal(expected, loaded.Loaded.Count);
