@@ -10,6 +10,7 @@ using GRcn.Detection.Data;
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
 using GRcn.Kernels;
+using GRcn.Kernels.Serialization;
 
 namespace GRcn.Detection.Model;
 

@@ -78,6 +78,7 @@ internal sealed class GRcnNetwork : Module
         else
         {
             _resnet = AddModule("backbone", new ResNet(device, rng, config.Backbone == BackboneKind.ResNet50 ? 50 : 101, config.Width));
+            DampResidualBranches(_resnet);
             _mapChannels = config.ResNetLayout == ResNetLayout.Det ? _resnet.OutChannels(4) : _resnet.OutChannels(3);
             if (config.Split)
             {
@@ -146,6 +147,21 @@ internal sealed class GRcnNetwork : Module
 
     public Module? VggLoc => _vggLoc;
 
+    /// <summary>
+    /// From-scratch ResNets with frozen batch norm have no normalisation to hold the residual
+    /// stream's variance, which then doubles per block (overflowing ResNet-101). Each block's
+    /// last BN scale γ (bn3.weight) starts at 1/√B for B blocks, so the variance grows by at most
+    /// about e over the network. Pretrained weights overwrite this.
+    /// </summary>
+    private static void DampResidualBranches(ResNet resnet)
+    {
+        var blocks = Enumerable.Range(1, 4).SelectMany(resnet.Layer).ToArray();
+        var gamma = new float[blocks.Max(b => b.Bn3.Channels)];
+        Array.Fill(gamma, 1f / MathF.Sqrt(blocks.Length));
+        foreach (var b in blocks) b.Bn3.Weight.Load(gamma.AsSpan(0, b.Bn3.Channels));
+        StateVersion.Bump();
+    }
+
     /// <summary>The RoI feature head: FcHead for VGG16 and ResNet-det, the conv5 stage (C4) otherwise.</summary>
     private RoiFeatureHead MakeHead(Device device, SplitMix64 rng, int channels, int s, bool copy)
     {
@@ -185,7 +201,12 @@ internal sealed class GRcnNetwork : Module
                 if (c4) foreach (var b in _resnet.Layer(4)) b.SetTrainable(true);
             }
             else if (_c.FrozenStages > 0)
-                _resnet.FreezeStages(_c.FrozenStages);
+            {
+                // stage 1 = conv1 (+ bn1), stage k ≥ 2 = layer(k − 1), as torchvision's trainable_layers counts them
+                _resnet.Conv1.SetTrainable(false);
+                for (int k = 1; k < Math.Min(_c.FrozenStages, 5); k++)
+                    foreach (var b in _resnet.Layer(k)) b.SetTrainable(false);
+            }
         }
     }
 

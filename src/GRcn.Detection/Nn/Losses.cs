@@ -56,38 +56,53 @@ public static class Losses
             throw new ArgumentException($"pred must have shape (R, 4·C); got {pred.Value.ShapeString}", nameof(pred));
         if (classes.Length != rows.Length || targets.Length != 4 * rows.Length)
             throw new ArgumentException($"rows ({rows.Length}), classes ({classes.Length}) and targets ({targets.Length} = 4 per row) disagree", nameof(targets));
-        if (beta < 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
         int cols = pred.Dim(1);
+        var indices = new int[4 * rows.Length];
         for (int i = 0; i < rows.Length; i++)
+        {
             if ((uint)rows[i] >= (uint)pred.Dim(0) || (uint)(4 * classes[i] + 3) >= (uint)cols)
                 throw new ArgumentException($"selection {i} (row {rows[i]}, class {classes[i]}) is outside pred {pred.Value.ShapeString}", nameof(rows));
+            for (int j = 0; j < 4; j++) indices[4 * i + j] = rows[i] * cols + 4 * classes[i] + j;
+        }
+        return SmoothL1(g, pred, indices, targets, beta, normalizer, weights, 4);
+    }
+
+    /// <summary>
+    /// Smooth-L1 over arbitrary elements: Σⱼ w[j / groupSize]·smoothL1(x[indicesⱼ] − targetsⱼ) / <paramref name="normalizer"/>;
+    /// weights (optional) apply per group of <paramref name="groupSize"/> consecutive terms (one box).
+    /// </summary>
+    public static Variable SmoothL1(Graph g, Variable x, int[] indices, float[] targets, float beta, double normalizer, float[]? weights, int groupSize)
+    {
+        if (indices.Length != targets.Length)
+            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
+        if (beta < 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
+        if (weights is not null && weights.Length * groupSize != indices.Length)
+            throw new ArgumentException($"weights must have one entry per {groupSize} terms ({indices.Length / Math.Max(groupSize, 1)}); got {weights.Length}", nameof(weights));
+        foreach (var i in indices)
+            if ((uint)i >= (ulong)x.Value.Length) throw new ArgumentException($"index {i} is outside x {x.Value.ShapeString}", nameof(indices));
         double norm = Math.Max(normalizer, 1e-12);
-        return g.HostLoss(pred, (x, grad) =>
+        return g.HostLoss(x, (v, grad) =>
         {
             grad.Clear();
             double total = 0;
-            for (int i = 0; i < rows.Length; i++)
+            for (int j = 0; j < indices.Length; j++)
             {
-                double w = weights?[i] ?? 1.0;
-                int baseIndex = rows[i] * cols + 4 * classes[i];
-                for (int j = 0; j < 4; j++)
+                double w = weights?[j / groupSize] ?? 1.0;
+                double d = v[indices[j]] - targets[j];
+                double ad = Math.Abs(d);
+                double loss, dl;
+                if (ad < beta)
                 {
-                    double d = x[baseIndex + j] - targets[4 * i + j];
-                    double ad = Math.Abs(d);
-                    double loss, dl;
-                    if (ad < beta)
-                    {
-                        loss = 0.5 * d * d / beta;
-                        dl = d / beta;
-                    }
-                    else
-                    {
-                        loss = ad - 0.5 * beta;
-                        dl = Math.Sign(d);
-                    }
-                    total += w * loss;
-                    grad[baseIndex + j] += (float)(w * dl / norm);
+                    loss = 0.5 * d * d / beta;
+                    dl = d / beta;
                 }
+                else
+                {
+                    loss = ad - 0.5 * beta;
+                    dl = d > 0 ? 1 : d < 0 ? -1 : 0;
+                }
+                total += w * loss;
+                grad[indices[j]] += (float)(w * dl / norm);
             }
             return total / norm;
         });

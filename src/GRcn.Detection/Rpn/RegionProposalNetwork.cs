@@ -338,48 +338,13 @@ public sealed class RegionProposalNetwork : Module
         int sampled = positives + negatives;
         var objIdx = objOffsets.ToArray();
         var objY = objLabels.ToArray();
-        var objLoss = g.HostLoss(objectness, (values, grad) =>
-        {
-            if (sampled == 0) return 0;
-            double sum = 0;
-            for (int j = 0; j < objIdx.Length; j++)
-            {
-                double x = values[objIdx[j]], y = objY[j];
-                // max(x, 0) − x·y + log(1 + e^−|x|), the stable form of torch's BCE-with-logits
-                sum += Math.Max(x, 0) - x * y + Math.Log(1 + Math.Exp(-Math.Abs(x)));
-                grad[objIdx[j]] = (float)((1 / (1 + Math.Exp(-x)) - y) / sampled);
-            }
-            return sum / sampled;
-        });
-
-        var boxIdx = boxOffsets.ToArray();
-        var boxT = targets.ToArray();
+        var objLoss = Losses.BinaryCrossEntropyWithLogits(g, objectness, objIdx, objY, Math.Max(sampled, 1));
+        // coordinate c of an anchor's deltas lies c H·W planes after its dx
+        var boxIdx = new int[4 * boxOffsets.Count];
+        for (int j = 0; j < boxOffsets.Count; j++)
+            for (int c = 0; c < 4; c++) boxIdx[4 * j + c] = boxOffsets[j] + c * hw;
         // torch's smooth_l1 compares with β as a float32
-        float beta = (float)Options.SmoothL1Beta;
-        var boxLoss = g.HostLoss(deltas, (values, grad) =>
-        {
-            if (sampled == 0) return 0;
-            double sum = 0;
-            for (int j = 0; j < boxIdx.Length; j++)
-                for (int c = 0; c < 4; c++)
-                {
-                    // coordinate c of the anchor lies one H·W plane further per coordinate
-                    int o = boxIdx[j] + c * hw;
-                    double d = values[o] - boxT[4 * j + c];
-                    double z = Math.Abs(d);
-                    if (z < beta)
-                    {
-                        sum += 0.5 * z * z / beta;
-                        grad[o] = (float)(d / beta / sampled);
-                    }
-                    else
-                    {
-                        sum += z - 0.5 * beta;
-                        grad[o] = (float)(Math.Sign(d) / (double)sampled);
-                    }
-                }
-            return sum / sampled;
-        });
+        var boxLoss = Losses.SmoothL1(g, deltas, boxIdx, targets.ToArray(), (float)Options.SmoothL1Beta, Math.Max(sampled, 1), null, 4);
         return new RpnLosses(objLoss, boxLoss, positives, negatives);
     }
 }

@@ -155,7 +155,7 @@ public sealed class BackboneTests
     }
 
     /// <summary>Random non-trivial frozen batch-norm statistics for every BN of <paramref name="module"/>.</summary>
-    internal static void RandomiseBatchNorm(Nn.Module module, SplitMix64 rng)
+    internal static void RandomiseBatchNorm(GRcn.Detection.Nn.Module module, SplitMix64 rng)
     {
         foreach (var (name, p) in module.NamedParameters())
         {
@@ -169,6 +169,6 @@ public sealed class BackboneTests
             }
             p.Load(v);
         }
-        Nn.StateVersion.Bump();
+        GRcn.Detection.Nn.StateVersion.Bump();
     }
 }

@@ -128,7 +128,7 @@ public sealed class DetectorTests
 
             var foreign = Path.Combine(dir.FullName, "b.safetensors");
             using (var t = GRcn.Kernels.Tensor.Zeros(GRcn.Kernels.Device.Cpu, 2))
-                GRcn.Kernels.SafeTensorsWriter.Write(foreign, [new("x", t)]);
+                GRcn.Kernels.Serialization.SafeTensorsWriter.Write(foreign, [new("x", t)]);
             var e2 = Assert.Throws<InvalidDataException>(() => Detector.Load(foreign));
             Assert.Contains("not a G-RCN checkpoint", e2.Message);
         }
