@@ -11,20 +11,22 @@ namespace GRcn.Detection.Data;
 
 /// <summary>
 /// torchvision's detection resize rule: scale = min(<see cref="MinSize"/> / shorter side,
-/// <see cref="MaxSize"/> / longer side); the output is floor(side × scale) (at least 1).
+/// <see cref="MaxSize"/> / longer side), computed in float32 as torchvision 0.14 does; the
+/// output is floor(side × scale) in double (F.interpolate's size rule), at least 1.
 /// </summary>
 /// <param name="MinSize">Target of the shorter side, S (the paper uses 600).</param>
 /// <param name="MaxSize">Cap on the longer side, L (1000).</param>
 public readonly record struct ResizeSpec(int MinSize, int MaxSize)
 {
-    /// <summary>The scale for a <paramref name="width"/> × <paramref name="height"/> image, computed in double as torchvision does.</summary>
+    /// <summary>The scale for a <paramref name="width"/> × <paramref name="height"/> image (a float32 value, as torchvision computes it).</summary>
     public double ScaleFor(int width, int height)
     {
         Validate();
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(width, 0);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(height, 0);
-        double shorter = Math.Min(width, height), longer = Math.Max(width, height);
-        return Math.Min(MinSize / shorter, MaxSize / longer);
+        // float32 quotients: 35 / 23 rounds below 35/23, so a 23-pixel side becomes 34, not 35.
+        float shorter = Math.Min(width, height), longer = Math.Max(width, height);
+        return Math.Min((float)MinSize / shorter, (float)MaxSize / longer);
     }
 
     /// <summary>The resized size: floor(width × scale) × floor(height × scale), each at least 1.</summary>

@@ -427,7 +427,7 @@ public static class PngCodec
             };
             byte v = (byte)(cur[i] - predictor);
             dst[i] = v;
-            cost += Math.Abs((sbyte)v);
+            cost += Math.Abs((int)(sbyte)v);
         }
         return cost;
     }
