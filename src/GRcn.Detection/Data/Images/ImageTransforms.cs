@@ -3,7 +3,7 @@
 // F.interpolate(mode="bilinear", align_corners=False, recompute_scale_factor=True) sampling
 // (half-pixel centres, source coordinate clamped at 0, no antialiasing), horizontal flips of
 // images and boxes, and conversion to a normalised float CHW buffer ((v/255 − mean) / std per
-// channel). Resize, flip and normalisation fuse into one pass over the output: per output
+// channel, computed as (v·scale − mean)·(1/std)). Resize, flip and normalisation fuse into one pass over the output: per output
 // pixel four source reads per channel. torchvision normalises before it resizes; as bilinear
 // weights sum to one the two orders agree up to float rounding. An ImageResizer keeps its
 // index/weight tables between calls (one per thread); the static helpers are thread-safe.
@@ -89,7 +89,7 @@ public sealed class ImageResizer
     /// optionally mirrored left–right, normalises, and writes channel-major (3, outHeight, outWidth)
     /// floats into <paramref name="chw"/>.
     /// </summary>
-    public void ResizeNormalize(RgbImage source, int outWidth, int outHeight, bool flipHorizontal, ImageNormalization normalization, Span<float> chw)
+    public unsafe void ResizeNormalize(RgbImage source, int outWidth, int outHeight, bool flipHorizontal, ImageNormalization normalization, Span<float> chw)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(normalization);
@@ -103,30 +103,35 @@ public sealed class ImageResizer
 
         float scale = normalization.PixelScale;
         float m0 = normalization.Mean.R, m1 = normalization.Mean.G, m2 = normalization.Mean.B;
-        float s0 = normalization.Std.R, s1 = normalization.Std.G, s2 = normalization.Std.B;
-        Span<float> r = chw[..(int)plane], g = chw.Slice((int)plane, (int)plane), b = chw.Slice((int)(2 * plane), (int)plane);
-        ReadOnlySpan<byte> px = source.Pixels;
+        float i0 = 1f / normalization.Std.R, i1 = 1f / normalization.Std.G, i2 = 1f / normalization.Std.B;
         int rowBytes = source.Width * 3;
         float yScale = (float)source.Height / outHeight;
-        for (int oy = 0; oy < outHeight; oy++)
+        fixed (byte* px = source.Pixels)
+        fixed (float* dst = chw)
+        fixed (int* x0 = _x0, x1 = _x1)
+        fixed (float* wx0 = _wx0, wx1 = _wx1)
         {
-            Row(yScale, oy, source.Height, out int y0, out int y1, out float wy0, out float wy1);
-            ReadOnlySpan<byte> top = px.Slice(y0 * rowBytes, rowBytes), bottom = px.Slice(y1 * rowBytes, rowBytes);
-            int o = oy * outWidth;
-            for (int ox = 0; ox < outWidth; ox++)
+            float* r = dst, g = dst + plane, b = dst + 2 * plane;
+            for (int oy = 0; oy < outHeight; oy++)
             {
-                int a = _x0[ox], c = _x1[ox];
-                float wa = _wx0[ox], wc = _wx1[ox];
-                // PyTorch's order: (top row blend) · wy0 + (bottom row blend) · wy1.
-                float vr = (top[a] * wa + top[c] * wc) * wy0 + (bottom[a] * wa + bottom[c] * wc) * wy1;
-                float vg = (top[a + 1] * wa + top[c + 1] * wc) * wy0 + (bottom[a + 1] * wa + bottom[c + 1] * wc) * wy1;
-                float vb = (top[a + 2] * wa + top[c + 2] * wc) * wy0 + (bottom[a + 2] * wa + bottom[c + 2] * wc) * wy1;
-                // Mirroring the resized row equals resizing the mirrored image: the half-pixel
-                // sampling is symmetric when the column scale is srcWidth / outWidth.
-                int d = o + (flipHorizontal ? outWidth - 1 - ox : ox);
-                r[d] = (vr * scale - m0) / s0;
-                g[d] = (vg * scale - m1) / s1;
-                b[d] = (vb * scale - m2) / s2;
+                Row(yScale, oy, source.Height, out int y0, out int y1, out float wy0, out float wy1);
+                byte* top = px + (long)y0 * rowBytes, bottom = px + (long)y1 * rowBytes;
+                long o = (long)oy * outWidth;
+                for (int ox = 0; ox < outWidth; ox++)
+                {
+                    int a = x0[ox], c = x1[ox];
+                    float wa = wx0[ox], wc = wx1[ox];
+                    // PyTorch's order: (top row blend) · wy0 + (bottom row blend) · wy1.
+                    float vr = (top[a] * wa + top[c] * wc) * wy0 + (bottom[a] * wa + bottom[c] * wc) * wy1;
+                    float vg = (top[a + 1] * wa + top[c + 1] * wc) * wy0 + (bottom[a + 1] * wa + bottom[c + 1] * wc) * wy1;
+                    float vb = (top[a + 2] * wa + top[c + 2] * wc) * wy0 + (bottom[a + 2] * wa + bottom[c + 2] * wc) * wy1;
+                    // Mirroring the resized row equals resizing the mirrored image: the half-pixel
+                    // sampling is symmetric when the column scale is srcWidth / outWidth.
+                    long d = o + (flipHorizontal ? outWidth - 1 - ox : ox);
+                    r[d] = (vr * scale - m0) * i0;
+                    g[d] = (vg * scale - m1) * i1;
+                    b[d] = (vb * scale - m2) * i2;
+                }
             }
         }
     }
@@ -254,7 +259,7 @@ public static class ImageTransforms
         ReadOnlySpan<byte> px = image.Pixels;
         for (int c = 0; c < 3; c++)
         {
-            float m = normalization.Mean[c], s = normalization.Std[c];
+            float m = normalization.Mean[c], inv = 1f / normalization.Std[c];
             Span<float> dst = chw.Slice(c * plane, plane);
             for (int y = 0; y < h; y++)
             {
@@ -262,7 +267,7 @@ public static class ImageTransforms
                 for (int x = 0; x < w; x++)
                 {
                     int d = row + (flipHorizontal ? w - 1 - x : x);
-                    dst[d] = (px[3 * (row + x) + c] * scale - m) / s;
+                    dst[d] = (px[3 * (row + x) + c] * scale - m) * inv;
                 }
             }
         }

@@ -2,7 +2,8 @@
 // Debian package libturbojpeg0), bound at first use with NativeLibrary and unmanaged function
 // pointers: tjInitDecompress, tjDecompressHeader3, tjDecompress2 (TJPF_RGB, default flags:
 // accurate integer IDCT and fancy upsampling, as PIL and torchvision.io decode), tjGetErrorStr2,
-// tjGetErrorCode, tjDestroy. Every return code is checked. A TurboJPEG instance per call, so
+// tjGetErrorCode, tjDestroy. Every return code is checked. EXIF orientation is not applied
+// (neither PIL's open nor torchvision.io applies it). A TurboJPEG instance per call, so
 // decodes on different threads run in parallel.
 using System.Runtime.InteropServices;
 
