@@ -3,9 +3,9 @@
 // F.interpolate(mode="bilinear", align_corners=False, recompute_scale_factor=True) sampling
 // (half-pixel centres, source coordinate clamped at 0, no antialiasing), horizontal flips of
 // images and boxes, and conversion to a normalised float CHW buffer ((v/255 − mean) / std per
-// channel, computed as (v·scale − mean)·(1/std)). Resize, flip and normalisation fuse into one pass over the output: per output
-// pixel four source reads per channel. torchvision normalises before it resizes; as bilinear
-// weights sum to one the two orders agree up to float rounding. An ImageResizer keeps its
+// channel, computed as (v·scale − mean)·(1/std)). Resize, flip and normalisation fuse into one
+// pass over the output: per output pixel four source reads per channel. torchvision normalises
+// before it resizes; as bilinear weights sum to one the two orders agree up to float rounding. An ImageResizer keeps its
 // index/weight tables between calls (one per thread); the static helpers are thread-safe.
 namespace GRcn.Detection.Data;
 
