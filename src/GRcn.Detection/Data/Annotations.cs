@@ -56,7 +56,12 @@ public sealed class RgbImage
 }
 
 /// <summary>One annotated object. <paramref name="Label"/> is the 0-based index into the dataset's class names.</summary>
-public sealed record ObjectAnnotation(Box Box, int Label, bool Difficult = false, bool IsCrowd = false);
+public sealed record ObjectAnnotation(Box Box, int Label, bool Difficult = false, bool IsCrowd = false)
+{
+    /// <summary>The dataset's own object area where it records one (COCO's segment area, used for
+    /// the small/medium/large ranges of COCO evaluation); null otherwise.</summary>
+    public float? Area { get; init; }
+}
 
 /// <summary>An image with its objects (possibly none).</summary>
 public sealed record DetectionSample(string Id, RgbImage Image, IReadOnlyList<ObjectAnnotation> Objects);

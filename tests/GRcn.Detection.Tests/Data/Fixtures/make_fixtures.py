@@ -1,0 +1,202 @@
+#!/usr/bin/python3
+"""Generate the image fixtures of GRcn.Detection.Tests/Data (run from anywhere)::
+
+    /usr/bin/python3 tests/GRcn.Detection.Tests/Data/Fixtures/make_fixtures.py
+
+Needs Debian's python3-pil, python3-numpy, python3-torch and python3-torchvision.
+
+* ``png/<case>.png`` + ``png/<case>.ppm``: PNGs written by the small writer below with every
+  colour type and bit depth, each scanline using filter ``row % 5`` (all five filters in
+  every image), plain and Adam7-interlaced; the .ppm is the expected 8-bit RGB under the
+  decoder's documented rules (16-bit → high byte, low-depth grey scaled by 255/(2^d − 1),
+  palette looked up, alpha dropped). PIL decodes every PNG and must agree before it is kept.
+* ``png/pil_*.png`` + .ppm: PNGs written by PIL's own encoder.
+* ``jpeg/*.jpg`` + .ppm: small JPEGs written by PIL (libjpeg-turbo) and PIL's decode of them.
+* ``resize/<case>.png`` + .json + .f32: torchvision's GeneralizedRCNNTransform (eval mode,
+  ImageNet mean/std) on the PNG: resized size, boxes and the normalised CHW image as
+  little-endian float32.
+"""
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def pack_row(samples, depth):
+    """samples: 1-D int array of one scanline's samples -> bytes."""
+    if depth == 16:
+        return b"".join(struct.pack(">H", int(v)) for v in samples)
+    if depth == 8:
+        return bytes(int(v) for v in samples)
+    per = 8 // depth
+    out = bytearray((len(samples) + per - 1) // per)
+    for i, v in enumerate(samples):
+        out[i // per] |= int(v) << (8 - depth * (i % per + 1))
+    return bytes(out)
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def filter_row(kind, cur, prior, bpp):
+    out = bytearray(len(cur))
+    for i in range(len(cur)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = prior[i] if prior is not None else 0
+        c = prior[i - bpp] if (prior is not None and i >= bpp) else 0
+        pred = [0, a, b, (a + b) >> 1, paeth(a, b, c)][kind]
+        out[i] = (cur[i] - pred) & 0xFF
+    return bytes(out)
+
+
+def write_png(path, samples, depth, color_type, interlace, palette=None):
+    """samples: (H, W, C) integer array."""
+    h, w, ch = samples.shape
+    bpp = max(1, ch * depth // 8)
+    raw = bytearray()
+    passes = ADAM7 if interlace else [(0, 0, 1, 1)]
+    for (x0, y0, dx, dy) in passes:
+        sub = samples[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue
+        prior = None
+        for r in range(sub.shape[0]):
+            row = pack_row(sub[r].reshape(-1), depth)
+            kind = r % 5
+            raw += bytes([kind]) + filter_row(kind, row, prior, bpp)
+            prior = row
+    png = b"\x89PNG\r\n\x1a\n"
+    png += chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 1 if interlace else 0))
+    if palette is not None:
+        png += chunk(b"PLTE", bytes(palette.reshape(-1).astype(np.uint8)))
+    png += chunk(b"tEXt", b"Comment\x00ancillary chunk to skip")
+    comp = zlib.compress(bytes(raw), 9)
+    # Two IDAT chunks: the decoder must concatenate them.
+    half = len(comp) // 2
+    png += chunk(b"IDAT", comp[:half]) + chunk(b"IDAT", comp[half:]) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(png)
+
+
+def write_ppm(path, rgb):
+    h, w, _ = rgb.shape
+    with open(path, "wb") as f:
+        f.write(b"P6\n%d %d\n255\n" % (w, h) + rgb.astype(np.uint8).tobytes())
+
+
+def expected_rgb(samples, depth, color_type, palette):
+    s = samples.astype(np.int64)
+    if color_type == 3:
+        return palette[s[..., 0]]
+    if depth == 16:
+        s = s >> 8
+    elif depth < 8:
+        s = s * (255 // ((1 << depth) - 1))
+    if color_type in (0, 4):
+        return np.repeat(s[..., :1], 3, axis=2)
+    return s[..., :3]
+
+
+def png_suite():
+    out = os.path.join(HERE, "png")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    combos = [(0, d) for d in (1, 2, 4, 8, 16)] + [(2, 8), (2, 16)] + [(3, d) for d in (1, 2, 4, 8)] + \
+             [(4, 8), (4, 16), (6, 8), (6, 16)]
+    names = {0: "grey", 2: "rgb", 3: "palette", 4: "greyalpha", 6: "rgba"}
+    for (ct, depth) in combos:
+        for (w, h) in [(13, 11), (3, 2)]:
+            ch = CHANNELS[ct]
+            palette = None
+            if ct == 3:
+                entries = (1 << depth) if depth < 8 else 200
+                palette = rng.integers(0, 256, size=(entries, 3))
+                samples = rng.integers(0, entries, size=(h, w, 1))
+            else:
+                samples = rng.integers(0, 1 << depth, size=(h, w, ch))
+            exp = expected_rgb(samples, depth, ct, palette)
+            for interlace in (0, 1):
+                name = f"{names[ct]}{depth}_{w}x{h}_{'adam7' if interlace else 'plain'}"
+                path = os.path.join(out, name + ".png")
+                write_png(path, samples, depth, ct, interlace, palette)
+                im = Image.open(path)
+                im.load()
+                if im.mode.startswith("I"):
+                    assert (np.array(im).astype(np.int64) == samples[..., 0]).all(), name
+                else:
+                    assert (np.array(im.convert("RGB")).astype(np.int64) == exp).all(), name
+                write_ppm(os.path.join(out, name + ".ppm"), exp)
+    # PIL's own encoder.
+    img = np.zeros((30, 40, 3), np.uint8)
+    yy, xx = np.mgrid[0:30, 0:40]
+    img[..., 0] = xx * 6
+    img[..., 1] = yy * 8
+    img[..., 2] = rng.integers(0, 256, size=(30, 40))
+    Image.fromarray(img).save(os.path.join(out, "pil_rgb.png"))
+    write_ppm(os.path.join(out, "pil_rgb.ppm"), img)
+    pal = Image.fromarray(img).quantize(16)
+    pal.save(os.path.join(out, "pil_palette.png"))
+    write_ppm(os.path.join(out, "pil_palette.ppm"), np.array(pal.convert("RGB")))
+    rgba = np.concatenate([img, rng.integers(0, 256, size=(30, 40, 1), dtype=np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(os.path.join(out, "pil_rgba.png"))
+    write_ppm(os.path.join(out, "pil_rgba.ppm"), img)
+
+
+def jpeg_suite():
+    out = os.path.join(HERE, "jpeg")
+    os.makedirs(out, exist_ok=True)
+    yy, xx = np.mgrid[0:29, 0:37]
+    img = np.stack([xx * 7, yy * 8, (xx + yy) * 4 % 256], axis=2).astype(np.uint8)
+    img[10:18, 12:25] = [250, 30, 40]
+    cases = {
+        "rgb420": lambda p: Image.fromarray(img).save(p, quality=85, subsampling=2),
+        "rgb444_progressive": lambda p: Image.fromarray(img).save(p, quality=92, subsampling=0, progressive=True),
+        "grey": lambda p: Image.fromarray(img[..., 1]).save(p, quality=90),
+    }
+    for name, save in cases.items():
+        path = os.path.join(out, name + ".jpg")
+        save(path)
+        write_ppm(os.path.join(out, name + ".ppm"), np.array(Image.open(path).convert("RGB")))
+
+
+def resize_suite():
+    import torch
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    torch.set_num_threads(1)
+    out = os.path.join(HERE, "resize")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(99)
+    img = rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
+    img[4:9, 5:15] = [255, 255, 255]
+    Image.fromarray(img).save(os.path.join(out, "input.png"))
+    boxes = [[1.5, 2.0, 10.0, 12.0], [0.0, 0.0, 23.0, 17.0]]
+    for name, (smin, smax) in {"up": (30, 50), "capped": (30, 35), "down": (11, 16)}.items():
+        t = GeneralizedRCNNTransform(smin, smax, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).eval()
+        x = torch.from_numpy(img).permute(2, 0, 1).float().div(255)
+        images, targets = t([x], [{"boxes": torch.tensor(boxes), "labels": torch.tensor([1, 2])}])
+        h, w = images.image_sizes[0]
+        y = images.tensors[0, :, :h, :w].contiguous().numpy().astype("<f4")
+        y.tofile(os.path.join(out, name + ".f32"))
+        with open(os.path.join(out, name + ".json"), "w") as f:
+            json.dump({"min_size": smin, "max_size": smax, "width": w, "height": h,
+                       "boxes": targets[0]["boxes"].tolist()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    png_suite()
+    jpeg_suite()
+    resize_suite()

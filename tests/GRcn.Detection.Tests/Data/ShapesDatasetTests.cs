@@ -1,0 +1,156 @@
+using GRcn.Detection.Data;
+
+namespace GRcn.Detection.Tests.Data;
+
+public sealed class ShapesDatasetTests
+{
+    private const int SampleImages = 400;
+
+    private static void AssertSameSample(DetectionSample a, DetectionSample b)
+    {
+        Assert.Equal(a.Id, b.Id);
+        Assert.Equal(a.Image.Pixels, b.Image.Pixels);
+        Assert.Equal(a.Objects, b.Objects);
+    }
+
+    [Fact]
+    public void LoadIsAPureFunctionOfSeedSplitAndIndex()
+    {
+        var options = new ShapesOptions { Count = 50, Seed = 7 };
+        var a = new ShapesDataset(options);
+        var b = new ShapesDataset(options);
+        // Different order, different instance, parallel: same samples.
+        var forward = Enumerable.Range(0, 50).Select(a.Load).ToArray();
+        var parallel = new DetectionSample[50];
+        Parallel.For(0, 50, i => parallel[49 - i] = b.Load(49 - i));
+        for (int i = 0; i < 50; i++)
+        {
+            AssertSameSample(forward[i], parallel[i]);
+            AssertSameSample(forward[i], a.Load(i));
+        }
+    }
+
+    [Fact]
+    public void SeedsAndSplitsGiveDifferentImages()
+    {
+        var train = new ShapesDataset(new ShapesOptions { Count = 10, Seed = 1 });
+        var test = new ShapesDataset(new ShapesOptions { Count = 10, Seed = 1, Split = ShapesSplit.Test });
+        var other = new ShapesDataset(new ShapesOptions { Count = 10, Seed = 2 });
+        var trainPixels = Enumerable.Range(0, 10).Select(i => train.Load(i).Image.Pixels).ToArray();
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.StartsWith("shapes-test-", test.Load(i).Id);
+            for (int j = 0; j < 10; j++)
+            {
+                Assert.NotEqual(trainPixels[i], test.Load(j).Image.Pixels);
+                Assert.NotEqual(trainPixels[i], other.Load(j).Image.Pixels);
+            }
+        }
+    }
+
+    [Fact]
+    public void ObjectsAreInsideTheImageWithSizesInRangeAndBalancedClasses()
+    {
+        var options = new ShapesOptions { Count = SampleImages, Seed = 3 };
+        var ds = new ShapesDataset(options);
+        Assert.Equal(5, ds.ClassNames.Count);
+        var perClass = new int[ds.ClassNames.Count];
+        int total = 0, small = 0, large = 0;
+        for (int i = 0; i < ds.Count; i++)
+        {
+            var s = ds.Load(i);
+            Assert.Equal((options.Width, options.Height), (s.Image.Width, s.Image.Height));
+            Assert.InRange(s.Objects.Count, 1, options.MaxObjects);
+            foreach (var o in s.Objects)
+            {
+                Box b = o.Box;
+                Assert.True(b.X1 >= 0 && b.Y1 >= 0 && b.X2 <= options.Width && b.Y2 <= options.Height, $"{s.Id}: {b} outside the image");
+                Assert.True(b.Width >= 2 && b.Height >= 2, $"{s.Id}: degenerate {b}");
+                // Drawn size √(w·h) in [12, 64]; the pixel extent can lose a row or column at a tip or rim.
+                double size = Math.Sqrt(b.Area);
+                Assert.InRange(size, options.MinObjectSize - 2.0, options.MaxObjectSize + 1.0);
+                Assert.InRange(b.Width / b.Height, 1 / (options.MaxAspectRatio + 0.35), options.MaxAspectRatio + 0.35);
+                Assert.False(o.Difficult);
+                Assert.False(o.IsCrowd);
+                perClass[o.Label]++;
+                total++;
+                if (size < 20) small++;
+                if (size > 48) large++;
+            }
+        }
+        // Uniform class draws: each share near 1/5; log-uniform sizes: about 30% below 20 px, 17% above 48 px.
+        foreach (int n in perClass) Assert.InRange(n / (double)total, 0.15, 0.25);
+        Assert.InRange(small / (double)total, 0.2, 0.4);
+        Assert.InRange(large / (double)total, 0.1, 0.25);
+    }
+
+    [Fact]
+    public void ObjectPixelsDifferFromTheBackgroundAroundThem()
+    {
+        // An object's box must contain pixels far from the image's corner (background) colour.
+        var ds = new ShapesDataset(new ShapesOptions { Count = 60, Seed = 11, Clutter = false });
+        for (int i = 0; i < ds.Count; i++)
+        {
+            var s = ds.Load(i);
+            foreach (var o in s.Objects)
+            {
+                int far = 0, cx = (int)((o.Box.X1 + o.Box.X2) / 2), cy = (int)((o.Box.Y1 + o.Box.Y2) / 2);
+                byte[] px = s.Image.Pixels;
+                for (int y = (int)o.Box.Y1; y < (int)o.Box.Y2; y++)
+                    for (int x = (int)o.Box.X1; x < (int)o.Box.X2; x++)
+                    {
+                        int p = 3 * (y * s.Image.Width + x);
+                        if (Math.Abs(px[p] - px[0]) + Math.Abs(px[p + 1] - px[1]) + Math.Abs(px[p + 2] - px[2]) > 90) far++;
+                    }
+                Assert.True(far > 0.2 * o.Box.Area, $"{s.Id}: object at ({cx}, {cy}) hardly differs from the background");
+            }
+        }
+    }
+
+    [Fact]
+    public void OcclusionThresholdDropsHiddenObjects()
+    {
+        int Count(double maxOcclusion)
+        {
+            var ds = new ShapesDataset(new ShapesOptions { Count = 200, Seed = 5, MaxObjects = 8, MaxOcclusion = maxOcclusion });
+            return Enumerable.Range(0, ds.Count).Sum(i => ds.Load(i).Objects.Count);
+        }
+        int all = Count(1.0), some = Count(0.7), none = Count(0.0);
+        // With no dropping, object counts are uniform in 1..8: mean 4.5.
+        Assert.InRange(all / 200.0, 4.0, 5.0);
+        Assert.True(some < all, $"0.7 kept {some} of {all}");
+        Assert.True(none < some, $"0.0 kept {none}, 0.7 kept {some}");
+    }
+
+    [Fact]
+    public void EmptyImagesOnlyWhenAllowed()
+    {
+        var ds = new ShapesDataset(new ShapesOptions { Count = 100, Seed = 9, AllowEmpty = true, MaxObjects = 2 });
+        int empty = Enumerable.Range(0, ds.Count).Count(i => ds.Load(i).Objects.Count == 0);
+        Assert.InRange(empty, 15, 55); // a third of the draws are 0
+    }
+
+    [Theory]
+    [InlineData(8, 128, 2000, 4, 12, 64)]
+    [InlineData(128, 128, -1, 4, 12, 64)]
+    [InlineData(128, 128, 10, 255, 12, 64)]
+    [InlineData(128, 128, 10, 4, 2, 64)]
+    [InlineData(128, 128, 10, 4, 40, 20)]
+    [InlineData(32, 32, 10, 4, 40, 64)]
+    public void InvalidOptionsAreRejected(int width, int height, int count, int maxObjects, int minSize, int maxSize)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new ShapesDataset(new ShapesOptions
+        {
+            Width = width, Height = height, Count = count, MaxObjects = maxObjects, MinObjectSize = minSize, MaxObjectSize = maxSize,
+        }));
+        Assert.Equal("options", e.ParamName);
+    }
+
+    [Fact]
+    public void IndexOutOfRangeIsRejected()
+    {
+        var ds = new ShapesDataset(new ShapesOptions { Count = 3 });
+        Assert.Throws<ArgumentOutOfRangeException>(() => ds.Load(3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ds.Load(-1));
+    }
+}
