@@ -227,7 +227,7 @@ public sealed class DetectionDataLoader : IDisposable
         if (Options.Shuffle)
         {
             // Fisher–Yates driven by a generator of (seed, epoch) alone.
-            var rng = SplitMix64.For(ShuffleTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch);
+            var rng = SeededRandom.For(ShuffleTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch);
             for (int i = order.Length - 1; i > 0; i--)
             {
                 int j = rng.NextInt(i + 1);
@@ -240,7 +240,7 @@ public sealed class DetectionDataLoader : IDisposable
     /// <summary>Whether sample <paramref name="datasetIndex"/> is mirrored in epoch <paramref name="epoch"/>.</summary>
     public bool IsFlipped(int epoch, int datasetIndex) =>
         Options.FlipProbability > 0
-        && SplitMix64.For(FlipTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)datasetIndex).NextDouble() < Options.FlipProbability;
+        && SeededRandom.For(FlipTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)datasetIndex).NextDouble() < Options.FlipProbability;
 
     /// <summary>
     /// The batches of epoch <paramref name="epoch"/>, in order. Loading starts when enumeration

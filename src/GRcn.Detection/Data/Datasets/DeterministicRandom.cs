@@ -1,18 +1,18 @@
-// A small counter-free random generator (SplitMix64) and hash mixing for reproducible,
+// A small counter-free random generator (SeededRandom) and hash mixing for reproducible,
 // order-independent randomness: each image, flip or shuffle derives its own generator from
 // (seed, purpose, epoch, index), so results do not depend on thread timing. A value type;
 // each user owns its copy.
 namespace GRcn.Detection.Data;
 
-/// <summary>SplitMix64: a 64-bit state advanced by a Weyl step, output through a bijective mixer.</summary>
-internal struct SplitMix64
+/// <summary>SeededRandom: a 64-bit state advanced by a Weyl step, output through a bijective mixer.</summary>
+internal struct SeededRandom
 {
     private ulong _state;
 
-    public SplitMix64(ulong seed) => _state = seed;
+    public SeededRandom(ulong seed) => _state = seed;
 
     /// <summary>A generator for the tuple (a, b, c, d): each component hashed in turn.</summary>
-    public static SplitMix64 For(ulong a, ulong b = 0, ulong c = 0, ulong d = 0) => new(Hash(a, b, c, d));
+    public static SeededRandom For(ulong a, ulong b = 0, ulong c = 0, ulong d = 0) => new(Hash(a, b, c, d));
 
     /// <summary>Mixes four values into one well-distributed 64-bit key.</summary>
     public static ulong Hash(ulong a, ulong b = 0, ulong c = 0, ulong d = 0)

@@ -107,7 +107,7 @@ public sealed class ShapesDataset : IDetectionDataset
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
         var o = Options;
         int width = o.Width, height = o.Height;
-        var rng = SplitMix64.For(StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
+        var rng = SeededRandom.For(StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
         var pixels = new byte[width * height * 3];
         // owner[p] = 1 + the index of the last shape drawn over pixel p, 0 for background.
         byte[] owner = ArrayPool<byte>.Shared.Rent(width * height);
@@ -149,7 +149,7 @@ public sealed class ShapesDataset : IDetectionDataset
     }
 
     /// <summary>Flat or gradient background with per-pixel noise; returns its base colour.</summary>
-    private static Rgb PaintBackground(byte[] px, int width, int height, ref SplitMix64 rng)
+    private static Rgb PaintBackground(byte[] px, int width, int height, ref SeededRandom rng)
     {
         var c0 = new Rgb(rng.NextInt(20, 235), rng.NextInt(20, 235), rng.NextInt(20, 235));
         var delta = new Rgb(rng.NextInt(-40, 40), rng.NextInt(-40, 40), rng.NextInt(-40, 40));
@@ -172,7 +172,7 @@ public sealed class ShapesDataset : IDetectionDataset
     }
 
     /// <summary>Unannotated clutter: up to 3 thin lines and up to 2 faint soft-edged blobs.</summary>
-    private static void PaintClutter(byte[] px, int width, int height, ref SplitMix64 rng)
+    private static void PaintClutter(byte[] px, int width, int height, ref SeededRandom rng)
     {
         int lines = rng.NextInt(0, 3);
         for (int i = 0; i < lines; i++)
@@ -212,7 +212,7 @@ public sealed class ShapesDataset : IDetectionDataset
         }
     }
 
-    private Shape DrawShape(byte[] px, byte[] owner, int width, int height, byte id, Rgb background, ref SplitMix64 rng)
+    private Shape DrawShape(byte[] px, byte[] owner, int width, int height, byte id, Rgb background, ref SeededRandom rng)
     {
         var o = Options;
         int label = rng.NextInt(ShapeClasses.Count);
