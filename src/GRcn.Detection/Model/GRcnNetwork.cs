@@ -141,6 +141,12 @@ internal sealed class GRcnNetwork : Module
 
     public DetectorConfig Config => _c;
 
+    /// <summary>Test hook: proposals to use instead of the RPN's (the RPN still runs and computes its losses).</summary>
+    internal IReadOnlyList<float[]>? FixedProposals { get; set; }
+
+    /// <summary>The RPN's proposals of the last forward pass.</summary>
+    internal IReadOnlyList<float[]>? LastProposals { get; private set; }
+
     public Vgg16? Vgg => _vgg;
 
     public ResNet? ResNet => _resnet;
@@ -263,6 +269,8 @@ internal sealed class GRcnNetwork : Module
         var sizes = batch.Select(b => (b.Height, b.Width)).ToArray();
         var gt = training ? batch.Select(b => b.Boxes).ToArray() : null;
         var rpn = _rpn.Forward(g, clsMap, clsStride, clsStride, sizes, gt, rng);
+        var proposals = FixedProposals ?? rpn.Proposals;
+        LastProposals = rpn.Proposals;
 
         // RoIs per image: sampled with targets in training, all proposals at test time
         var perImage = new float[n][];
@@ -273,12 +281,12 @@ internal sealed class GRcnNetwork : Module
             for (int i = 0; i < n; i++)
             {
                 var labels1 = batch[i].Labels.Select(l => l + 1).ToArray();
-                samples[i] = RoiTargets.Sample(rpn.Proposals[i], batch[i].Boxes, labels1, _c.RoiHeads, _coder, rng);
+                samples[i] = RoiTargets.Sample(proposals[i], batch[i].Boxes, labels1, _c.RoiHeads, _coder, rng);
                 perImage[i] = samples[i].Rois;
             }
         }
         else
-            for (int i = 0; i < n; i++) perImage[i] = rpn.Proposals[i];
+            for (int i = 0; i < n; i++) perImage[i] = proposals[i];
 
         int total = perImage.Sum(p => p.Length / 4);
         var roiHost = new float[5 * total];

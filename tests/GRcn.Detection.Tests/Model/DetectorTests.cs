@@ -49,7 +49,7 @@ public sealed class DetectorTests
             Assert.True(terms.IsFinite, $"step {i}: {terms}");
         }
         var last = det.Losses(batch).Total;
-        Assert.True(last < first * 0.9, $"{variant} on {backbone}: loss {first:F4} → {last:F4} did not fall");
+        Assert.True(last < first * 0.95, $"{variant} on {backbone}: loss {first:F4} → {last:F4} did not fall");
         var dets = det.Detect(batch);
         Assert.Equal(2, dets.Length);
         foreach (var list in dets)
