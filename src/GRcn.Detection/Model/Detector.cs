@@ -23,7 +23,25 @@ using Detection = GRcn.Detection.Data.Detection;
 /// <param name="Scale">Resized size / original size.</param>
 /// <param name="Boxes">Ground-truth boxes, 4 floats each (x1, y1, x2, y2) in resized pixels (empty at inference).</param>
 /// <param name="Labels">0-based class of each box.</param>
-public sealed record PreparedImage(float[] Pixels, int Height, int Width, float Scale, float[] Boxes, int[] Labels);
+public sealed record PreparedImage(float[] Pixels, int Height, int Width, float Scale, float[] Boxes, int[] Labels)
+{
+    /// <summary>
+    /// The network input of a loaded sample (resized, flipped and normalised by the data loader).
+    /// Crowd and difficult objects are left out of the training targets.
+    /// </summary>
+    public static PreparedImage FromSample(LoadedSample sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        var objects = sample.Objects.Where(o => !o.IsCrowd && !o.Difficult && o.Box.Width > 0 && o.Box.Height > 0).ToArray();
+        var boxes = new float[4 * objects.Length];
+        for (int i = 0; i < objects.Length; i++)
+        {
+            var b = objects[i].Box;
+            (boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]) = (b.X1, b.Y1, b.X2, b.Y2);
+        }
+        return new PreparedImage(sample.Pixels.ToArray(), sample.Height, sample.Width, (float)sample.Scale, boxes, objects.Select(o => o.Label).ToArray());
+    }
+}
 
 /// <summary>Training produced a loss that is NaN or infinite; the weights were not updated.</summary>
 public sealed class NonFiniteLossException(int iteration, LossTerms terms)
@@ -141,6 +159,26 @@ public sealed class Detector : IDisposable
         var x = g.Constant(Pack(images));
         var (_, _, dets) = _net.Forward(g, x, Describe(images), training: false, new SplitMix64(0));
         return dets!.Select(d => (IReadOnlyList<Detection>)d).ToArray();
+    }
+
+    /// <summary>
+    /// Detections of an RGB image: resized (shorter side <see cref="InputSettings.MinSize"/>, longer at
+    /// most <see cref="InputSettings.MaxSize"/>) and normalised as configured; boxes in the image's pixels.
+    /// </summary>
+    public IReadOnlyList<Detection> Detect(RgbImage image) => Detect(Prepare(image));
+
+    /// <summary>The network input of an RGB image under this detector's input settings (no ground truth).</summary>
+    public PreparedImage Prepare(RgbImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        var spec = new ResizeSpec(Config.Input.MinSize, Config.Input.MaxSize);
+        var (w, h) = spec.OutputSize(image.Width, image.Height);
+        var m = Config.Input.Mean;
+        var sd = Config.Input.Std;
+        var norm = new ImageNormalization(new ChannelValues(m[0], m[1], m[2]), new ChannelValues(sd[0], sd[1], sd[2]));
+        var chw = new float[3 * w * h];
+        new ImageResizer().ResizeNormalize(image, w, h, false, norm, chw);
+        return new PreparedImage(chw, h, w, (float)spec.ScaleFor(image.Width, image.Height), [], []);
     }
 
     /// <summary>Detections of one prepared image.</summary>
