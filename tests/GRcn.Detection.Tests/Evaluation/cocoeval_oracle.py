@@ -479,15 +479,16 @@ def crafted_cases():
     b.add_dt(2, 2, [50, 52, 30, 30], 0.125)
     cases.append(b.build(with_voc=True))
 
-    b = CaseBuilder('crowd', 'crowd GT: IoU = inter / det area, several dets absorbed (ignored), '
-                    'crowd GT never counted; regular GT inside the crowd region',
+    b = CaseBuilder('crowd', 'crowd GT: IoU = inter / det area; one crowd region absorbs several dets '
+                    '(ignored) ranked above the true positive; crowd GT never counted; regular GT inside the crowd',
                     [(1, 'person')], [1, 2])
     b.add_gt(1, 1, [0, 0, 200, 200], iscrowd=1)
     b.add_gt(1, 1, [10, 10, 30, 60])
-    b.add_dt(1, 1, [10, 10, 30, 60], 0.95)     # matches the regular GT
-    b.add_dt(1, 1, [12, 10, 30, 60], 0.9)      # regular GT taken -> crowd (ignored)
-    b.add_dt(1, 1, [100, 100, 40, 40], 0.85)   # fully inside the crowd -> ignored
-    b.add_dt(1, 1, [150, 150, 100, 100], 0.8)  # 1/4 inside the crowd -> 0.25 -> FP below .5
+    b.add_dt(1, 1, [100, 100, 40, 40], 0.95)   # fully inside the crowd -> ignored
+    b.add_dt(1, 1, [120, 120, 30, 30], 0.9)    # inside the same crowd -> ignored again
+    b.add_dt(1, 1, [150, 150, 100, 100], 0.85) # 1/4 inside the crowd -> 0.25: FP from t = .5 on
+    b.add_dt(1, 1, [10, 10, 30, 60], 0.8)      # matches the regular GT
+    b.add_dt(1, 1, [12, 10, 30, 60], 0.75)     # regular GT taken -> crowd (ignored)
     b.add_dt(1, 1, [300, 300, 10, 10], 0.7)    # FP
     b.add_gt(2, 1, [0, 0, 50, 50], iscrowd=1)  # image with only a crowd GT
     b.add_dt(2, 1, [5, 5, 20, 20], 0.6)
