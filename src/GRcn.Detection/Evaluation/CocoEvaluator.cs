@@ -118,7 +118,7 @@ public sealed class CocoEvaluator
     }
 
     /// <summary>Adds one image from already-validated COCO entries (the JSON path).</summary>
-    internal void AddImage(ReadOnlySpan<CocoGtEntry> groundTruth, ReadOnlySpan<CocoDtEntry> detections)
+    internal void AddEntries(ReadOnlySpan<CocoGtEntry> groundTruth, ReadOnlySpan<CocoDtEntry> detections)
     {
         foreach (var g in groundTruth) _gt.Add(g);
         foreach (var d in detections) _dt.Add(d);

@@ -404,7 +404,7 @@ public static class CocoJson
         }
         var ev = new CocoEvaluator([.. groundTruth.Categories.Select(c => c.Name)], [.. groundTruth.Categories.Select(c => c.Id)]);
         for (int img = 0; img < n; img++)
-            ev.AddImage(groundTruth.ObjectsOf(img), perImage[img] is { } l ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(l) : []);
+            ev.AddEntries(groundTruth.ObjectsOf(img), perImage[img] is { } l ? System.Runtime.InteropServices.CollectionsMarshal.AsSpan(l) : []);
         return ev.Evaluate(dropped);
     }
 
