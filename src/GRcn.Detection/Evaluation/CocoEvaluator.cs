@@ -207,7 +207,10 @@ public sealed class CocoEvaluator
         public int[] DetOrder = new int[128];
         public double[] Iou = new double[1024];
         public int[] GtOrder = new int[64];
+        public bool[] GtIgnoreOriginal = new bool[64];
         public bool[] GtIgnore = new bool[64];
+        public bool[] GtCrowd = new bool[64];
+        public bool[] GtIdZero = new bool[64];
         public bool[] GtMatched = new bool[64];
         public bool[] DtOutside = new bool[128];
         // per category: kept detections (≤ 100 per image) in image order
@@ -280,29 +283,32 @@ public sealed class CocoEvaluator
             }
 
             var gtOrder = Scratch.Ensure(ref s.GtOrder, G);
+            var ignOrig = Scratch.Ensure(ref s.GtIgnoreOriginal, G);
             var gtIg = Scratch.Ensure(ref s.GtIgnore, G);
+            var crowd = Scratch.Ensure(ref s.GtCrowd, G);
+            var idZero = Scratch.Ensure(ref s.GtIdZero, G);
             var taken = Scratch.Ensure(ref s.GtMatched, G);
             var outside = Scratch.Ensure(ref s.DtOutside, D);
             for (int a = 0; a < A; a++)
             {
                 var rng = areas[a];
-                // gtind = argsort(_ignore, mergesort): non-ignored first, each group in original order.
+                // _ignore = iscrowd or area outside the range; gtind = argsort(_ignore, mergesort):
+                // non-ignored first, each group in original order. gtIg/crowd/idZero below are in gtind order.
+                for (int g = 0; g < G; g++)
+                {
+                    ref readonly var e = ref job.Gt[gts[g]];
+                    ignOrig[g] = e.IsCrowd || e.Area < rng.Min || e.Area > rng.Max;
+                }
                 int n = 0;
-                for (int g = 0; g < G; g++)
-                {
-                    var e = job.Gt[gts[g]];
-                    if (!(e.IsCrowd || e.Area < rng.Min || e.Area > rng.Max)) gtOrder[n++] = g;
-                }
+                for (int g = 0; g < G; g++) if (!ignOrig[g]) gtOrder[n++] = g;
                 s.Npig[a] += n;
-                for (int g = 0; g < G; g++)
-                {
-                    var e = job.Gt[gts[g]];
-                    if (e.IsCrowd || e.Area < rng.Min || e.Area > rng.Max) gtOrder[n++] = g;
-                }
+                for (int g = 0; g < G; g++) if (ignOrig[g]) gtOrder[n++] = g;
                 for (int j = 0; j < G; j++)
                 {
-                    var e = job.Gt[gts[gtOrder[j]]];
-                    gtIg[j] = e.IsCrowd || e.Area < rng.Min || e.Area > rng.Max;
+                    ref readonly var e = ref job.Gt[gts[gtOrder[j]]];
+                    gtIg[j] = ignOrig[gtOrder[j]];
+                    crowd[j] = e.IsCrowd;
+                    idZero[j] = e.IdIsZero;
                 }
                 for (int d = 0; d < D; d++)
                 {
@@ -324,7 +330,7 @@ public sealed class CocoEvaluator
                             for (int j = 0; j < G; j++)
                             {
                                 int g = gtOrder[j];
-                                if (taken[j] && !job.Gt[gts[g]].IsCrowd) continue;
+                                if (taken[j] && !crowd[j]) continue;
                                 if (m > -1 && !gtIg[m] && gtIg[j]) break;
                                 double v = iou[d * G + g];
                                 if (v < best) continue;
@@ -338,7 +344,7 @@ public sealed class CocoEvaluator
                         {
                             taken[m] = true;
                             if (gtIg[m]) f |= FlagIgnored;
-                            dtmNonZero = !job.Gt[gts[gtOrder[m]]].IdIsZero;
+                            dtmNonZero = !idZero[m];
                             if (dtmNonZero) f |= FlagMatched;
                         }
                         if (!dtmNonZero && outside[d]) f |= FlagIgnored;
