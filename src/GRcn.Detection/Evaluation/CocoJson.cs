@@ -8,7 +8,8 @@
 //   fail; we are lenient); 'ignore' is not read (pycocotools overwrites it with iscrowd);
 //   duplicate annotation ids are an error;
 // * results: every image_id must be a ground-truth image (pycocotools' loadRes assertion);
-//   results of a category the ground truth does not list are dropped and counted; area = w·h.
+//   results of a category the ground truth does not list are dropped and counted; area = w·h;
+//   an empty results array evaluates to zero AP/AR (pycocotools' loadRes fails on it).
 // Files are parsed whole with System.Text.Json's JsonDocument. Errors are InvalidDataException
 // naming the file, the JSON path of the offending value and the problem.
 using System.Globalization;
