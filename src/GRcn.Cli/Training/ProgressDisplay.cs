@@ -1,0 +1,79 @@
+// Training progress on the console. On a terminal: a Spectre.Console live progress bar whose
+// description shows the iteration, the loss terms, images/s, the ETA and the latest periodic
+// evaluation. Otherwise (CI logs, pipes, tests): one plain line every N iterations and a line
+// per evaluation.
+using System.Globalization;
+using GRcn.Detection.Training;
+using Spectre.Console;
+
+namespace GRcn.Cli.Training;
+
+/// <summary>Receives the events of a training run.</summary>
+internal interface IProgressSink
+{
+    /// <summary>After a step.</summary>
+    void Step(TrainProgress progress);
+
+    /// <summary>After a periodic evaluation.</summary>
+    void Evaluated(int iteration, double ap, double ap50);
+}
+
+internal static class ProgressDisplay
+{
+    /// <summary>Runs <paramref name="body"/> with a sink that shows progress on <paramref name="output"/>.</summary>
+    /// <param name="interactive">Use the live progress bar (the caller checked that the output is a terminal).</param>
+    public static T Run<T>(bool interactive, TextWriter output, int logEvery, int start, int total, Func<IProgressSink, T> body)
+    {
+        if (!interactive) return body(new PlainSink(output, Math.Max(1, logEvery)));
+        T result = default!;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .HideCompleted(false)
+            .Columns(new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn(), new TaskDescriptionColumn { Alignment = Justify.Left })
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("starting", maxValue: total);
+                task.Value = start;
+                result = body(new LiveSink(task));
+            });
+        return result;
+    }
+
+    /// <summary>"it 120/1500  loss 1.234 (obj 0.100 rpn-box 0.050 cls 0.600 box 0.484)  lr 0.0200  12.3 img/s  ETA 4:05".</summary>
+    public static string Describe(TrainProgress p)
+    {
+        var l = p.Losses;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"it {p.Iteration}/{p.Total}  loss {l.Total:0.000} (obj {l.RpnObjectness:0.000} rpn-box {l.RpnBox:0.000} cls {l.Classifier:0.000} box {l.BoxRegression:0.000})  lr {p.LearningRate:0.#####}  {p.ImagesPerSecond:0.0} img/s  ETA {Clock(p.Eta)}");
+    }
+
+    /// <summary>m:ss or h:mm:ss.</summary>
+    public static string Clock(TimeSpan t) => t.TotalHours >= 1
+        ? t.ToString(@"h\:mm\:ss", CultureInfo.InvariantCulture)
+        : t.ToString(@"m\:ss", CultureInfo.InvariantCulture);
+
+    private sealed class PlainSink(TextWriter output, int every) : IProgressSink
+    {
+        public void Step(TrainProgress p)
+        {
+            if (p.Iteration % every == 0 || p.Iteration == p.Total || p.Iteration == 1) output.WriteLine(Describe(p));
+        }
+
+        public void Evaluated(int iteration, double ap, double ap50) =>
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval @ {iteration}: AP {ap:0.000}  AP50 {ap50:0.000}"));
+    }
+
+    private sealed class LiveSink(ProgressTask task) : IProgressSink
+    {
+        private string _eval = "";
+
+        public void Step(TrainProgress p)
+        {
+            task.Value = p.Iteration;
+            task.Description = Markup.Escape(Describe(p) + _eval);
+        }
+
+        public void Evaluated(int iteration, double ap, double ap50) =>
+            _eval = string.Create(CultureInfo.InvariantCulture, $"  [eval @ {iteration}: AP50 {ap50:0.000}]");
+    }
+}
