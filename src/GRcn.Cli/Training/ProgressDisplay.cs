@@ -21,21 +21,18 @@ internal interface IProgressSink
 internal static class ProgressDisplay
 {
     /// <summary>Runs <paramref name="body"/> with a sink that shows progress on <paramref name="output"/>.</summary>
-    /// <param name="interactive">Use the live progress bar (the caller checked that the output is a terminal).</param>
+    /// <param name="interactive">Use the live display (the caller checked that the output is a terminal).</param>
     public static T Run<T>(bool interactive, TextWriter output, int logEvery, int start, int total, Func<IProgressSink, T> body)
     {
         if (!interactive) return body(new PlainSink(output, Math.Max(1, logEvery)));
         T result = default!;
-        AnsiConsole.Progress()
-            .AutoClear(false)
-            .HideCompleted(false)
-            .Columns(new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn(), new TaskDescriptionColumn { Alignment = Justify.Left })
-            .Start(ctx =>
-            {
-                var task = ctx.AddTask("starting", maxValue: total);
-                task.Value = start;
-                result = body(new LiveSink(task));
-            });
+        var sink = new LiveSink(start, total);
+        AnsiConsole.Live(sink.Render()).AutoClear(false).Start(ctx =>
+        {
+            sink.Context = ctx;
+            result = body(sink);
+            ctx.UpdateTarget(sink.Render());
+        });
         return result;
     }
 
@@ -63,17 +60,46 @@ internal static class ProgressDisplay
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"eval @ {iteration}: AP {ap:0.000}  AP50 {ap50:0.000}"));
     }
 
-    private sealed class LiveSink(ProgressTask task) : IProgressSink
+    /// <summary>Three lines redrawn at most 5 times a second: a bar with counts and speed, the loss terms, the latest evaluation.</summary>
+    private sealed class LiveSink(int start, int total) : IProgressSink
     {
-        private string _eval = "";
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private long _lastDraw = -1;
+        private TrainProgress? _last;
+        private string _eval = "no evaluation yet";
+
+        public LiveDisplayContext? Context { get; set; }
 
         public void Step(TrainProgress p)
         {
-            task.Value = p.Iteration;
-            task.Description = Markup.Escape(Describe(p) + _eval);
+            _last = p;
+            long now = _clock.ElapsedMilliseconds;
+            if (_lastDraw >= 0 && now - _lastDraw < 200 && p.Iteration < p.Total) return;
+            _lastDraw = now;
+            Context?.UpdateTarget(Render());
         }
 
-        public void Evaluated(int iteration, double ap, double ap50) =>
-            _eval = string.Create(CultureInfo.InvariantCulture, $"  [eval @ {iteration}: AP50 {ap50:0.000}]");
+        public void Evaluated(int iteration, double ap, double ap50)
+        {
+            _eval = string.Create(CultureInfo.InvariantCulture, $"eval @ {iteration}: AP {ap:0.000}  AP50 {ap50:0.000}");
+            Context?.UpdateTarget(Render());
+        }
+
+        public Spectre.Console.Rendering.IRenderable Render()
+        {
+            var inv = CultureInfo.InvariantCulture;
+            int done = _last?.Iteration ?? start;
+            double fraction = total > 0 ? Math.Clamp((double)done / total, 0, 1) : 1;
+            const int width = 30;
+            int filled = (int)Math.Round(fraction * width);
+            string bar = $"[green]{new string('━', filled)}[/][grey]{new string('━', width - filled)}[/]";
+            string speed = _last is { } p ? string.Create(inv, $"{p.ImagesPerSecond:0.0} img/s  ETA {Clock(p.Eta)}") : "starting";
+            string line1 = string.Create(inv, $"{bar} {100 * fraction,3:0}%  it {done}/{total}  {Clock(_clock.Elapsed)}  {speed}");
+            string line2 = _last is { } q
+                ? Markup.Escape(string.Create(inv,
+                    $"loss {q.Losses.Total:0.000} = obj {q.Losses.RpnObjectness:0.000} + rpn-box {q.Losses.RpnBox:0.000} + cls {q.Losses.Classifier:0.000} + box {q.Losses.BoxRegression:0.000}  lr {q.LearningRate:0.#####}"))
+                : "";
+            return new Rows(new Markup(line1), new Markup(line2), new Markup("[grey]" + Markup.Escape(_eval) + "[/]"));
+        }
     }
 }

@@ -71,7 +71,7 @@ internal static class TrainSession
         var c = detector.Config;
         string cpuThreads = device is CpuDevice cd ? $" ({cd.Threads} threads)" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"grcn train: {c.Variant} on {c.Backbone} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {c.Input.MinSize}), " +
+            $"grcn train: {c.Variant} on {c.Backbone.ToString().ToLowerInvariant()} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {c.Input.MinSize}), " +
             $"{s.Iterations} iterations × {s.BatchSize} images, lr {s.LearningRate}, seed {detector.Seed}, {device.Name}{cpuThreads} → {outDir}"));
 
         var trainer = new Trainer(detector, train, null, new TrainerOptions
