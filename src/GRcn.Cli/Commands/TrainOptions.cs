@@ -11,21 +11,21 @@ internal sealed class TrainOptions
 {
     public readonly Option<string> Data = new("--data") { Description = DataSource.Help, DefaultValueFactory = _ => "shapes" };
     public readonly Option<string> Backbone = new("--backbone") { Description = "vgg16, resnet50 or resnet101", DefaultValueFactory = _ => "vgg16" };
-    public readonly Option<double?> Width = new("--width") { Description = "Backbone channel width multiplier (default: 0.25 on shapes, 1 otherwise; pretrained --weights need 1)" };
+    public readonly Option<double?> Width = new("--width") { Description = "Backbone channel width multiplier (default: 0.125 on shapes, 1 otherwise; pretrained --weights need 1)" };
     public readonly Option<string?> Weights = new("--weights") { Description = "torchvision backbone weights (safetensors state dict) to start from; default: from scratch" };
-    public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 1500 on shapes, 180000 on VOC, 320000 on COCO)" };
-    public readonly Option<int?> Batch = new("--batch") { Description = "Images per iteration (default: 4 on shapes, 1 otherwise)" };
-    public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate; linear warm-up from lr/10, ×0.1 at 80 % of the iterations (default: 0.02 on shapes, 0.001 otherwise)" };
+    public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 6000 on shapes, 180000 on VOC, 320000 on COCO)" };
+    public readonly Option<int?> Batch = new("--batch") { Description = "Images per iteration (default: 2 on shapes, 1 otherwise)" };
+    public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate; linear warm-up from lr/10, ×0.1 at 80 % of the iterations (default: 0.04 on shapes, 0.001 otherwise)" };
     public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing; the longer side is at most size·5/3 (default: 128 on shapes, 600 otherwise)" };
     public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads (default: all logical cores)" };
     public readonly Option<int?> TrainImages = new("--train-images") { Description = "Synthetic training images (default 4000)" };
     public readonly Option<int?> TestImages = new("--test-images") { Description = "Synthetic test images (default 500)" };
-    public readonly Option<int?> EvalEvery = new("--eval-every") { Description = "Evaluate every N iterations on --eval-limit test images (0: only the final evaluation on the whole test set)" };
+    public readonly Option<int?> EvalEvery = new("--eval-every") { Description = "Evaluate every N iterations on --eval-limit test images (0: only the final evaluation on the whole test set; default 2000 on shapes)" };
     public readonly Option<int?> EvalLimit = new("--eval-limit") { Description = "Test images of the periodic evaluations (default 100)" };
-    public readonly Option<int?> CheckpointEvery = new("--checkpoint-every") { Description = "Write OUT/checkpoint.safetensors every N iterations (0: only at the end; default 500)" };
-    public readonly Option<int?> LogEvery = new("--log-every") { Description = "When the output is not a terminal: print a progress line every N iterations (default 25)" };
+    public readonly Option<int?> CheckpointEvery = new("--checkpoint-every") { Description = "Write OUT/checkpoint.safetensors every N iterations (0: only at the end; default 1000 on shapes)" };
+    public readonly Option<int?> LogEvery = new("--log-every") { Description = "When the output is not a terminal: print a progress line every N iterations (default 100)" };
 
     /// <summary>Adds the shared options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)

@@ -66,6 +66,8 @@ internal static class TrainSession
                 int n = BackboneWeights.Load(detector, s.Weights);
                 output.WriteLine($"loaded {n} backbone tensors from {s.Weights}");
             }
+            else
+                ScratchInit.HeInitRoiHeads(detector, s.Seed);
         }
         using var _ = detector;
         var c = detector.Config;

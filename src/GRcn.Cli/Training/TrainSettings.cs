@@ -22,19 +22,19 @@ internal sealed record TrainSettings
     public BackboneKind Backbone { get; init; } = BackboneKind.Vgg16;
 
     /// <summary>Backbone width multiplier.</summary>
-    public double Width { get; init; } = 0.25;
+    public double Width { get; init; } = 0.125;
 
     /// <summary>torchvision backbone weights (safetensors), or null to train from scratch.</summary>
     public string? Weights { get; init; }
 
     /// <summary>Total training iterations.</summary>
-    public int Iterations { get; init; } = 1000;
+    public int Iterations { get; init; } = 6000;
 
     /// <summary>Images per step.</summary>
-    public int BatchSize { get; init; } = 4;
+    public int BatchSize { get; init; } = 2;
 
     /// <summary>Base learning rate.</summary>
-    public double LearningRate { get; init; } = 0.02;
+    public double LearningRate { get; init; } = 0.04;
 
     /// <summary>Shorter image side after resizing.</summary>
     public int Size { get; init; } = 128;
@@ -58,13 +58,13 @@ internal sealed record TrainSettings
     public bool Resume { get; init; }
 
     /// <summary>Evaluate every this many iterations on <see cref="EvaluationLimit"/> test images (0: only the final evaluation).</summary>
-    public int EvaluateEvery { get; init; }
+    public int EvaluateEvery { get; init; } = 2000;
 
     /// <summary>Test images of the periodic evaluations (the final one uses the whole test set).</summary>
     public int EvaluationLimit { get; init; } = 100;
 
     /// <summary>Checkpoint every this many iterations (0: only at the end).</summary>
-    public int CheckpointEvery { get; init; } = 500;
+    public int CheckpointEvery { get; init; } = 1000;
 
     /// <summary>CPU threads (null: all cores).</summary>
     public int? Threads { get; init; }
@@ -76,7 +76,7 @@ internal sealed record TrainSettings
     public int TestImages { get; init; } = 500;
 
     /// <summary>Print a plain progress line every this many iterations (non-interactive output).</summary>
-    public int LogEvery { get; init; } = 25;
+    public int LogEvery { get; init; } = 100;
 
     /// <summary>Test images drawn in detections.png.</summary>
     public int GridImages { get; init; } = 16;
@@ -114,11 +114,14 @@ internal sealed record TrainSettings
         };
         if (Data.Kind == DataKind.Shapes)
         {
-            // small images with a few objects: fewer proposals and RoIs, a narrow fc head
+            // small images with a few objects: fewer proposals, 32 RoIs per image half of them
+            // foreground, a narrow fc head without dropout, and a context map of the feature map's
+            // own size (a 128-pixel image gives an 8×8 map at stride 16; 14×14 would only repeat cells)
             c = c with
             {
                 Rpn = c.Rpn with { PreNmsTopNTrain = 1000, PostNmsTopNTrain = 300, PreNmsTopNTest = 300, PostNmsTopNTest = 100 },
-                RoiHeads = c.RoiHeads with { BatchSizePerImage = 64, FcDim = 256, Dropout = 0f },
+                RoiHeads = c.RoiHeads with { BatchSizePerImage = 32, PositiveFraction = 0.5f, FcDim = 256, Dropout = 0f },
+                ContextSize = 7,
             };
         }
         return c;
@@ -134,8 +137,11 @@ internal sealed record TrainSettings
         WarmupFactor = 0.1,
         Steps = [Math.Max(1, (int)(0.8 * Iterations))],
         Gamma = 0.1,
-        // from scratch the first steps' gradients can be large; pretrained runs follow the paper (no clipping)
-        ClipGradientNorm = Weights is null ? 10 : null,
+        // From scratch (no normalisation layers in VGG16) the gradient norm is clipped to 1: the
+        // update length stays fixed while its direction follows the gradient, which on the
+        // synthetic shapes trains faster and steadier than plain SGD at any learning rate tried
+        // (0.005–0.08). Pretrained runs follow the paper: no clipping.
+        ClipGradientNorm = Weights is null ? 1 : null,
     };
 
     /// <summary>Defaults for <paramref name="kind"/>; options given on the command line override them.</summary>
