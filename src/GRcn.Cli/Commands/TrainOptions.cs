@@ -1,7 +1,6 @@
 // The options grcn train and grcn compare share, and their resolution into TrainSettings:
 // every option left out takes the default of the chosen data (TrainSettings.DefaultsFor).
 using System.CommandLine;
-using System.Globalization;
 using GRcn.Cli.Training;
 using GRcn.Detection.Variants;
 
@@ -80,7 +79,4 @@ internal sealed class TrainOptions
         var chars = variant.Select(ch => char.IsAsciiLetterOrDigit(ch) || ch is '-' or '+' ? ch : '_').ToArray();
         return new string(chars).Trim('_').Replace("__", "_", StringComparison.Ordinal);
     }
-
-    /// <summary>Seconds as m:ss.</summary>
-    public static string Seconds(double s) => TimeSpan.FromSeconds(s).ToString(@"m\:ss", CultureInfo.InvariantCulture);
 }

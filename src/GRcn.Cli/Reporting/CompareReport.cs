@@ -55,7 +55,7 @@ internal static class CompareReport
         {
             var row = new List<string> { v.Variant, v.Runs.Count.ToString(Inv) + (v.Failures.Count > 0 ? $" ({v.Failures.Count} failed)" : "") };
             for (int k = 0; k < ours.Length; k++) row.Add(Cell(MeanStd(v.Runs.Select(r => r.Metrics.Values[k]))));
-            row.Add(v.Runs.Count == 0 ? "-" : GRcn.Cli.Commands.TrainOptions.Seconds(v.Runs.Average(r => r.TrainingSeconds)));
+            row.Add(v.Runs.Count == 0 ? "-" : Clock(v.Runs.Average(r => r.TrainingSeconds)));
             var p = PaperResults.For(v.Variant, backbone);
             row.AddRange([Paper(p?.AP), Paper(p?.AP50), Paper(p?.AP75), Paper(p?.APs), Paper(p?.APm), Paper(p?.APl), Paper(p?.VocAP70)]);
             rows.Add(row);
@@ -138,4 +138,7 @@ internal static class CompareReport
     }
 
     private static string Enc(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>Seconds as m:ss (h:mm:ss from an hour).</summary>
+    private static string Clock(double seconds) => ProgressDisplay.Clock(TimeSpan.FromSeconds(Math.Round(seconds)));
 }

@@ -73,14 +73,6 @@ internal sealed record DataSource(DataKind Kind, string? Path)
         _ => OpenCoco("val"),
     };
 
-    /// <summary>The class names of the data (opens the training annotations for VOC and COCO).</summary>
-    public IReadOnlyList<string> ClassNames() => Kind switch
-    {
-        DataKind.Shapes => ShapesDataset.ShapeClasses,
-        DataKind.Voc => VocDataset.VocClasses,
-        _ => OpenCoco("train").ClassNames,
-    };
-
     private CocoDataset OpenCoco(string split)
     {
         string annotations = System.IO.Path.Combine(Path!, "annotations");

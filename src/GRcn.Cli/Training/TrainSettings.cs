@@ -92,7 +92,7 @@ internal sealed record TrainSettings
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"--lr must be positive; got {LearningRate}", "--lr");
         if (!(Width > 0 && Width <= 4)) throw new ArgumentException($"--width must be in (0, 4]; got {Width}", "--width");
         if (Size < 32) throw new ArgumentException($"--size must be at least 32; got {Size}", "--size");
-        if (MaxSize < Size) throw new ArgumentException($"--max-size ({MaxSize}) must be at least --size ({Size})", "--max-size");
+        if (MaxSize < Size) throw new ArgumentException($"the longer side limit ({MaxSize}) must be at least --size ({Size})", "--size");
         if (Anchors.Length == 0 || Anchors.Any(a => !(a > 0))) throw new ArgumentException("--anchors needs positive sizes", "--anchors");
         if (EvaluateEvery < 0 || CheckpointEvery < 0) throw new ArgumentException("--eval-every and --checkpoint-every must be ≥ 0", "--eval-every");
         if (Threads is < 1) throw new ArgumentException($"--threads must be at least 1; got {Threads}", "--threads");

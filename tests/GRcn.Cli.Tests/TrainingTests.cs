@@ -1,0 +1,77 @@
+// Pieces of the train path: torchvision backbone weights reach the backbone and the loc
+// branch's copy (and mismatches are named), and the from-scratch He initialisation of the fc
+// head draws weights of the intended spread.
+using GRcn.Cli.Training;
+using GRcn.Detection.Data;
+using GRcn.Detection.Model;
+using GRcn.Detection.Variants;
+using GRcn.Kernels;
+using GRcn.Kernels.Serialization;
+
+namespace GRcn.Cli.Tests;
+
+public class TrainingTests
+{
+    private static Detector Make(ulong seed, double width = 0.0625) =>
+        Detector.Create(VariantCatalog.Create("g-rcn", BackboneKind.Vgg16, ShapesDataset.ShapeClasses, width), seed: seed);
+
+    private static float[] Values(Detector d, string name) => d.Parameters.Single(p => p.Name == name).Parameter.Value.ToArray<float>();
+
+    /// <summary>A torchvision-named state dict (features.N.*) holding <paramref name="d"/>'s trunk, plus a classifier entry to be ignored.</summary>
+    private static string WriteStateDict(Detector d, string dir)
+    {
+        string path = Path.Combine(dir, "vgg16.safetensors");
+        var tensors = d.Parameters.Where(p => p.Name.StartsWith("backbone.", StringComparison.Ordinal))
+            .Select(p => new KeyValuePair<string, Tensor>(p.Name["backbone.".Length..], p.Parameter.Value)).ToList();
+        using var extra = Tensor.FromArray(new float[] { 1, 2, 3, 4 }, 2, 2);
+        tensors.Add(new("classifier.0.weight", extra));
+        SafeTensorsWriter.Write(path, tensors);
+        return path;
+    }
+
+    [Fact]
+    public void TorchvisionWeightsFillTheBackboneAndTheLocBranch()
+    {
+        using var tmp = new TempDir();
+        using var source = Make(1);
+        using var target = Make(2);
+        string path = WriteStateDict(source, tmp.Path);
+        Assert.NotEqual(Values(source, "backbone.features.0.weight"), Values(target, "backbone.features.0.weight"));
+        int n = BackboneWeights.Load(target, path);
+        Assert.Equal(source.Parameters.Count(p => p.Name.StartsWith("backbone", StringComparison.Ordinal)), n);
+        Assert.Equal(Values(source, "backbone.features.0.weight"), Values(target, "backbone.features.0.weight"));
+        Assert.Equal(Values(source, "backbone.features.28.bias"), Values(target, "backbone.features.28.bias"));
+        // the loc branch's conv5 copy starts from the same pretrained conv5
+        Assert.Equal(Values(source, "backbone.features.24.weight"), Values(target, "backbone_loc.features.24.weight"));
+        // heads are not touched
+        Assert.NotEqual(Values(source, "roi_head.fc6.weight"), Values(target, "roi_head.fc6.weight"));
+    }
+
+    [Fact]
+    public void WeightsOfAnotherWidthAreRefusedWithTheReason()
+    {
+        using var tmp = new TempDir();
+        using var source = Make(1, width: 0.125);
+        using var target = Make(2);
+        string path = WriteStateDict(source, tmp.Path);
+        var before = Values(target, "backbone.features.0.weight");
+        var e = Assert.Throws<InvalidDataException>(() => BackboneWeights.Load(target, path));
+        Assert.Contains("--width 1", e.Message);
+        Assert.Contains(path, e.Message);
+        Assert.Equal(before, Values(target, "backbone.features.0.weight"));   // nothing loaded
+    }
+
+    [Fact]
+    public void HeInitialisationDrawsTheFcHeadWithSigmaRootTwoOverFanIn()
+    {
+        const double relativeTolerance = 0.03;   // ~ 200k draws: the sample σ is within 1 % of σ with overwhelming probability
+        using var d = Make(3);
+        Assert.Equal(2, ScratchInit.HeInitRoiHeads(d, 3));
+        var w = Values(d, "roi_head.fc6.weight");
+        int fanIn = d.Parameters.Single(p => p.Name == "roi_head.fc6.weight").Parameter.Value.Shape[1];
+        double mean = w.Average(v => (double)v);
+        double sigma = Math.Sqrt(w.Average(v => ((double)v - mean) * ((double)v - mean)));
+        Assert.Equal(Math.Sqrt(2.0 / fanIn), sigma, Math.Sqrt(2.0 / fanIn) * relativeTolerance);
+        Assert.True(Math.Abs(mean) < 3 * sigma / Math.Sqrt(w.Length), $"mean {mean}");
+    }
+}
