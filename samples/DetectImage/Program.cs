@@ -1,6 +1,6 @@
 // Sample: load a detector checkpoint (from grcn train or samples/TrainShapes), detect the
 // objects of an image, print them and write a copy of the image with the boxes drawn.
-// Without an image argument it uses a synthetic shapes test image.
+// Without an image argument (or with "") it uses a synthetic shapes test image.
 //
 //   dotnet run --project samples/DetectImage -c Release -- CHECKPOINT [IMAGE] [OUT.png]
 using GRcn.Detection.Data;
@@ -15,7 +15,7 @@ using var detector = Detector.Load(args[0]);
 var names = detector.Config.ClassNames;
 
 // PNG, JPEG (with libturbojpeg0) or PPM; or the first synthetic test image
-RgbImage image = args.Length > 1
+RgbImage image = args.Length > 1 && args[1].Length > 0
     ? ImageFile.Load(args[1])
     : new ShapesDataset(new ShapesOptions { Count = 1, Split = ShapesSplit.Test }).Load(0).Image;
 
