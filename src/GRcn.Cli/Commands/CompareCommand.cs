@@ -1,0 +1,121 @@
+// grcn compare: trains every listed variant with every seed on the same data and budget
+// (the grcn train code path, one folder per run under OUT/<variant>/seed-<s>), then writes the
+// comparison report (CompareReport: report.md, report.html, plots). A run that diverges is
+// listed as failed and the comparison goes on; Ctrl-C stops after the current run's
+// checkpoint and reports what finished.
+using System.CommandLine;
+using System.Globalization;
+using GRcn.Cli.Reporting;
+using GRcn.Cli.Training;
+using GRcn.Detection.Variants;
+
+namespace GRcn.Cli.Commands;
+
+internal static class CompareCommand
+{
+    public static Command Create()
+    {
+        var shared = new TrainOptions();
+        var variants = new Option<string[]>("--variants")
+        {
+            Description = "Variants to compare, comma-separated (commas inside parentheses belong to the name): e.g. faster-rcnn,-pool/loc,conv(2,2,2)/loc,g-rcn",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var seeds = new Option<int>("--seeds") { Description = "Seeds per variant (0 … N−1)", DefaultValueFactory = _ => 1 };
+        var output = new Option<string>("--out") { Description = "Output folder of the runs and the report", DefaultValueFactory = _ => Path.Combine("runs", "compare") };
+        var command = new Command("compare", "Train several variants on the same data, budget and seeds and write a comparison report (Markdown and HTML)");
+        shared.AddTo(command);
+        command.Options.Add(variants);
+        command.Options.Add(seeds);
+        command.Options.Add(output);
+        command.SetAction(p =>
+        {
+            var o = p.InvocationConfiguration.Output;
+            var e = p.InvocationConfiguration.Error;
+            string outDir = p.GetValue(output)!;
+            var plan = new List<(string Variant, List<TrainSettings> Runs)>();
+            try
+            {
+                var names = SplitVariants(p.GetValue(variants) ?? []);
+                if (names.Count == 0) throw new ArgumentException("--variants names no variant");
+                if (names.Distinct().Count() != names.Count) throw new ArgumentException("--variants names a variant twice");
+                int n = p.GetValue(seeds);
+                if (n < 1) throw new ArgumentException($"--seeds must be at least 1; got {n}");
+                foreach (var v in names)
+                    plan.Add((v, Enumerable.Range(0, n).Select(s =>
+                        shared.Resolve(p, v, (ulong)s, Path.Combine(outDir, TrainOptions.Slug(v), $"seed-{s}"), resume: false)).ToList()));
+            }
+            catch (ArgumentException ex)
+            {
+                e.WriteLine($"grcn compare: {ex.Message}");
+                return 2;
+            }
+            return GrcnApp.WithCtrlC(token => Run(plan, outDir, o, e, token));
+        });
+        return command;
+    }
+
+    /// <summary>Splits "a,b,conv(2,2,2)/loc" at the commas outside parentheses; repeated option values add up.</summary>
+    public static List<string> SplitVariants(IEnumerable<string> values)
+    {
+        var names = new List<string>();
+        foreach (var value in values)
+        {
+            int depth = 0, start = 0;
+            for (int i = 0; i <= value.Length; i++)
+            {
+                if (i < value.Length && value[i] == '(') depth++;
+                else if (i < value.Length && value[i] == ')') depth--;
+                else if (i == value.Length || (value[i] == ',' && depth == 0))
+                {
+                    string name = value[start..i].Trim();
+                    if (name.Length > 0) names.Add(name);
+                    start = i + 1;
+                }
+            }
+        }
+        return names;
+    }
+
+    private static int Run(List<(string Variant, List<TrainSettings> Runs)> plan, string outDir, TextWriter o, TextWriter e, CancellationToken token)
+    {
+        var first = plan[0].Runs[0];
+        var results = new List<CompareVariant>();
+        int total = plan.Sum(p => p.Runs.Count), done = 0;
+        bool interrupted = false;
+        foreach (var (variant, runs) in plan)
+        {
+            var finished = new List<CompareRun>();
+            var failures = new List<string>();
+            foreach (var s in runs)
+            {
+                if (token.IsCancellationRequested) { interrupted = true; break; }
+                o.WriteLine($"[{++done}/{total}] {variant}, seed {s.Seed} → {s.OutputDirectory}");
+                try
+                {
+                    var r = TrainSession.Run(s, o, e, interactive: false, token);
+                    if (r.ExitCode == 0) finished.Add(new CompareRun(s.Seed, r.Metrics!, r.ApByIou!, r.Losses, r.TrainingTime.TotalSeconds));
+                    else if (r.ExitCode == 130) interrupted = true;
+                    else failures.Add($"seed {s.Seed}: training diverged (see {s.OutputDirectory})");
+                }
+                catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or PlatformNotSupportedException)
+                {
+                    e.WriteLine($"grcn compare: {variant}, seed {s.Seed}: {ex.Message}");
+                    failures.Add($"seed {s.Seed}: {ex.Message}");
+                }
+                o.WriteLine();
+            }
+            results.Add(new CompareVariant(variant, finished, failures));
+            if (interrupted) break;
+        }
+        string title = $"grcn compare: {string.Join(", ", results.Select(r => r.Variant))}";
+        string settings = string.Create(CultureInfo.InvariantCulture,
+            $"Data {first.Data}, backbone {first.Backbone} ×{first.Width}, {first.Iterations} iterations × {first.BatchSize} images, lr {first.LearningRate}, " +
+            $"shorter side {first.Size}, seeds 0–{plan[0].Runs.Count - 1}{(interrupted ? " (interrupted: partial results)" : "")}.");
+        var md = CompareReport.Write(outDir, title, settings, first.Backbone, results);
+        o.WriteLine(md);
+        o.WriteLine($"wrote {Path.Combine(outDir, "report.md")} and {Path.Combine(outDir, "report.html")}");
+        return interrupted ? 130 : results.Any(r => r.Failures.Count > 0) ? 1 : 0;
+    }
+}

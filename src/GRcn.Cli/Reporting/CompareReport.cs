@@ -1,0 +1,141 @@
+// The report of grcn compare: per variant the mean ± sample standard deviation over seeds of
+// AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50 (percent, one decimal, as the paper
+// prints), the paper's numbers for the same rows beside them, AP against the IoU threshold per
+// variant and the mean training loss per variant (PNG plots). Written as report.md (plots as
+// PNG files next to it) and as a self-contained report.html (plots inlined as base64 PNGs).
+using System.Globalization;
+using System.Net;
+using System.Text;
+using GRcn.Cli.Drawing;
+using GRcn.Cli.Training;
+using GRcn.Detection.Data;
+using GRcn.Detection.Evaluation;
+using GRcn.Detection.Variants;
+
+namespace GRcn.Cli.Reporting;
+
+/// <summary>One finished training run of the comparison.</summary>
+internal sealed record CompareRun(ulong Seed, MetricsSummary Metrics, double[] ApByIou, IReadOnlyList<LossRecord> Losses, double TrainingSeconds);
+
+/// <summary>All runs of one variant (failed seeds listed apart).</summary>
+internal sealed record CompareVariant(string Variant, IReadOnlyList<CompareRun> Runs, IReadOnlyList<string> Failures);
+
+internal static class CompareReport
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    /// <summary>Mean and sample standard deviation (0 for one value) of the defined (≥ 0) values; null when none.</summary>
+    public static (double Mean, double Std, int N)? MeanStd(IEnumerable<double> values)
+    {
+        var v = values.Where(x => x >= 0 && double.IsFinite(x)).ToArray();
+        if (v.Length == 0) return null;
+        double mean = v.Average();
+        double std = v.Length > 1 ? Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Length - 1)) : 0;
+        return (mean, std, v.Length);
+    }
+
+    /// <summary>"21.3 ± 0.4" in percent ("21.3" for one seed, "-" when undefined).</summary>
+    public static string Cell((double Mean, double Std, int N)? s) => s is not { } x ? "-"
+        : x.N > 1 ? string.Create(Inv, $"{100 * x.Mean:0.0} ± {100 * x.Std:0.0}") : string.Create(Inv, $"{100 * x.Mean:0.0}");
+
+    private static string Paper(double? v) => v is double d ? d.ToString("0.0", Inv) : "";
+
+    /// <summary>Writes report.md, report.html, ap_iou.png and loss.png into <paramref name="outDir"/>; returns the Markdown.</summary>
+    public static string Write(string outDir, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants)
+    {
+        Directory.CreateDirectory(outDir);
+        string[] ours = ["AP", "AP50", "AP70", "AP75", "APs", "APm", "APl", "VOC AP50"];
+        string[] paper = ["paper AP", "paper AP50", "paper AP75", "paper APs", "paper APm", "paper APl", "paper VOC AP70"];
+        var header = new List<string> { "variant", "seeds" };
+        header.AddRange(ours);
+        header.Add("train time");
+        header.AddRange(paper);
+        var rows = new List<List<string>>();
+        foreach (var v in variants)
+        {
+            var row = new List<string> { v.Variant, v.Runs.Count.ToString(Inv) + (v.Failures.Count > 0 ? $" ({v.Failures.Count} failed)" : "") };
+            for (int k = 0; k < ours.Length; k++) row.Add(Cell(MeanStd(v.Runs.Select(r => r.Metrics.Values[k]))));
+            row.Add(v.Runs.Count == 0 ? "-" : GRcn.Cli.Commands.TrainOptions.Seconds(v.Runs.Average(r => r.TrainingSeconds)));
+            var p = PaperResults.For(v.Variant, backbone);
+            row.AddRange([Paper(p?.AP), Paper(p?.AP50), Paper(p?.AP75), Paper(p?.APs), Paper(p?.APm), Paper(p?.APl), Paper(p?.VocAP70)]);
+            rows.Add(row);
+        }
+
+        var apPlot = ApIouPlot(variants);
+        var lossPlot = LossPlot(variants);
+        var apPng = PngCodec.Encode(apPlot.ToImage());
+        var lossPng = PngCodec.Encode(lossPlot.ToImage());
+        File.WriteAllBytes(Path.Combine(outDir, "ap_iou.png"), apPng);
+        File.WriteAllBytes(Path.Combine(outDir, "loss.png"), lossPng);
+
+        const string note = "Ours: mean ± sample standard deviation over seeds, percent. Paper: VGG16/ResNet on COCO (AP … APl) and VOC 2007 (AP70), " +
+                            "G-RCN Tables 1–5 (shared/specs/variants.md); a different dataset and budget, so compare the ordering, not the values.";
+        var md = new StringBuilder();
+        md.Append("# ").Append(title).Append("\n\n").Append(settings).Append("\n\n");
+        md.Append(note).Append("\n\n");
+        md.Append("| ").Append(string.Join(" | ", header)).Append(" |\n");
+        md.Append('|').Append(string.Concat(header.Select((_, i) => i < 2 ? " --- |" : " ---: |"))).Append('\n');
+        foreach (var r in rows) md.Append("| ").Append(string.Join(" | ", r.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal)))).Append(" |\n");
+        var failures = variants.SelectMany(v => v.Failures.Select(f => $"- {v.Variant}: {f}")).ToArray();
+        if (failures.Length > 0) md.Append("\nFailed runs:\n\n").Append(string.Join("\n", failures)).Append('\n');
+        md.Append("\n## AP against IoU threshold\n\n![AP against IoU threshold](ap_iou.png)\n");
+        md.Append("\n## Training loss\n\n![training loss](loss.png)\n");
+        File.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
+
+        var html = new StringBuilder();
+        html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(Enc(title)).Append("</title>\n<style>")
+            .Append("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:14px}")
+            .Append("th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}")
+            .Append("th.paper,td.paper{background:#f4f4f4;color:#555}img{max-width:100%}</style></head><body>\n");
+        html.Append("<h1>").Append(Enc(title)).Append("</h1>\n<p>").Append(Enc(settings)).Append("</p>\n<p>").Append(Enc(note)).Append("</p>\n<table>\n<tr>");
+        for (int i = 0; i < header.Count; i++) html.Append(i >= header.Count - paper.Length ? "<th class=\"paper\">" : "<th>").Append(Enc(header[i])).Append("</th>");
+        html.Append("</tr>\n");
+        foreach (var r in rows)
+        {
+            html.Append("<tr>");
+            for (int i = 0; i < r.Count; i++) html.Append(i >= r.Count - paper.Length ? "<td class=\"paper\">" : "<td>").Append(Enc(r[i])).Append("</td>");
+            html.Append("</tr>\n");
+        }
+        html.Append("</table>\n");
+        if (failures.Length > 0) html.Append("<p>Failed runs:</p><ul>").Append(string.Concat(failures.Select(f => "<li>" + Enc(f[2..]) + "</li>"))).Append("</ul>\n");
+        html.Append("<h2>AP against IoU threshold</h2>\n<img alt=\"AP against IoU threshold\" src=\"data:image/png;base64,").Append(Convert.ToBase64String(apPng)).Append("\">\n");
+        html.Append("<h2>Training loss</h2>\n<img alt=\"training loss\" src=\"data:image/png;base64,").Append(Convert.ToBase64String(lossPng)).Append("\">\n");
+        html.Append("</body></html>\n");
+        File.WriteAllText(Path.Combine(outDir, "report.html"), html.ToString());
+        return md.ToString();
+    }
+
+    /// <summary>Mean AP over seeds at each COCO IoU threshold, one line per variant.</summary>
+    private static Canvas ApIouPlot(IReadOnlyList<CompareVariant> variants)
+    {
+        var series = new List<PlotSeries>();
+        for (int i = 0; i < variants.Count; i++)
+        {
+            var v = variants[i];
+            if (v.Runs.Count == 0) continue;
+            var points = new List<(double, double)>();
+            for (int t = 0; t < CocoParameters.IouThresholds.Length; t++)
+                if (MeanStd(v.Runs.Select(r => r.ApByIou[t])) is { } s) points.Add((CocoParameters.IouThresholds[t], s.Mean));
+            series.Add(new PlotSeries(v.Variant, points, Color.Palette(i)));
+        }
+        return LinePlot.Render("AP against IoU threshold", "IoU threshold", "AP", series, yMin: 0, yMax: 1);
+    }
+
+    /// <summary>Total training loss (moving average), averaged over seeds per iteration, one line per variant.</summary>
+    private static Canvas LossPlot(IReadOnlyList<CompareVariant> variants)
+    {
+        var series = new List<PlotSeries>();
+        for (int i = 0; i < variants.Count; i++)
+        {
+            var v = variants[i];
+            if (v.Runs.Count == 0) continue;
+            var perSeed = v.Runs.Select(r => TrainSession.Smooth(r.Losses, l => l.Total)).ToArray();
+            int n = perSeed.Min(s => s.Count);
+            var mean = Enumerable.Range(0, n).Select(j => (perSeed[0][j].X, perSeed.Average(s => s[j].Y))).ToList();
+            series.Add(new PlotSeries(v.Variant, mean, Color.Palette(i)));
+        }
+        return LinePlot.Render("Training loss (mean over seeds)", "iteration", "total loss", series);
+    }
+
+    private static string Enc(string s) => WebUtility.HtmlEncode(s);
+}
