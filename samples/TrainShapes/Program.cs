@@ -22,7 +22,6 @@ var test = new ShapesDataset(new ShapesOptions { Count = 500, Split = ShapesSpli
 var config = VariantCatalog.Create("g-rcn", BackboneKind.Vgg16, train.ClassNames, width: 0.125);
 config = config with
 {
-    FrozenStages = 0, // trained from scratch: nothing to freeze
     Input = config.Input with { MinSize = 128, MaxSize = 213 },
     Rpn = config.Rpn with
     {

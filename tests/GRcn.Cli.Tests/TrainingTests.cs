@@ -74,4 +74,18 @@ public class TrainingTests
         Assert.Equal(Math.Sqrt(2.0 / fanIn), sigma, Math.Sqrt(2.0 / fanIn) * relativeTolerance);
         Assert.True(Math.Abs(mean) < 3 * sigma / Math.Sqrt(w.Length), $"mean {mean}");
     }
+
+    [Fact]
+    public void PretrainedRunsFreezeTheFirstStagesAndScratchRunsNone()
+    {
+        var scratch = TrainSettings.DefaultsFor(DataSource.Parse("shapes")).BuildConfig(ShapesDataset.ShapeClasses);
+        var pretrained = (TrainSettings.DefaultsFor(DataSource.Parse("voc:/data/VOC2007")) with { Weights = "vgg16.safetensors" }).BuildConfig(["a"]);
+        Assert.Equal(0, scratch.FrozenStages);
+        Assert.Equal(2, pretrained.FrozenStages);
+        Assert.Equal(7, scratch.ContextSize);
+        Assert.Equal(14, pretrained.ContextSize);
+        Assert.Equal([128f, 256f, 512f], pretrained.Rpn.AnchorSizes);
+        Assert.Null(new TrainSettings { Weights = "w" }.BuildTrainingOptions().ClipGradientNorm);
+        Assert.Equal(1.0, new TrainSettings().BuildTrainingOptions().ClipGradientNorm);
+    }
 }

@@ -39,11 +39,10 @@ internal sealed class TrainOptions
     public TrainSettings Resolve(ParseResult p, string variant, ulong seed, string outDir, bool resume)
     {
         var data = DataSource.Parse(p.GetValue(Data)!);
-        var d = TrainSettings.DefaultsFor(data.Kind);
+        var d = TrainSettings.DefaultsFor(data);
         int size = p.GetValue(Size) ?? d.Size;
         var s = d with
         {
-            Data = data,
             Variant = variant,
             Backbone = VariantCatalog.ParseBackbone(p.GetValue(Backbone)!),
             Width = p.GetValue(Width) ?? d.Width,

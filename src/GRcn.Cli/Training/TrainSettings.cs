@@ -109,8 +109,9 @@ internal sealed record TrainSettings
         {
             Input = c.Input with { MinSize = Size, MaxSize = MaxSize },
             Rpn = c.Rpn with { AnchorSizes = [.. Anchors] },
-            // from scratch there is nothing worth freezing
-            FrozenStages = Weights is null ? 0 : c.FrozenStages,
+            // pretrained weights: conv1–conv2 (VGG16) or conv1 + layer1 (ResNet) stay frozen, as
+            // py-faster-rcnn and torchvision do; from scratch everything trains
+            FrozenStages = Weights is null ? 0 : 2,
         };
         if (Data.Kind == DataKind.Shapes)
         {
@@ -144,18 +145,19 @@ internal sealed record TrainSettings
         ClipGradientNorm = Weights is null ? 1 : null,
     };
 
-    /// <summary>Defaults for <paramref name="kind"/>; options given on the command line override them.</summary>
-    public static TrainSettings DefaultsFor(DataKind kind) => kind == DataKind.Shapes
-        ? new TrainSettings()
+    /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
+    public static TrainSettings DefaultsFor(DataSource data) => data.Kind == DataKind.Shapes
+        ? new TrainSettings { Data = data }
         : new TrainSettings
         {
+            Data = data,
             Width = 1.0,
-            Iterations = kind == DataKind.Coco ? 320000 : 180000,
+            Iterations = data.Kind == DataKind.Coco ? 320000 : 180000,
             BatchSize = 1,
             LearningRate = 0.001,
             Size = 600,
             MaxSize = 1000,
-            Anchors = kind == DataKind.Coco ? [32, 64, 128, 256, 512] : [128, 256, 512],
+            Anchors = data.Kind == DataKind.Coco ? [32, 64, 128, 256, 512] : [128, 256, 512],
             EvaluateEvery = 10000,
             EvaluationLimit = 500,
             CheckpointEvery = 2000,

@@ -65,6 +65,7 @@ public sealed class Detector : IDisposable
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
     private readonly GRcnNetwork _net;
     private Sgd? _sgd;
+    private float[] _staging = [];
 
     private Detector(DetectorConfig config, Device device, ulong seed, TrainingOptions options)
     {
@@ -217,21 +218,29 @@ public sealed class Detector : IDisposable
         }
     }
 
-    /// <summary>Packs images into (N, 3, H, W), H and W the largest rounded up to SizeDivisible, zero padded at the bottom/right.</summary>
+    /// <summary>
+    /// Packs images into (N, 3, H, W), H and W the largest rounded up to SizeDivisible, zero padded at
+    /// the bottom/right. The host staging buffer is kept across steps.
+    /// </summary>
     private Tensor Pack(IReadOnlyList<PreparedImage> batch)
     {
         int div = Math.Max(1, Config.Input.SizeDivisible);
         int h = (batch.Max(b => b.Height) + div - 1) / div * div;
         int w = (batch.Max(b => b.Width) + div - 1) / div * div;
-        var host = new float[(long)batch.Count * 3 * h * w];
+        int need = checked(batch.Count * 3 * h * w);
+        if (_staging.Length < need) _staging = new float[need];
+        var host = _staging.AsSpan(0, need);
+        host.Clear();
         for (int n = 0; n < batch.Count; n++)
         {
             var b = batch[n];
             for (int c = 0; c < 3; c++)
                 for (int y = 0; y < b.Height; y++)
-                    b.Pixels.AsSpan((c * b.Height + y) * b.Width, b.Width).CopyTo(host.AsSpan((int)((((long)n * 3 + c) * h + y) * w), b.Width));
+                    b.Pixels.AsSpan((c * b.Height + y) * b.Width, b.Width).CopyTo(host.Slice(((n * 3 + c) * h + y) * w, b.Width));
         }
-        return Tensor.FromSpan<float>(Device, host, batch.Count, 3, h, w);
+        var t = Tensor.Empty(Device, DataType.Float32, batch.Count, 3, h, w);
+        t.CopyFrom<float>(host);
+        return t;
     }
 
     /// <summary>

@@ -238,7 +238,7 @@ public sealed record DetectorConfig
     /// <summary>Freeze the whole backbone (only RPN, branches' heads and predictors train).</summary>
     public bool FreezeBackbone { get; init; }
 
-    /// <summary>Frozen leading stages when the backbone trains (VGG16: conv1–conv2 = 2, as py-faster-rcnn; ResNet: conv1 + layer1 = 2, as torchvision).</summary>
+    /// <summary>Frozen leading stages when the backbone trains (2 = VGG16 conv1–conv2, as py-faster-rcnn, or ResNet conv1 + layer1, as torchvision: for pretrained weights; 0 from scratch).</summary>
     public int FrozenStages { get; init; }
 
     /// <summary>RPN settings.</summary>

@@ -43,7 +43,7 @@ public static class VariantCatalog
             Backbone = backbone,
             Width = width,
             ClassNames = [.. classNames],
-            FrozenStages = 2,
+            FrozenStages = 0,
             RoiHeads = new RoiHeadSettings
             {
                 PoolSize = vgg ? 7 : 14,
