@@ -401,6 +401,7 @@ internal sealed class GRcnNetwork : Module
         var boxWeights = new float[rows.Length];
         var ious = new double[rows.Length];
         Span<float> box = stackalloc float[4];
+        Span<float> iou = stackalloc float[1];
         var gtOf = new (int Image, int Gt)[r];
         for (int i = 0, k = 0; i < samples.Length; i++)
             foreach (var m in samples[i].MatchedGt) gtOf[k++] = (i, m);
@@ -410,7 +411,8 @@ internal sealed class GRcnNetwork : Module
             int row = rows[j], c = classes[j];
             _coder.Decode(dh.AsSpan((row * _k1 + c) * 4, 4), roiHost.AsSpan(5 * row + 1, 4), box);
             var (img, gi) = gtOf[row];
-            ious[j] = RoiTargets.Iou(box, 0, batch[img].Boxes, gi);
+            BoxOps.Iou(box, batch[img].Boxes.AsSpan(4 * gi, 4), iou);
+            ious[j] = iou[0];
             var lrow = lh.AsSpan(row * _k1, _k1);
             float max = float.NegativeInfinity;
             foreach (var v in lrow) max = MathF.Max(max, v);

@@ -28,6 +28,8 @@ internal static class RoiTargets
         proposals.CopyTo(all);
         gtBoxes.AsSpan().CopyTo(all.AsSpan(proposals.Length));
 
+        // IoU (G, P) as torchvision's box_iou(gt, proposals)
+        var iou = BoxOps.Iou(gtBoxes, all);
         var labels = new int[p];
         var matched = new int[p];
         for (int i = 0; i < p; i++)
@@ -36,14 +38,11 @@ internal static class RoiTargets
             int best = -1;
             float bestIou = -1;
             for (int j = 0; j < gtCount; j++)
-            {
-                float iou = Iou(all, i, gtBoxes, j);
-                if (iou > bestIou)
+                if (iou[j * p + i] > bestIou)
                 {
-                    bestIou = iou;
+                    bestIou = iou[j * p + i];
                     best = j;
                 }
-            }
             matched[i] = best;
             if (best < 0) labels[i] = 0;
             else if (bestIou >= s.FgIouThreshold) labels[i] = gtLabels[best];
@@ -53,18 +52,12 @@ internal static class RoiTargets
 
         var pos = new List<int>();
         var neg = new List<int>();
-        for (int i = 0; i < p; i++)
-        {
-            if (labels[i] >= 1) pos.Add(i);
-            else if (labels[i] == 0) neg.Add(i);
-        }
-        int numPos = Math.Min(pos.Count, (int)(s.BatchSizePerImage * s.PositiveFraction));
-        int numNeg = Math.Min(neg.Count, s.BatchSizePerImage - numPos);
+        new BalancedSampler(s.BatchSizePerImage, s.PositiveFraction).Sample(labels, rng, pos, neg);
         var keep = new bool[p];
-        foreach (var i in Choose(pos, numPos, rng)) keep[i] = true;
-        foreach (var i in Choose(neg, numNeg, rng)) keep[i] = true;
+        foreach (var i in pos) keep[i] = true;
+        foreach (var i in neg) keep[i] = true;
 
-        int r = numPos + numNeg;
+        int r = pos.Count + neg.Count;
         var rois = new float[4 * r];
         var outLabels = new int[r];
         var targets = new float[4 * r];
@@ -82,29 +75,5 @@ internal static class RoiTargets
             k++;
         }
         return new RoiSample(rois, outLabels, targets, outMatched);
-    }
-
-    /// <summary>count distinct items of <paramref name="items"/> in random order (partial Fisher–Yates).</summary>
-    private static IEnumerable<int> Choose(List<int> items, int count, SplitMix64 rng)
-    {
-        var a = items.ToArray();
-        for (int i = 0; i < count; i++)
-        {
-            int j = i + rng.NextInt(a.Length - i);
-            (a[i], a[j]) = (a[j], a[i]);
-        }
-        return a.Take(count);
-    }
-
-    /// <summary>IoU of box i of a and box j of b (4 floats each, no +1), as torchvision's box_iou.</summary>
-    internal static float Iou(ReadOnlySpan<float> a, int i, ReadOnlySpan<float> b, int j)
-    {
-        float ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-        float bx1 = b[4 * j], by1 = b[4 * j + 1], bx2 = b[4 * j + 2], by2 = b[4 * j + 3];
-        float iw = MathF.Max(0, MathF.Min(ax2, bx2) - MathF.Max(ax1, bx1));
-        float ih = MathF.Max(0, MathF.Min(ay2, by2) - MathF.Max(ay1, by1));
-        float inter = iw * ih;
-        float union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter;
-        return union > 0 ? inter / union : 0;
     }
 }
