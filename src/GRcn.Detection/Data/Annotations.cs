@@ -11,6 +11,9 @@ public readonly record struct Box(float X1, float Y1, float X2, float Y2)
     /// <summary>y2 − y1.</summary>
     public float Height => Y2 - Y1;
 
+    /// <summary>Whether all four coordinates are finite.</summary>
+    public bool IsFinite => float.IsFinite(X1) && float.IsFinite(Y1) && float.IsFinite(X2) && float.IsFinite(Y2);
+
     /// <summary>Width × height, 0 for an empty or inverted box.</summary>
     public float Area => Width > 0 && Height > 0 ? Width * Height : 0f;
 

@@ -87,25 +87,7 @@ public sealed class CocoEvaluator
     /// </summary>
     public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<Detection> detections)
     {
-        ArgumentNullException.ThrowIfNull(groundTruth);
-        ArgumentNullException.ThrowIfNull(detections);
-        int k = _names.Length;
-        for (int i = 0; i < groundTruth.Count; i++)
-        {
-            var o = groundTruth[i] ?? throw new ArgumentException($"groundTruth[{i}] is null", nameof(groundTruth));
-            if ((uint)o.Label >= (uint)k)
-                throw new ArgumentException($"groundTruth[{i}].Label = {o.Label}, expected 0..{k - 1}", nameof(groundTruth));
-            CheckBox(o.Box, nameof(groundTruth), i);
-        }
-        for (int i = 0; i < detections.Count; i++)
-        {
-            var d = detections[i];
-            if ((uint)d.Label >= (uint)k)
-                throw new ArgumentException($"detections[{i}].Label = {d.Label}, expected 0..{k - 1}", nameof(detections));
-            CheckBox(d.Box, nameof(detections), i);
-            if (!float.IsFinite(d.Score))
-                throw new ArgumentException($"detections[{i}].Score = {d.Score}, expected a finite score", nameof(detections));
-        }
+        EvaluationInput.Validate(groundTruth, detections, _names.Length);
         foreach (var o in groundTruth)
         {
             double w = (double)o.Box.X2 - o.Box.X1, h = (double)o.Box.Y2 - o.Box.Y1;
@@ -126,11 +108,6 @@ public sealed class CocoEvaluator
         _dtEnd.Add(_dt.Count);
     }
 
-    private static void CheckBox(Box b, string param, int i)
-    {
-        if (!float.IsFinite(b.X1) || !float.IsFinite(b.Y1) || !float.IsFinite(b.X2) || !float.IsFinite(b.Y2))
-            throw new ArgumentException($"{param}[{i}].Box = {b} has a non-finite coordinate", param);
-    }
 
     /// <summary>Runs evaluate + accumulate + summarize over everything added so far.</summary>
     public CocoEvaluationResult Evaluate() => Evaluate(droppedDetections: 0);

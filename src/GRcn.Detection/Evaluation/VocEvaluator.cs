@@ -101,30 +101,11 @@ public sealed class VocEvaluator
     /// <summary>Adds one image's ground truth (difficult and crowd objects are ignored) and detections.</summary>
     public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<Detection> detections)
     {
-        ArgumentNullException.ThrowIfNull(groundTruth);
-        ArgumentNullException.ThrowIfNull(detections);
-        int k = _names.Length;
-        for (int i = 0; i < groundTruth.Count; i++)
-        {
-            var o = groundTruth[i] ?? throw new ArgumentException($"groundTruth[{i}] is null", nameof(groundTruth));
-            if ((uint)o.Label >= (uint)k)
-                throw new ArgumentException($"groundTruth[{i}].Label = {o.Label}, expected 0..{k - 1}", nameof(groundTruth));
-            if (!IsFinite(o.Box)) throw new ArgumentException($"groundTruth[{i}].Box = {o.Box} has a non-finite coordinate", nameof(groundTruth));
-        }
-        for (int i = 0; i < detections.Count; i++)
-        {
-            var d = detections[i];
-            if ((uint)d.Label >= (uint)k)
-                throw new ArgumentException($"detections[{i}].Label = {d.Label}, expected 0..{k - 1}", nameof(detections));
-            if (!IsFinite(d.Box)) throw new ArgumentException($"detections[{i}].Box = {d.Box} has a non-finite coordinate", nameof(detections));
-            if (!float.IsFinite(d.Score)) throw new ArgumentException($"detections[{i}].Score = {d.Score}, expected a finite score", nameof(detections));
-        }
+        EvaluationInput.Validate(groundTruth, detections, _names.Length);
         foreach (var o in groundTruth) _gt[o.Label].Add((o.Box, o.Difficult || o.IsCrowd, _images));
         foreach (var d in detections) _dt[d.Label].Add((d.Box, d.Score, _images));
         _images++;
     }
-
-    private static bool IsFinite(Box b) => float.IsFinite(b.X1) && float.IsFinite(b.Y1) && float.IsFinite(b.X2) && float.IsFinite(b.Y2);
 
     /// <summary>AP per class and mean with the evaluator's options.</summary>
     public VocEvaluationResult Evaluate() => Evaluate(_options);

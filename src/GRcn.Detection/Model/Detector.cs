@@ -62,7 +62,8 @@ public sealed class Detector : IDisposable
     /// <summary>Format tag of checkpoints.</summary>
     public const string CheckpointFormat = "grcn-checkpoint/1";
 
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    // fields on: RpnOptions.BoxWeights is a value tuple
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false, IncludeFields = true };
     private readonly GRcnNetwork _net;
     private Sgd? _sgd;
     private float[] _staging = [];
@@ -142,7 +143,7 @@ public sealed class Detector : IDisposable
         return terms;
     }
 
-    /// <summary>The losses of <paramref name="batch"/> without updating anything (training-mode sampling, no dropout).</summary>
+    /// <summary>The losses of <paramref name="batch"/> without updating anything (training targets and sampling; no dropout, test-time proposal counts).</summary>
     public LossTerms Losses(IReadOnlyList<PreparedImage> batch)
     {
         Validate(batch, nameof(batch), training: true);

@@ -92,22 +92,7 @@ internal sealed class GRcnNetwork : Module
             pooledChannels = _mapChannels;
         }
 
-        var rpnOptions = new RpnOptions
-        {
-            AnchorSizes = config.Rpn.AnchorSizes,
-            AspectRatios = config.Rpn.AspectRatios,
-            PreNmsTopNTrain = config.Rpn.PreNmsTopNTrain,
-            PreNmsTopNTest = config.Rpn.PreNmsTopNTest,
-            PostNmsTopNTrain = config.Rpn.PostNmsTopNTrain,
-            PostNmsTopNTest = config.Rpn.PostNmsTopNTest,
-            NmsThreshold = config.Rpn.NmsThreshold,
-            FgIouThreshold = config.Rpn.FgIouThreshold,
-            BgIouThreshold = config.Rpn.BgIouThreshold,
-            BatchSizePerImage = config.Rpn.BatchSizePerImage,
-            PositiveFraction = config.Rpn.PositiveFraction,
-            SmoothL1Beta = config.Rpn.SmoothL1Beta,
-        };
-        _rpn = AddModule("rpn", new RegionProposalNetwork(device, rng, _mapChannels, rpnOptions));
+        _rpn = AddModule("rpn", new RegionProposalNetwork(device, rng, _mapChannels, config.Rpn));
         if (config.ContextCls) _ctxCls = AddModule("context_cls", new ContextModule(device, rng, pooledChannels, config.ContextHeads, config.ContextSize));
         if (config.ContextLoc) _ctxLoc = AddModule("context_loc", new ContextModule(device, rng, pooledChannels, config.ContextHeads, config.ContextSize));
 

@@ -73,13 +73,10 @@ public static class Losses
     /// </summary>
     public static Variable SmoothL1(Graph g, Variable x, int[] indices, float[] targets, float beta, double normalizer, float[]? weights, int groupSize)
     {
-        if (indices.Length != targets.Length)
-            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
+        CheckSelection(x, indices, targets);
         if (beta < 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
         if (weights is not null && weights.Length * groupSize != indices.Length)
             throw new ArgumentException($"weights must have one entry per {groupSize} terms ({indices.Length / Math.Max(groupSize, 1)}); got {weights.Length}", nameof(weights));
-        foreach (var i in indices)
-            if ((uint)i >= (ulong)x.Value.Length) throw new ArgumentException($"index {i} is outside x {x.Value.ShapeString}", nameof(indices));
         double norm = Math.Max(normalizer, 1e-12);
         return g.HostLoss(x, (v, grad) =>
         {
@@ -114,10 +111,7 @@ public static class Losses
     /// </summary>
     public static Variable BinaryCrossEntropyWithLogits(Graph g, Variable x, int[] indices, float[] targets, double normalizer)
     {
-        if (indices.Length != targets.Length)
-            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
-        foreach (var i in indices)
-            if ((uint)i >= (ulong)x.Value.Length) throw new ArgumentException($"index {i} is outside x {x.Value.ShapeString}", nameof(indices));
+        CheckSelection(x, indices, targets);
         double norm = Math.Max(normalizer, 1e-12);
         return g.HostLoss(x, (v, grad) =>
         {
@@ -133,5 +127,14 @@ public static class Losses
             }
             return total / norm;
         });
+    }
+
+    /// <summary>indices and targets pair up, and every index lies inside x.</summary>
+    private static void CheckSelection(Variable x, int[] indices, float[] targets)
+    {
+        if (indices.Length != targets.Length)
+            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
+        foreach (var i in indices)
+            if ((uint)i >= (ulong)x.Value.Length) throw new ArgumentException($"index {i} is outside x {x.Value.ShapeString}", nameof(indices));
     }
 }

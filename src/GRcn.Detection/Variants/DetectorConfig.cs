@@ -3,6 +3,7 @@
 // the RoI head arrangement, the pooler, the losses, and every training/inference constant
 // of Faster R-CNN. Every variant of docs/variants.md is a value of this record.
 using System.Text.Json.Serialization;
+using GRcn.Detection.Rpn;
 
 namespace GRcn.Detection.Variants;
 
@@ -74,46 +75,6 @@ public enum ResNetLayout
 
     /// <summary><c>ResNet-det</c>: conv5 in F with stride 1 (F stride 16, 2048 channels); RoIAlign 7×7; two fc (1024).</summary>
     Det,
-}
-
-/// <summary>Region proposal settings.</summary>
-public sealed record RpnSettings
-{
-    /// <summary>Anchor sizes in input pixels (3 for VOC, 5 for COCO in the paper).</summary>
-    public float[] AnchorSizes { get; init; } = [128, 256, 512];
-
-    /// <summary>Anchor aspect ratios h/w.</summary>
-    public float[] AspectRatios { get; init; } = [0.5f, 1f, 2f];
-
-    /// <summary>Proposals kept before NMS in training.</summary>
-    public int PreNmsTopNTrain { get; init; } = 12000;
-
-    /// <summary>Proposals kept before NMS at test time.</summary>
-    public int PreNmsTopNTest { get; init; } = 6000;
-
-    /// <summary>Proposals kept after NMS in training.</summary>
-    public int PostNmsTopNTrain { get; init; } = 2000;
-
-    /// <summary>Proposals kept after NMS at test time (the paper uses 300).</summary>
-    public int PostNmsTopNTest { get; init; } = 300;
-
-    /// <summary>NMS IoU threshold of proposals.</summary>
-    public float NmsThreshold { get; init; } = 0.7f;
-
-    /// <summary>Anchors with IoU ≥ this are positive.</summary>
-    public float FgIouThreshold { get; init; } = 0.7f;
-
-    /// <summary>Anchors with IoU &lt; this are negative.</summary>
-    public float BgIouThreshold { get; init; } = 0.3f;
-
-    /// <summary>Anchors sampled per image.</summary>
-    public int BatchSizePerImage { get; init; } = 256;
-
-    /// <summary>Fraction of positives in the sample.</summary>
-    public float PositiveFraction { get; init; } = 0.5f;
-
-    /// <summary>Smooth-L1 β of the anchor deltas.</summary>
-    public float SmoothL1Beta { get; init; } = 1f / 9;
 }
 
 /// <summary>RoI head settings.</summary>
@@ -241,8 +202,8 @@ public sealed record DetectorConfig
     /// <summary>Frozen leading stages when the backbone trains (2 = VGG16 conv1–conv2, as py-faster-rcnn, or ResNet conv1 + layer1, as torchvision: for pretrained weights; 0 from scratch).</summary>
     public int FrozenStages { get; init; }
 
-    /// <summary>RPN settings.</summary>
-    public RpnSettings Rpn { get; init; } = new();
+    /// <summary>RPN settings (anchors, proposal counts, target assignment, loss).</summary>
+    public RpnOptions Rpn { get; init; } = new();
 
     /// <summary>RoI head settings.</summary>
     public RoiHeadSettings RoiHeads { get; init; } = new();
