@@ -39,10 +39,7 @@ internal static class PostProcess
                 float score = (float)(probs[c] / sum);
                 if (!(score > s.ScoreThreshold)) continue;
                 coder.Decode(deltas.Slice((i * k1 + c) * 4, 4), rois.Slice(4 * i, 4), box);
-                box[0] = Math.Clamp(box[0], 0, width);
-                box[1] = Math.Clamp(box[1], 0, height);
-                box[2] = Math.Clamp(box[2], 0, width);
-                box[3] = Math.Clamp(box[3], 0, height);
+                BoxOps.Clip(box, height, width);
                 // remove_small_boxes(min_size = 1e-2)
                 if (box[2] - box[0] < 1e-2f || box[3] - box[1] < 1e-2f) continue;
                 candBoxes.AddRange(box);
