@@ -233,8 +233,13 @@ def run_batched_nms(inp, a):
     return OrderedDict(keep=batched_nms(inp["boxes"], inp["scores"], inp["idxs"], float(a["iou_threshold"])))
 
 
+def run_group_norm(inp, a):
+    return OrderedDict(y=F.group_norm(inp["x"], int(a["groups"]), inp.get("weight"), inp.get("bias"), float(a["eps"])))
+
+
 OPS = {
     # op: (runner, names of the inputs that receive gradients (None: forward only))
+    "group_norm": (run_group_norm, ("x", "weight", "bias")),
     "conv2d": (run_conv2d, ("x", "weight", "bias")),
     "max_pool2d": (run_max_pool2d, ("x",)),
     "roi_pool": (run_roi_pool, ("x",)),
@@ -414,6 +419,33 @@ conv_case("conv2d_2x2_stride3", "stride larger than kernel: gaps of input pixels
           (1, 4, 10, 11), (3, 4, 2, 2), stride=(3, 3))
 conv_case("conv2d_tiny_input_pad1", "2x2 input smaller than the 3x3 kernel, pad 1",
           (1, 2, 2, 2), (3, 2, 3, 3), padding=(1, 1))
+
+
+# --------------------------------- group_norm -------------------------------------
+
+def gn_case(name, note, x_shape, groups, affine=True, eps=1e-5, offset=0.0, scale=1.0):
+    def build():
+        g = gen_for(name)
+        x = randn(g, *x_shape, scale=scale) + offset
+        inputs = OrderedDict(x=x)
+        if affine:
+            inputs["weight"] = 1.0 + randn(g, x_shape[1], scale=0.5)
+            inputs["bias"] = randn(g, x_shape[1])
+        attrs = OrderedDict(groups=int(groups), eps=float(eps))
+        return Case(name, "group_norm", attrs, inputs, note), g
+    CASES.append(build)
+
+
+gn_case("group_norm_4d", "(2, 8, 5, 6) in 4 groups, affine", (2, 8, 5, 6), 4)
+gn_case("group_norm_one_group", "one group: layer norm over (C, H, W)", (3, 6, 4, 4), 1)
+gn_case("group_norm_instance", "groups = channels: instance norm", (2, 5, 7, 3), 5)
+gn_case("group_norm_no_affine", "no weight and bias", (2, 12, 3, 5), 3, affine=False)
+gn_case("group_norm_3d", "a 3-d input (N, C, L)", (4, 6, 9), 2)
+gn_case("group_norm_2d", "a 2-d input (N, C): each group has C/G elements", (5, 16), 4)
+gn_case("group_norm_offset", "a common offset of 16 standard deviations",
+        (2, 4, 6, 6), 2, offset=8.0, scale=0.5)
+gn_case("group_norm_eps", "eps 1e-2 comparable to a small variance", (1, 8, 4, 4), 8, eps=1e-2, scale=0.1)
+gn_case("group_norm_large", "(2, 64, 8, 8) in 32 groups (the detector's setting)", (2, 64, 8, 8), 32)
 
 
 # --------------------------------- max_pool2d -------------------------------------

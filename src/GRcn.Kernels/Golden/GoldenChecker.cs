@@ -38,7 +38,7 @@ public static class GoldenChecker
 
     /// <summary>The ops this checker knows.</summary>
     public static IReadOnlyList<string> KnownOps { get; } =
-        ["conv2d", "max_pool2d", "roi_pool", "roi_align", "context_attention", "nms", "batched_nms"];
+        ["conv2d", "max_pool2d", "roi_pool", "roi_align", "context_attention", "nms", "batched_nms", "group_norm"];
 
     /// <summary>Every <c>*.safetensors</c> file under the given folders (or the files themselves), sorted.</summary>
     /// <exception cref="DirectoryNotFoundException">A folder does not exist.</exception>
@@ -114,6 +114,7 @@ public static class GoldenChecker
                 case "roi_pool": RunRoiPool(f, In, Grad, produced); break;
                 case "roi_align": RunRoiAlign(f, In, Grad, produced); break;
                 case "context_attention": RunContextAttention(f, In, Grad, produced); break;
+                case "group_norm": RunGroupNorm(f, In, Grad, produced); break;
                 case "nms":
                     produced["output.keep"] = Nms.Forward(In("boxes"), In("scores"), f.Double("iou_threshold"));
                     break;
@@ -189,6 +190,26 @@ public static class GoldenChecker
         produced["output.y"] = RoiAlign.Forward(x, rois, options);
         var gy = grad("y");
         if (gy is not null) produced["grad_input.x"] = RoiAlign.Backward(gy, rois, x.Shape, options);
+    }
+
+    private static void RunGroupNorm(GoldenFixture f, Func<string, Tensor> input, Func<string, Tensor?> grad, Dictionary<string, Tensor> produced)
+    {
+        var x = input("x");
+        var w = f.File.Contains("input.weight") ? input("weight") : null;
+        var b = f.File.Contains("input.bias") ? input("bias") : null;
+        int groups = f.Int("groups");
+        var r = GroupNorm.Forward(x, groups, w, b, (float)f.Double("eps"));
+        produced["output.y"] = r.Output;
+        produced["mean"] = r.Mean; // kept for disposal; not compared
+        produced["rstd"] = r.Rstd;
+        var gy = grad("y");
+        if (gy is null) return;
+        var gx = Tensor.Empty(x.Device, DataType.Float32, x.Shape);
+        produced["grad_input.x"] = gx;
+        Tensor? gw = null, gb = null;
+        if (w is not null) produced["grad_input.weight"] = gw = Tensor.Empty(x.Device, DataType.Float32, w.Shape);
+        if (b is not null) produced["grad_input.bias"] = gb = Tensor.Empty(x.Device, DataType.Float32, b.Shape);
+        GroupNorm.Backward(gy, x, r.Mean, r.Rstd, groups, w, gx, gw, gb);
     }
 
     private static void RunContextAttention(GoldenFixture f, Func<string, Tensor> input, Func<string, Tensor?> grad, Dictionary<string, Tensor> produced)
