@@ -11,10 +11,13 @@ internal sealed class TrainOptions
     public readonly Option<string> Data = new("--data") { Description = DataSource.Help, DefaultValueFactory = _ => "shapes" };
     public readonly Option<string> Backbone = new("--backbone") { Description = "vgg16, resnet50 or resnet101", DefaultValueFactory = _ => "vgg16" };
     public readonly Option<double?> Width = new("--width") { Description = "Backbone channel width multiplier (default: 0.125 on shapes, 1 otherwise; pretrained --weights need 1)" };
+    public readonly Option<int?> GroupNorm = new("--group-norm") { Description = "VGG16: group norm with G groups after every convolution, 0 for none (default: 32 when training from scratch, 0 with --weights)" };
     public readonly Option<string?> Weights = new("--weights") { Description = "torchvision backbone weights (safetensors state dict) to start from; default: from scratch" };
     public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 6000 on shapes, 180000 on VOC, 320000 on COCO)" };
     public readonly Option<int?> Batch = new("--batch") { Description = "Images per iteration (default: 2 on shapes, 1 otherwise)" };
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate; linear warm-up from lr/10, ×0.1 at 80 % of the iterations (default: 0.04 on shapes, 0.001 otherwise)" };
+    public readonly Option<string?> Optimizer = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw" };
+    public readonly Option<string?> Schedule = new("--schedule") { Description = "Learning-rate decay after the warm-up: step (×0.1 at 80 % of the iterations) or cosine (half-cosine to 0 at the end)" };
     public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing; the longer side is at most size·5/3 (default: 128 on shapes, 600 otherwise)" };
     public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
@@ -29,7 +32,7 @@ internal sealed class TrainOptions
     /// <summary>Adds the shared options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Data, Backbone, Width, Weights, Iterations, Batch, LearningRate, Size, Anchors, Device, Threads,
+        foreach (var o in new Option[] { Data, Backbone, Width, GroupNorm, Weights, Iterations, Batch, LearningRate, Optimizer, Schedule, Size, Anchors, Device, Threads,
                      TrainImages, TestImages, EvalEvery, EvalLimit, CheckpointEvery, LogEvery })
             command.Options.Add(o);
     }
@@ -47,9 +50,12 @@ internal sealed class TrainOptions
             Backbone = VariantCatalog.ParseBackbone(p.GetValue(Backbone)!),
             Width = p.GetValue(Width) ?? d.Width,
             Weights = p.GetValue(Weights),
+            GroupNorm = p.GetValue(GroupNorm),
             Iterations = p.GetValue(Iterations) ?? d.Iterations,
             BatchSize = p.GetValue(Batch) ?? d.BatchSize,
             LearningRate = p.GetValue(LearningRate) ?? d.LearningRate,
+            Schedule = p.GetValue(Schedule) ?? d.Schedule,
+            Optimizer = p.GetValue(Optimizer) ?? d.Optimizer,
             Size = size,
             MaxSize = p.GetValue(Size) is null ? d.MaxSize : size * 5 / 3,
             Anchors = p.GetValue(Anchors) is { Length: > 0 } a ? a : d.Anchors,

@@ -1,6 +1,6 @@
 // Differentiable ops over graph variables, each a kernel-library call forward and its
 // gradient backward: convolution, linear, ReLU, max pooling, per-channel affine (frozen batch
-// norm), add, scale, dropout, reshape, concatenation and slicing along dimension 0, global
+// norm), group norm, add, scale, dropout, reshape, concatenation and slicing along dimension 0, global
 // average pooling, RoI pooling/align and context attention. Parameter gradients accumulate
 // (a weight used twice gets the sum); input gradients are produced only where needed.
 using GRcn.Kernels;
@@ -237,6 +237,26 @@ public static class GraphOps
             var gx = Tensor.Empty(g.Device, DataType.Float32, x.Shape);
             Elementwise.GlobalAveragePoolBackward(gy, gx);
             g.Accumulate(x, gx);
+        });
+        return y;
+    }
+
+    /// <summary>Group normalisation of x (N, C, ...) in <paramref name="groups"/> groups with per-channel weight and bias (C).</summary>
+    public static Variable GroupNorm(this Graph g, Variable x, int groups, Variable weight, Variable bias, float epsilon = 1e-5f)
+    {
+        var r = Kernels.GroupNorm.Forward(x.Value, groups, weight.Value, bias.Value, epsilon);
+        var mean = g.Keep(r.Mean);
+        var rstd = g.Keep(r.Rstd);
+        var y = g.Result(r.Output, x, weight, bias);
+        g.Record(y, gy =>
+        {
+            Tensor? gx = x.RequiresGrad ? Tensor.Empty(g.Device, DataType.Float32, x.Shape) : null;
+            Tensor? gw = weight.RequiresGrad ? Tensor.Empty(g.Device, DataType.Float32, weight.Shape) : null;
+            Tensor? gb = bias.RequiresGrad ? Tensor.Empty(g.Device, DataType.Float32, bias.Shape) : null;
+            Kernels.GroupNorm.Backward(gy, x.Value, mean, rstd, groups, weight.Value, gx, gw, gb);
+            if (gx is not null) g.Accumulate(x, gx);
+            if (gw is not null) g.Accumulate(weight, gw);
+            if (gb is not null) g.Accumulate(bias, gb);
         });
         return y;
     }

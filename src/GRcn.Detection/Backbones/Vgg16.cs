@@ -1,6 +1,8 @@
 // VGG16 feature extractor in torchvision's layout: features[0..31) are conv 3×3 p1 (+bias) at
 // indices 0,2,5,7,10,12,14,17,19,21,24,26,28, each followed by a ReLU, and 2×2/s2 max pools at
 // 4,9,16,23,30; parameters are named "features.{i}.weight/bias" so torchvision state dicts load.
+// Optionally (for training from scratch) a group norm follows every convolution, before its
+// ReLU; its weight and bias are named after the ReLU's index, "features.{i+1}.weight/bias".
 // Forward runs any index range features[start:end) on x (N, 3, H, W); a pool index may be
 // overridden per call (kept, skipped, another max pool, or a caller's module) for the detection
 // variants that drop or soften pool4. CloneRange copies a range's convs into an independent
@@ -66,7 +68,8 @@ public static class Vgg16Layout
     }
 
     /// <summary>Runs features[start:end) with <paramref name="conv"/> giving the convolution at each conv index.</summary>
-    internal static Variable Run(Graph g, Variable x, int start, int end, Func<int, Conv2dLayer> conv, IReadOnlyDictionary<int, VggPool>? pools)
+    internal static Variable Run(Graph g, Variable x, int start, int end, Func<int, Conv2dLayer> conv, Func<int, GroupNorm2d?> norm,
+        IReadOnlyDictionary<int, VggPool>? pools)
     {
         if (pools is not null)
             foreach (var key in pools.Keys)
@@ -74,7 +77,11 @@ public static class Vgg16Layout
                     throw new ArgumentException($"pool overrides must be keyed by pool indices {string.Join(", ", PoolIndices)}; got {key}", nameof(pools));
         for (int i = start; i < end; i++)
         {
-            if (IsConv(i)) x = conv(i).Forward(g, x);
+            if (IsConv(i))
+            {
+                x = conv(i).Forward(g, x);
+                if (norm(i) is { } gn) x = gn.Forward(g, x);
+            }
             else if (IsPool(i))
             {
                 var mode = pools is not null && pools.TryGetValue(i, out var m) ? m : Standard;
@@ -99,18 +106,23 @@ public static class Vgg16Layout
 public sealed class Vgg16 : Module
 {
     private readonly Conv2dLayer[] _convs = new Conv2dLayer[13];
+    private readonly GroupNorm2d?[] _norms = new GroupNorm2d?[13];
     private readonly int[] _outChannelsAt = new int[Vgg16Layout.Length + 1];
 
     /// <summary>
     /// Creates the network: every convolution's output channels are round(base·<paramref name="width"/>)
     /// (at least 1), input channels 3; weights Kaiming normal (fan_out, ReLU), biases zero, as torchvision.
+    /// With <paramref name="groupNormGroups"/> &gt; 0 a group norm with that many groups (or the largest
+    /// divisor of the channels below it) follows every convolution.
     /// </summary>
-    public Vgg16(Device device, SplitMix64 rng, double width = 1.0) : base(device)
+    public Vgg16(Device device, SplitMix64 rng, double width = 1.0, int groupNormGroups = 0) : base(device)
     {
         ArgumentNullException.ThrowIfNull(rng);
         if (!(width > 0) || double.IsInfinity(width))
             throw new ArgumentOutOfRangeException(nameof(width), width, "width multiplier must be positive and finite");
+        ArgumentOutOfRangeException.ThrowIfNegative(groupNormGroups);
         Width = width;
+        GroupNormGroups = groupNormGroups;
         int channels = 3;
         _outChannelsAt[0] = channels;
         for (int i = 0; i < Vgg16Layout.Length; i++)
@@ -120,6 +132,8 @@ public sealed class Vgg16 : Module
             {
                 int outChannels = Math.Max(1, (int)Math.Round(Vgg16Layout.BaseChannels[slot] * width, MidpointRounding.AwayFromZero));
                 _convs[slot] = AddModule($"features.{i}", new Conv2dLayer(device, rng, channels, outChannels, 3, padding: 1));
+                if (groupNormGroups > 0)
+                    _norms[slot] = AddModule($"features.{i + 1}", new GroupNorm2d(device, GroupNorm2d.GroupsFor(outChannels, groupNormGroups), outChannels));
                 channels = outChannels;
             }
             _outChannelsAt[i + 1] = channels;
@@ -128,6 +142,9 @@ public sealed class Vgg16 : Module
 
     /// <summary>The width multiplier.</summary>
     public double Width { get; }
+
+    /// <summary>Groups of the group norm after each convolution (0: none).</summary>
+    public int GroupNormGroups { get; }
 
     /// <summary>Channels of the output of features[..<paramref name="index"/>) (3 for index 0).</summary>
     public int OutChannelsAt(int index)
@@ -146,6 +163,13 @@ public sealed class Vgg16 : Module
         return _convs[slot];
     }
 
+    /// <summary>The group norm after the convolution at features index <paramref name="index"/>, or null without group norm.</summary>
+    public GroupNorm2d? Norm(int index)
+    {
+        Conv(index);
+        return _norms[Vgg16Layout.ConvSlot(index)];
+    }
+
     /// <summary>
     /// Runs features[<paramref name="start"/>:<paramref name="end"/>) on x (N, C, H, W), C = <see cref="OutChannelsAt"/>(start).
     /// <paramref name="pools"/> overrides what pool indices do (keys must be pool indices; ones outside the range are unused).
@@ -156,7 +180,7 @@ public sealed class Vgg16 : Module
         ArgumentNullException.ThrowIfNull(x);
         Vgg16Layout.CheckRange(start, end);
         CheckInput(x, _outChannelsAt[start]);
-        return Vgg16Layout.Run(g, x, start, end, Conv, pools);
+        return Vgg16Layout.Run(g, x, start, end, Conv, Norm, pools);
     }
 
     /// <summary>A separate module with copies of the convolutions in [<paramref name="start"/>, <paramref name="end"/>), under the same names.</summary>
@@ -191,10 +215,11 @@ public sealed class Vgg16 : Module
     }
 }
 
-/// <summary>Copies of a range of <see cref="Vgg16"/>'s convolutions with their own parameters, named <c>features.{i}</c>.</summary>
+/// <summary>Copies of a range of <see cref="Vgg16"/>'s convolutions (and group norms) with their own parameters, named as in the source.</summary>
 public sealed class Vgg16Block : Module
 {
     private readonly Dictionary<int, Conv2dLayer> _convs = [];
+    private readonly Dictionary<int, GroupNorm2d> _norms = [];
 
     internal Vgg16Block(Vgg16 source, int start, int end) : base(source.Device)
     {
@@ -211,6 +236,13 @@ public sealed class Vgg16Block : Module
             copy.Weight.Value.CopyFrom(src.Weight.Value);
             copy.Bias?.Value.CopyFrom(src.Bias!.Value);
             _convs[i] = AddModule($"features.{i}", copy);
+            if (source.Norm(i) is { } srcNorm)
+            {
+                var norm = new GroupNorm2d(Device, srcNorm.Groups, srcNorm.Channels, srcNorm.Epsilon);
+                norm.Weight.Value.CopyFrom(srcNorm.Weight.Value);
+                norm.Bias.Value.CopyFrom(srcNorm.Bias.Value);
+                _norms[i] = AddModule($"features.{i + 1}", norm);
+            }
         }
     }
 
@@ -236,6 +268,6 @@ public sealed class Vgg16Block : Module
         ArgumentNullException.ThrowIfNull(g);
         ArgumentNullException.ThrowIfNull(x);
         Vgg16.CheckInput(x, InChannels);
-        return Vgg16Layout.Run(g, x, Start, End, Conv, pools);
+        return Vgg16Layout.Run(g, x, Start, End, Conv, i => _norms.GetValueOrDefault(i), pools);
     }
 }

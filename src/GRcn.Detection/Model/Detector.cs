@@ -65,7 +65,7 @@ public sealed class Detector : IDisposable
     // fields on: RpnOptions.BoxWeights is a value tuple
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = false, IncludeFields = true };
     private readonly GRcnNetwork _net;
-    private Sgd? _sgd;
+    private Optimizer? _optimizer;
     private float[] _staging = [];
 
     private Detector(DetectorConfig config, Device device, ulong seed, TrainingOptions options)
@@ -86,6 +86,9 @@ public sealed class Detector : IDisposable
     {
         ArgumentNullException.ThrowIfNull(config);
         if (config.NumClasses < 1) throw new ArgumentException("config.ClassNames must name at least one class", nameof(config));
+        if (config.GroupNormGroups < 0) throw new ArgumentException($"config.GroupNormGroups must be ≥ 0; got {config.GroupNormGroups}", nameof(config));
+        if (config.GroupNormGroups > 0 && config.Backbone != BackboneKind.Vgg16)
+            throw new ArgumentException($"config.GroupNormGroups applies to the VGG16 backbone only (ResNets have batch norm); got {config.Backbone}", nameof(config));
         return new Detector(config, device ?? Device.Cpu, seed, options ?? new TrainingOptions());
     }
 
@@ -109,14 +112,15 @@ public sealed class Detector : IDisposable
 
     internal GRcnNetwork Network => _net;
 
-    /// <summary>Replaces the optimiser settings (e.g. a new schedule when fine-tuning); momentum is kept.</summary>
+    /// <summary>Replaces the optimiser settings (e.g. a new schedule when fine-tuning); momentum (or the AdamW moments) are kept.</summary>
     public void SetOptions(TrainingOptions options)
     {
         Options = options ?? throw new ArgumentNullException(nameof(options));
-        var old = _sgd;
-        _sgd = new Sgd(_net.NamedParameters(), options);
-        if (old is not null)
-            foreach (var (name, v) in old.Velocity) _sgd.SetVelocity(name, v.Clone());
+        var old = _optimizer;
+        _optimizer = new Optimizer(_net.NamedParameters(), options);
+        // the state carries over when the update rule stays (a changed rule starts afresh)
+        if (old is not null && old.Options.Optimizer == options.Optimizer)
+            foreach (var (key, v) in old.State) _optimizer.SetState(key, v.Clone());
         old?.Dispose();
     }
 
@@ -127,7 +131,7 @@ public sealed class Detector : IDisposable
     public LossTerms TrainStep(IReadOnlyList<PreparedImage> batch)
     {
         Validate(batch, nameof(batch), training: true);
-        _sgd ??= new Sgd(_net.NamedParameters(), Options);
+        _optimizer ??= new Optimizer(_net.NamedParameters(), Options);
         var (graphSeed, sampleSeed) = StepSeeds(Iteration);
         using var g = new Graph(Device, training: true, recordGradients: true, graphSeed);
         var images = g.Constant(Pack(batch));
@@ -138,7 +142,7 @@ public sealed class Detector : IDisposable
             throw new NonFiniteLossException(Iteration, terms);
         }
         g.Backward(loss!);
-        _sgd.Step(Options.LearningRateAt(Iteration));
+        _optimizer.Step(Options.LearningRateAt(Iteration), Iteration + 1);
         Iteration++;
         return terms;
     }
@@ -253,8 +257,8 @@ public sealed class Detector : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var (name, p) in _net.NamedParameters()) tensors.Add(new("model." + name, p.Value));
-        if (_sgd is not null)
-            foreach (var (name, v) in _sgd.Velocity) tensors.Add(new("optimizer.velocity." + name, v));
+        if (_optimizer is not null)
+            foreach (var (key, v) in _optimizer.State) tensors.Add(new("optimizer." + key, v));
         var meta = new Dictionary<string, string>
         {
             ["format"] = CheckpointFormat,
@@ -308,10 +312,10 @@ public sealed class Detector : IDisposable
             }
             foreach (var info in file.Tensors)
             {
-                if (info.Name.StartsWith("optimizer.velocity.", StringComparison.Ordinal))
+                if (info.Name.StartsWith("optimizer.", StringComparison.Ordinal))
                 {
-                    d._sgd ??= new Sgd(d._net.NamedParameters(), options);
-                    d._sgd.SetVelocity(info.Name["optimizer.velocity.".Length..], file.Load(info.Name, d.Device));
+                    d._optimizer ??= new Optimizer(d._net.NamedParameters(), options);
+                    d._optimizer.SetState(info.Name["optimizer.".Length..], file.Load(info.Name, d.Device));
                 }
                 else if (!names.Contains(info.Name))
                     throw new InvalidDataException($"{path}: unexpected tensor '{info.Name}' for variant {config.Variant} on {config.Backbone}");
@@ -329,7 +333,7 @@ public sealed class Detector : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        _sgd?.Dispose();
+        _optimizer?.Dispose();
         _net.Dispose();
     }
 }

@@ -62,7 +62,7 @@ internal sealed class GRcnNetwork : Module
         int pooledChannels;
         if (config.Backbone == BackboneKind.Vgg16)
         {
-            _vgg = AddModule("backbone", new Vgg16(device, rng, config.Width));
+            _vgg = AddModule("backbone", new Vgg16(device, rng, config.Width, config.GroupNormGroups));
             _mapChannels = _vgg.OutChannelsAt(30);
             int c4 = _vgg.OutChannelsAt(23);
             if (config.ClsPool4 == Pool4Mode.LearnedConv)
@@ -179,7 +179,10 @@ internal sealed class GRcnNetwork : Module
             }
             else
                 foreach (int i in new[] { 0, 2, 5, 7, 10, 12, 14, 17, 19, 21 }.Take(_c.FrozenStages switch { <= 0 => 0, 1 => 2, 2 => 4, 3 => 7, _ => 10 }))
+                {
                     _vgg.Conv(i).SetTrainable(false);
+                    _vgg.Norm(i)?.SetTrainable(false);
+                }
         }
         else if (_resnet is not null)
         {

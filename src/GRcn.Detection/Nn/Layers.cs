@@ -1,5 +1,6 @@
-// The parameterised layers: 2-D convolution, linear (fully connected) and frozen batch norm,
-// named like torchvision's modules (weight, bias, running_mean, running_var) so state dicts load.
+// The parameterised layers: 2-D convolution, linear (fully connected), group norm and frozen
+// batch norm, named like torchvision's modules (weight, bias, running_mean, running_var) so
+// state dicts load.
 using GRcn.Detection.Autograd;
 using GRcn.Kernels;
 
@@ -77,6 +78,55 @@ public sealed class Linear : Module
         if (x.Dim(1) != InFeatures)
             throw new ArgumentException($"x must have shape (N, {InFeatures}); got {x.Value.ShapeString}", nameof(x));
         return g.Linear(x, Weight, Bias);
+    }
+}
+
+/// <summary>Group normalisation (torch.nn.GroupNorm, affine): weight (C) initialised to 1, bias (C) to 0.</summary>
+public sealed class GroupNorm2d : Module
+{
+    /// <summary>Creates the layer over <paramref name="channels"/> in <paramref name="groups"/> groups (a divisor of the channels).</summary>
+    public GroupNorm2d(Device device, int groups, int channels, float epsilon = 1e-5f) : base(device)
+    {
+        if (channels < 1 || groups < 1 || channels % groups != 0)
+            throw new ArgumentException($"groups ({groups}) must be a positive divisor of the channels ({channels})", nameof(groups));
+        Groups = groups;
+        Channels = channels;
+        Epsilon = epsilon;
+        var ones = Tensor.Empty(device, DataType.Float32, channels);
+        ones.Fill(1f);
+        Weight = AddParameter("weight", ones, weightDecay: false);
+        Bias = AddParameter("bias", Tensor.Zeros(device, channels), weightDecay: false);
+    }
+
+    /// <summary>Groups the channels are split into.</summary>
+    public int Groups { get; }
+
+    /// <summary>Channels.</summary>
+    public int Channels { get; }
+
+    /// <summary>ε added to the variance.</summary>
+    public float Epsilon { get; }
+
+    /// <summary>γ (C).</summary>
+    public Parameter Weight { get; }
+
+    /// <summary>β (C).</summary>
+    public Parameter Bias { get; }
+
+    /// <summary>The largest divisor of <paramref name="channels"/> that is at most <paramref name="groups"/> (32 groups of a 16-channel layer: 16).</summary>
+    public static int GroupsFor(int channels, int groups)
+    {
+        for (int g = Math.Min(groups, channels); g > 1; g--)
+            if (channels % g == 0) return g;
+        return 1;
+    }
+
+    /// <summary>y = group_norm(x) for x (N, C, ...).</summary>
+    public Variable Forward(Graph g, Variable x)
+    {
+        if (x.Value.Rank < 2 || x.Dim(1) != Channels)
+            throw new ArgumentException($"x must have shape (N, {Channels}, ...); got {x.Value.ShapeString}", nameof(x));
+        return g.GroupNorm(x, Groups, Weight, Bias, Epsilon);
     }
 }
 

@@ -199,6 +199,13 @@ public sealed record DetectorConfig
     /// <summary>Freeze the whole backbone (only RPN, branches' heads and predictors train).</summary>
     public bool FreezeBackbone { get; init; }
 
+    /// <summary>
+    /// VGG16: a group norm with this many groups (fewer where a layer's channels are not divisible) after
+    /// every convolution, before its ReLU; 0 = none (torchvision's VGG16). For training from scratch, where
+    /// plain VGG16 learns slowly: GN is independent of the batch size, so training and inference agree.
+    /// </summary>
+    public int GroupNormGroups { get; init; }
+
     /// <summary>Frozen leading stages when the backbone trains (2 = VGG16 conv1–conv2, as py-faster-rcnn, or ResNet conv1 + layer1, as torchvision: for pretrained weights; 0 from scratch).</summary>
     public int FrozenStages { get; init; }
 

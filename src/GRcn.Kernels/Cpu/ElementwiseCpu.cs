@@ -99,6 +99,47 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
         });
     }
 
+    public void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, in AdamWStep step)
+    {
+        float* wp = weight.Ptr<float>(), gp = grad.Ptr<float>(), mp = expAvg.Ptr<float>(), vp = expAvgSq.Ptr<float>();
+        float b1 = step.Beta1, b2 = step.Beta2, eps = step.Epsilon;
+        float decay = 1f - step.LearningRate * step.WeightDecay;
+        // torch's order: decay first, then the moments; w −= (lr / bc1) · m / (√v / √bc2 + ε)
+        float stepSize = (float)(step.LearningRate / (1 - Math.Pow(b1, step.Step)));
+        float invSqrtBc2 = (float)(1 / Math.Sqrt(1 - Math.Pow(b2, step.Step)));
+        Flat(weight.Length, (s, e) =>
+        {
+            long i = s;
+            var vb1 = new Vector<float>(b1);
+            var vb2 = new Vector<float>(b2);
+            var v1b1 = new Vector<float>(1f - b1);
+            var v1b2 = new Vector<float>(1f - b2);
+            var vdecay = new Vector<float>(decay);
+            var vstep = new Vector<float>(stepSize);
+            var vinv = new Vector<float>(invSqrtBc2);
+            var veps = new Vector<float>(eps);
+            for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
+            {
+                var g = Vector.Load(gp + i);
+                var m = vb1 * Vector.Load(mp + i) + v1b1 * g;
+                var v = vb2 * Vector.Load(vp + i) + v1b2 * g * g;
+                Vector.Store(m, mp + i);
+                Vector.Store(v, vp + i);
+                var denom = Vector.SquareRoot(v) * vinv + veps;
+                Vector.Store(Vector.Load(wp + i) * vdecay - vstep * m / denom, wp + i);
+            }
+            for (; i < e; i++)
+            {
+                float g = gp[i];
+                float m = b1 * mp[i] + (1f - b1) * g;
+                float v = b2 * vp[i] + (1f - b2) * g * g;
+                mp[i] = m;
+                vp[i] = v;
+                wp[i] = wp[i] * decay - stepSize * m / (MathF.Sqrt(v) * invSqrtBc2 + eps);
+            }
+        });
+    }
+
     public void ChannelAffine(Tensor x, Tensor? scale, Tensor? shift, Tensor y, int n, int c, long s)
     {
         float* xp = x.Ptr<float>(), yp = y.Ptr<float>();

@@ -1,7 +1,8 @@
 // Elementwise and per-channel ops the detection engine's layers need on every device:
 // ReLU (forward/backward), add, scaled add, scale, multiply, per-channel affine (frozen batch
-// norm, bias add), per-channel sums (bias gradients), global average pooling, and copies of
-// element ranges (slicing and concatenation along the outermost dimension).
+// norm, bias add), per-channel sums (bias gradients), global average pooling, copies of
+// element ranges (slicing and concatenation along the outermost dimension), and the fused
+// AdamW parameter update.
 // "Channel" tensors are viewed as (N, C, S): N = Dim(0), C = Dim(1), S = the product of the rest.
 namespace GRcn.Kernels;
 
@@ -18,7 +19,17 @@ internal interface IElementwiseBackend
     void ChannelSum(Tensor x, Tensor sum, int n, int c, long s, bool accumulate);
     void GlobalAveragePool(Tensor x, Tensor y, int n, int c, long s);
     void GlobalAveragePoolBackward(Tensor gradY, Tensor gradX, int n, int c, long s);
+    void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, in AdamWStep step);
 }
+
+/// <summary>Scalars of one AdamW step (see <see cref="Elementwise.AdamWUpdate"/>).</summary>
+/// <param name="LearningRate">lr.</param>
+/// <param name="Beta1">β₁, the decay of the first moment.</param>
+/// <param name="Beta2">β₂, the decay of the second moment.</param>
+/// <param name="Epsilon">ε added to √v̂.</param>
+/// <param name="WeightDecay">λ, decoupled weight decay.</param>
+/// <param name="Step">1-based step count t (bias corrections 1 − βᵗ).</param>
+public readonly record struct AdamWStep(float LearningRate, float Beta1, float Beta2, float Epsilon, float WeightDecay, int Step);
 
 /// <summary>Elementwise and per-channel float32 ops, forward and backward, on any device.</summary>
 /// <remarks>
@@ -115,6 +126,23 @@ public static class Elementwise
         Check.SameDevice(gradX, nameof(gradX), gradY, nameof(gradY));
         Check.Shape(gradY, nameof(gradY), "(N, C)", n, c);
         K(gradX, "global_average_pool").GlobalAveragePoolBackward(gradY, gradX, n, c, s);
+    }
+
+    /// <summary>
+    /// One AdamW step in place (torch.optim.AdamW): w ← w·(1 − lr·λ); m ← β₁·m + (1 − β₁)·g;
+    /// v ← β₂·v + (1 − β₂)·g²; w ← w − lr / (1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε). All four tensors have one length.
+    /// </summary>
+    public static void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, AdamWStep step)
+    {
+        Same(weight, nameof(weight), grad, nameof(grad));
+        Same(weight, nameof(weight), expAvg, nameof(expAvg));
+        Same(weight, nameof(weight), expAvgSq, nameof(expAvgSq));
+        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, "the step count t must be ≥ 1");
+        if (!(step.Beta1 is >= 0 and < 1) || !(step.Beta2 is >= 0 and < 1))
+            throw new ArgumentOutOfRangeException(nameof(step), $"β₁ ({step.Beta1}) and β₂ ({step.Beta2}) must be in [0, 1)");
+        if (!(step.Epsilon > 0) || !float.IsFinite(step.LearningRate) || !float.IsFinite(step.WeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(step), "ε must be positive and lr, λ finite");
+        K(weight, "adamw_update").AdamWUpdate(weight, grad, expAvg, expAvgSq, step);
     }
 
     private static void Same(Tensor reference, string referenceName, Tensor? other, string otherName)

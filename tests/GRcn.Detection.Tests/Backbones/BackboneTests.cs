@@ -74,6 +74,39 @@ public sealed class BackboneTests
     }
 
     [Fact]
+    public void Vgg16_GroupNormFollowsEveryConvNamedAfterItsRelu()
+    {
+        using var vgg = new Vgg16(Device.Cpu, new SplitMix64(6), width: 0.125, groupNormGroups: 32);
+        var names = vgg.NamedParameters().Select(p => p.Name).ToList();
+        var expected = Vgg16Layout.ConvIndices.SelectMany(i => new[]
+            { $"features.{i}.weight", $"features.{i}.bias", $"features.{i + 1}.weight", $"features.{i + 1}.bias" }).ToList();
+        Assert.Equal(expected, names);
+        Assert.Equal(8, vgg.Norm(0)!.Groups);   // 8 channels at width 1/8: one channel per group
+        Assert.Equal(32, vgg.Norm(28)!.Groups); // 64 channels
+        Assert.Equal(24, GRcn.Detection.Nn.GroupNorm2d.GroupsFor(48, 32));
+        Assert.Null(new Vgg16(Device.Cpu, new SplitMix64(6), width: 0.125).Norm(0));
+
+        // each conv's output is normalised per sample and group before the ReLU: with γ = 1, β = 0 the
+        // pre-ReLU map of conv1_1 has mean 0 and variance ≈ 1 in every (sample, channel) plane
+        using var x = TestUtil.Normal(new SplitMix64(7), 2, 3, 16, 12);
+        var y = TestUtil.Infer(x, (g, v) => vgg.Norm(0)!.Forward(g, vgg.Conv(0).Forward(g, v)));
+        for (int plane = 0; plane < 2 * 8; plane++)
+        {
+            var values = y.Values.Skip(plane * 16 * 12).Take(16 * 12).Select(v => (double)v).ToArray();
+            double mean = values.Average(), variance = values.Average(v => (v - mean) * (v - mean));
+            Assert.InRange(mean, -1e-5, 1e-5);
+            Assert.InRange(variance, 0.999, 1.0);
+        }
+
+        // a cloned branch copies the norms too
+        vgg.Norm(26)!.Weight.Value.Fill(2f);
+        using var branch = vgg.CloneRange(24, 30);
+        Assert.Contains("features.27.weight", branch.NamedParameters().Select(p => p.Name));
+        using var c4 = TestUtil.Normal(new SplitMix64(8), 1, vgg.OutChannelsAt(24), 6, 5);
+        Assert.Equal(TestUtil.Infer(c4, (g, v) => vgg.Forward(g, v, 24, 30)).Values, TestUtil.Infer(c4, (g, v) => branch.Forward(g, v)).Values);
+    }
+
+    [Fact]
     public void ResNet50_NamesAndWidthFollowTorchvision()
     {
         using var net = new ResNet(Device.Cpu, new SplitMix64(6), 50, width: 0.25);

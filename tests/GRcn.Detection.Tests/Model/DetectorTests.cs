@@ -61,11 +61,15 @@ public sealed class DetectorTests
             }
     }
 
-    [Fact]
-    public void ResumingRepeatsAnUninterruptedRunExactly()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ResumingRepeatsAnUninterruptedRunExactly(bool adamW)
     {
         var config = Small("g-rcn", dropout: 0.5f);
-        var options = new TrainingOptions { LearningRate = 0.01, Steps = [4], WarmupIterations = 2 };
+        var options = adamW
+            ? new TrainingOptions { Optimizer = OptimizerKind.AdamW, LearningRate = 1e-3, CosineIterations = 6, WarmupIterations = 2 }
+            : new TrainingOptions { LearningRate = 0.01, Steps = [4], WarmupIterations = 2 };
         var batches = Enumerable.Range(0, 6).Select(i => TinyData.Batch(2 * i, 2)).ToArray();
         var straight = new List<LossTerms>();
         using (var det = Detector.Create(config, seed: 5, options: options))

@@ -50,6 +50,20 @@ public sealed class LayerGradientTests
     }
 
     [Fact]
+    public void GroupNormAllInputs()
+    {
+        using var x = Random(31, 1f, 2, 6, 4, 3);
+        using var w = Random(32, 0.5f, 6);
+        using var b = Random(33, 0.5f, 6);
+        Check(g =>
+        {
+            var (xv, wv, bv) = (In(g, x), In(g, w), In(g, b));
+            // the ReLU after the norm makes the projection's gradient depend on x̂ nonlinearly, as in the backbone
+            return (Project(g, g.Relu(g.GroupNorm(xv, 3, wv, bv))), [xv, wv, bv]);
+        }, eps: 1e-3f);
+    }
+
+    [Fact]
     public void FrozenBatchNormPassesScaledGradient()
     {
         using var bn = new FrozenBatchNorm2d(Device.Cpu, 3);
