@@ -4,6 +4,7 @@
 using GRcn.Cli.Training;
 using GRcn.Detection.Data;
 using GRcn.Detection.Model;
+using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
 using GRcn.Kernels;
 using GRcn.Kernels.Serialization;
@@ -85,7 +86,21 @@ public class TrainingTests
         Assert.Equal(7, scratch.ContextSize);
         Assert.Equal(14, pretrained.ContextSize);
         Assert.Equal([128f, 256f, 512f], pretrained.Rpn.AnchorSizes);
-        Assert.Null(new TrainSettings { Weights = "w" }.BuildTrainingOptions().ClipGradientNorm);
-        Assert.Equal(1.0, new TrainSettings().BuildTrainingOptions().ClipGradientNorm);
+        Assert.Null(new TrainSettings { Weights = "w", Optimizer = "sgd" }.BuildTrainingOptions().ClipGradientNorm);
+        Assert.Equal(1.0, new TrainSettings { Optimizer = "sgd" }.BuildTrainingOptions().ClipGradientNorm);
+        Assert.Null(new TrainSettings().BuildTrainingOptions().ClipGradientNorm); // AdamW
+
+        // shapes: group norm, AdamW and a cosine decay to 0; VOC and COCO: the paper's SGD with a step
+        Assert.Equal(32, scratch.GroupNormGroups);
+        Assert.Equal(0, pretrained.GroupNormGroups);
+        var shapes = TrainSettings.DefaultsFor(DataSource.Parse("shapes")).BuildTrainingOptions();
+        Assert.Equal(OptimizerKind.AdamW, shapes.Optimizer);
+        Assert.Equal(0.0, shapes.LearningRateAt(10000), 12);
+        var voc = TrainSettings.DefaultsFor(DataSource.Parse("voc:/data/VOC2007")).BuildTrainingOptions();
+        Assert.Equal(OptimizerKind.Sgd, voc.Optimizer);
+        Assert.Equal([144000], voc.Steps);
+        Assert.Equal(0, voc.CosineIterations);
+        Assert.Equal("--group-norm", Assert.Throws<ArgumentException>(() => new TrainSettings { GroupNorm = 8, Weights = "w" }.Validate()).ParamName);
+        Assert.Equal("--optimizer", Assert.Throws<ArgumentException>(() => new TrainSettings { Optimizer = "adam" }.Validate()).ParamName);
     }
 }

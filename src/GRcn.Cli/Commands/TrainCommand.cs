@@ -1,6 +1,6 @@
 // grcn train: trains a detector variant (TrainSession) with live progress, periodic
 // evaluation and checkpoints; Ctrl-C writes a checkpoint and exits (code 130), a diverged run
-// prints why and exits 1. With no options it trains the quarter-width VGG16 G-RCN on the
+// prints why and exits 1. With no options it trains the eighth-width VGG16 G-RCN (group norm, AdamW) on the
 // built-in synthetic shapes in a few CPU minutes.
 using System.CommandLine;
 using GRcn.Cli.Training;
@@ -17,7 +17,7 @@ internal static class TrainCommand
         var output = new Option<string>("--out") { Description = "Output folder: checkpoint.safetensors, metrics.json, detections.png, loss.png, losses.csv", DefaultValueFactory = _ => Path.Combine("runs", "latest") };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint.safetensors (weights, optimiser state, iteration)" };
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines even on a terminal" };
-        var command = new Command("train", "Train a detector (default: G-RCN, quarter-width VGG16, on the built-in synthetic shapes, CPU) and evaluate it");
+        var command = new Command("train", "Train a detector (default: G-RCN, eighth-width VGG16 with group norm, on the built-in synthetic shapes, CPU) and evaluate it");
         shared.AddTo(command);
         command.Options.Add(variant);
         command.Options.Add(seed);

@@ -13,11 +13,11 @@ internal sealed class TrainOptions
     public readonly Option<double?> Width = new("--width") { Description = "Backbone channel width multiplier (default: 0.125 on shapes, 1 otherwise; pretrained --weights need 1)" };
     public readonly Option<int?> GroupNorm = new("--group-norm") { Description = "VGG16: group norm with G groups after every convolution, 0 for none (default: 32 when training from scratch, 0 with --weights)" };
     public readonly Option<string?> Weights = new("--weights") { Description = "torchvision backbone weights (safetensors state dict) to start from; default: from scratch" };
-    public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 6000 on shapes, 180000 on VOC, 320000 on COCO)" };
+    public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 10000 on shapes, 180000 on VOC, 320000 on COCO)" };
     public readonly Option<int?> Batch = new("--batch") { Description = "Images per iteration (default: 2 on shapes, 1 otherwise)" };
-    public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate; linear warm-up from lr/10, ×0.1 at 80 % of the iterations (default: 0.04 on shapes, 0.001 otherwise)" };
-    public readonly Option<string?> Optimizer = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw" };
-    public readonly Option<string?> Schedule = new("--schedule") { Description = "Learning-rate decay after the warm-up: step (×0.1 at 80 % of the iterations) or cosine (half-cosine to 0 at the end)" };
+    public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate, reached after a linear warm-up from lr/10 (default: 0.002 on shapes, 0.001 otherwise)" };
+    public readonly Option<string?> Optimizer = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw (default: adamw on shapes, sgd otherwise)" };
+    public readonly Option<string?> Schedule = new("--schedule") { Description = "Learning-rate decay after the warm-up: step (×0.1 at 80 % of the iterations) or cosine (half-cosine to 0 at the end; default: cosine on shapes, step otherwise)" };
     public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing; the longer side is at most size·5/3 (default: 128 on shapes, 600 otherwise)" };
     public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
