@@ -254,10 +254,10 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private static void Gather(float* src, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        nint ps = (nint)src, pr = (nint)roi, pd = (nint)dst;
         long cq = (long)c * q;
-        Parallelism.For(rc, cq, (r0, r1) =>
+        Parallelism.For(rc, cq, (ps: (nint)src, pr: (nint)roi, pd: (nint)dst, c, q, cq, rows), static (st, r0, r1) =>
         {
+            var (ps, pr, pd, c, q, cq, rows) = st;
             for (int r = r0; r < r1; r++)
             {
                 float* s = (float*)ps + ((int*)pr)[r] * cq;
@@ -271,10 +271,10 @@ internal static unsafe class ContextAttentionCpu
     /// <summary>dst[roi[r]] (C, Q) = src[roi[r]] + columns r·Q .. (r+1)·Q − 1 of addT (C × rows).</summary>
     private static void ScatterAdd(float* src, float* addT, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        nint ps = (nint)src, pa = (nint)addT, pr = (nint)roi, pd = (nint)dst;
         long cq = (long)c * q;
-        Parallelism.For(rc, cq, (r0, r1) =>
+        Parallelism.For(rc, cq, (ps: (nint)src, pa: (nint)addT, pr: (nint)roi, pd: (nint)dst, c, q, cq, rows), static (st, r0, r1) =>
         {
+            var (ps, pa, pr, pd, c, q, cq, rows) = st;
             for (int r = r0; r < r1; r++)
             {
                 long off = ((int*)pr)[r] * cq;
@@ -302,14 +302,13 @@ internal static unsafe class ContextAttentionCpu
     private static void AttentionT(float* qT, float* kT, float* attnT, int rows, int m, int dk, float scale)
     {
         GemmCpu.Multiply(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
-        nint pa = (nint)attnT;
         int strips = (rows + Strip - 1) / Strip;
-        Parallelism.For(strips, 8L * Strip * m, (s0, s1) =>
+        Parallelism.For(strips, 8L * Strip * m, (pa: (nint)attnT, m, rows), static (st, s0, s1) =>
         {
             for (int s = s0; s < s1; s++)
             {
-                int j0 = s * Strip, j1 = Math.Min(rows, j0 + Strip);
-                SoftmaxColumns((float*)pa, m, rows, j0, j1);
+                int j0 = s * Strip, j1 = Math.Min(st.rows, j0 + Strip);
+                SoftmaxColumns((float*)st.pa, st.m, st.rows, j0, j1);
             }
         });
     }
@@ -431,14 +430,13 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private static void SoftmaxBackwardColumns(float* attnT, float* gradT, int m, int cols)
     {
-        nint pa = (nint)attnT, pg = (nint)gradT;
         int strips = (cols + Strip - 1) / Strip;
-        Parallelism.For(strips, 4L * Strip * m, (s0, s1) =>
+        Parallelism.For(strips, 4L * Strip * m, (pa: (nint)attnT, pg: (nint)gradT, m, cols), static (st, s0, s1) =>
         {
             for (int s = s0; s < s1; s++)
             {
-                int j0 = s * Strip, j1 = Math.Min(cols, j0 + Strip);
-                SoftmaxBackwardStrip((float*)pa, (float*)pg, m, cols, j0, j1);
+                int j0 = s * Strip, j1 = Math.Min(st.cols, j0 + Strip);
+                SoftmaxBackwardStrip((float*)st.pa, (float*)st.pg, st.m, st.cols, j0, j1);
             }
         });
     }

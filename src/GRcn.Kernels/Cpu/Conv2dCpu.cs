@@ -164,9 +164,8 @@ internal static unsafe partial class Conv2dCpu
     private static void Col2ImAdd(float* col, in Conv2dGeometry geometry, int oh0, int oh1, float* image)
     {
         var g = geometry;
-        nint xi = (nint)image, ci = (nint)col;
-        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW,
-            (start, end) => Col2ImPlanes((float*)ci, g, oh0, oh1, (float*)xi, start, end));
+        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW, (ci: (nint)col, g, oh0, oh1, xi: (nint)image),
+            static (s, start, end) => Col2ImPlanes((float*)s.ci, s.g, s.oh0, s.oh1, (float*)s.xi, start, end));
     }
 
     /// <summary>Input planes [start, end): each adds back the KH·KW rows of col that were gathered from it.</summary>
@@ -208,9 +207,8 @@ internal static unsafe partial class Conv2dCpu
     {
         long plane = (long)g.OH * g.OW;
         int images = g.N, channels = g.O;
-        nint dy = (nint)gradY, db = (nint)gradBias;
-        Parallelism.For(channels, images * plane,
-            (start, end) => BiasSums((float*)dy, (float*)db, images, channels, plane, start, end));
+        Parallelism.For(channels, images * plane, (dy: (nint)gradY, db: (nint)gradBias, images, channels, plane),
+            static (s, start, end) => BiasSums((float*)s.dy, (float*)s.db, s.images, s.channels, s.plane, start, end));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -99,9 +99,9 @@ internal static unsafe class GemmCpu
             job.Part(0);
             return;
         }
-        Parallelism.For(parts, (long)m * n * k / parts, (start, end) =>
+        Parallelism.For(parts, (long)m * n * k / parts, job, static (j, start, end) =>
         {
-            for (int p = start; p < end; p++) job.Part(p);
+            for (int p = start; p < end; p++) j.Part(p);
         });
     }
 

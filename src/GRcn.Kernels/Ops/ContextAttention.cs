@@ -57,9 +57,17 @@ public static class ContextAttention
     {
         var geo = Resolve(p, g, batchIndex, wq, wk, heads);
         var y = Tensor.Empty(p.Device, DataType.Float32, geo.K, geo.C, geo.Qh, geo.Qw);
-        if (geo.K > 0)
-            Check.DisposeOnFailure(y, () => p.Device.Kernels<IContextAttentionBackend>("context_attention").ContextAttentionForward(p, g, batchIndex, wq, wk, y, geo));
-        return y;
+        if (geo.K == 0) return y;
+        try
+        {
+            p.Device.Kernels<IContextAttentionBackend>("context_attention").ContextAttentionForward(p, g, batchIndex, wq, wk, y, geo);
+            return y;
+        }
+        catch
+        {
+            y.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Gradients with respect to p, g, w_q and w_k, given dL/dy (K, C, Qh, Qw).</summary>
@@ -105,8 +113,8 @@ public static class ContextAttention
         int c = p.Dim(1);
         if (g.Dim(1) != c)
             throw new ArgumentException($"g must have shape (N, {c}, Mh, Mw) to match p {p.ShapeString}; got {g.ShapeString}", nameof(g));
-        Check.Tensor(wq, nameof(wq), 2, $"(D, {c})");
-        Check.Tensor(wk, nameof(wk), 2, $"(D, {c})");
+        Check.Tensor(wq, nameof(wq), 2, "(D, C) with C as in p");
+        Check.Tensor(wk, nameof(wk), 2, "(D, C) with C as in p");
         int dd = wq.Dim(0);
         Check.Shape(wq, nameof(wq), "(D, C)", dd, c);
         Check.Shape(wk, nameof(wk), "(D, C) like w_q", dd, c);
@@ -122,7 +130,7 @@ public static class ContextAttention
         int m = g.Dim(2) * g.Dim(3);
         if (m == 0 && p.Dim(0) > 0)
             throw new ArgumentException($"g must have at least one position (N, C, Mh, Mw) with Mh·Mw ≥ 1; got {g.ShapeString}", nameof(g));
-        Check.BatchIndex(batchIndex, nameof(batchIndex), p.Dim(0), g.Dim(0), $"g {g.ShapeString}");
+        Check.BatchIndex(batchIndex, nameof(batchIndex), p.Dim(0), g.Dim(0), "g (N, C, Mh, Mw)");
         return new ContextAttentionGeometry(p.Dim(0), c, p.Dim(2) * p.Dim(3), p.Dim(2), p.Dim(3), g.Dim(0), m, g.Dim(2), g.Dim(3), dd, heads);
     }
 }
