@@ -1,4 +1,5 @@
-// conv2d on the CPU: forward is one GEMM per image whose B panels are gathered straight from x
+// conv2d on the CPU: forward is the direct kernel of Conv2dCpu.Direct.cs for 3-wide stride-1
+// kernels over few channels, else one GEMM per image whose B panels are gathered straight from x
 // (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the input plane directly);
 // the weight gradient is one GEMM per image whose B panels are gathered from x the same way;
 // the input gradient is GEMM + col2im.
@@ -61,6 +62,11 @@ internal static unsafe partial class Conv2dCpu
         long inImage = (long)g.C * g.H * g.W;
         long outImage = g.O * outPlane;
         if (g.O == 0 || outPlane == 0) return;
+        if (UseDirect(g))
+        {
+            ForwardDirect(x, w, bias, y, g);
+            return;
+        }
         bool direct = IsPointwise(g);
         for (int n = 0; n < g.N; n++)
         {
