@@ -168,6 +168,12 @@ public sealed class AllocationTests(ITestOutputHelper output)
             using var y = ContextAttention.Forward(p, g, bi, wq, wk, 4);
             using var grads = ContextAttention.Backward(y, p, g, bi, wq, wk, 4);
         });
+        using var saved = new ContextAttentionSaved();
+        AssertAllocationFree("context_attention (saved)", 7, () =>
+        {
+            using var y = ContextAttention.Forward(p, g, bi, wq, wk, 4, saved);
+            using var grads = ContextAttention.Backward(y, p, g, bi, wq, wk, 4, saved);
+        });
     }
 
     [Fact]
