@@ -6,7 +6,7 @@
 // and the three taps v load it at offsets 0, 1, 2. The weights are packed once per call into
 // panels of 6 output channels, k-major.
 // Parallelism: the output rows of all images (with the output channels split too when there
-// are few rows) are cut into one contiguous range per worker; every worker writes its own tiles.
+// are few rows) are cut into contiguous chunks claimed by the workers; each item writes its own tiles.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;

@@ -45,7 +45,7 @@ internal sealed unsafe partial class CpuBackend : IConv2dBackend
 /// for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but at
 /// least one output row), into a per-thread buffer kept across calls, so memory stays bounded for
 /// large images. Images run one after another; the parallelism is inside: the GEMMs split C into
-/// one strip per worker, col2im and the bias gradient split the channels (each worker owns whole
+/// one strip per worker, col2im and the bias gradient split the channels (each chunk owns whole
 /// input planes, so no two write the same element).
 /// </para>
 /// </remarks>

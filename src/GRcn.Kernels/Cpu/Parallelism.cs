@@ -1,7 +1,8 @@
-// Work splitting for the CPU kernels: a range of independent items [0, count) is cut into at
-// most Threads contiguous chunks that run on a persistent pool of worker threads; the calling
-// thread runs chunks too (it claims them from the same counter as the workers, so a worker that
-// is slow to wake loses its chunk to the caller instead of stalling the call).
+// Work splitting for the CPU kernels: a range of independent items [0, count) is cut into up to
+// ChunksPerThread × Threads contiguous chunks that Threads threads claim one at a time from a
+// shared counter: the calling thread and Threads − 1 threads of a persistent pool. A thread that
+// is slow to wake, or loses its core to another process for a while, then simply claims fewer
+// chunks instead of stalling the call.
 // In steady state a call allocates nothing: the chunk body is a static lambda over a state value
 // that stays on the caller's stack, and the pool's threads, semaphore and event are made once.
 using System.Runtime.CompilerServices;
@@ -19,6 +20,9 @@ internal static unsafe class Parallelism
     /// <summary>Below this many operations (count × costPerItem) a call runs inline.</summary>
     private const long InlineCost = 32_768;
 
+    /// <summary>Chunks per thread (when there are enough items), for balance when threads progress unevenly.</summary>
+    private const int ChunksPerThread = 4;
+
     /// <summary>Worker count used by every CPU kernel.</summary>
     public static int Threads
     {
@@ -31,9 +35,11 @@ internal static unsafe class Parallelism
     }
 
     /// <summary>
-    /// Runs <paramref name="body"/>(start, end) over [0, count) in at most <see cref="Threads"/>
-    /// contiguous chunks; runs inline when there is too little work to split
-    /// (<paramref name="count"/> × <paramref name="costPerItem"/> under about 32k operations).
+    /// Runs <paramref name="body"/>(start, end) over [0, count) in contiguous chunks (at most
+    /// <see cref="ChunksPerThread"/> × <see cref="Threads"/>) on <see cref="Threads"/> threads; runs
+    /// inline when there is too little work to split (<paramref name="count"/> ×
+    /// <paramref name="costPerItem"/> under about 32k operations). Chunks run in no fixed order
+    /// and on any thread, so a body must not depend on which items share a chunk.
     /// A lambda that captures variables allocates a closure per call: hot paths use the
     /// overload with an explicit state and a static lambda.
     /// </summary>
@@ -41,14 +47,15 @@ internal static unsafe class Parallelism
         For(count, costPerItem, body, static (b, start, end) => b(start, end));
 
     /// <summary>
-    /// Runs <paramref name="body"/>(<paramref name="state"/>, start, end) over [0, count) in at most
-    /// <see cref="Threads"/> contiguous chunks, the same way as the other overload; with a static
-    /// lambda nothing is allocated. Every chunk gets its own copy of <paramref name="state"/>.
+    /// Runs <paramref name="body"/>(<paramref name="state"/>, start, end) over [0, count) in
+    /// contiguous chunks, the same way as the other overload; with a static lambda nothing is
+    /// allocated. Every chunk gets its own copy of <paramref name="state"/>.
     /// </summary>
     public static void For<TState>(int count, long costPerItem, TState state, Action<TState, int, int> body)
     {
         if (count <= 0) return;
-        int parts = Math.Min(Threads, count);
+        int threads = Threads;
+        int parts = Math.Min(threads, count);
         if (parts <= 1 || count * Math.Max(1, costPerItem) < InlineCost)
         {
             body(state, 0, count);
@@ -62,7 +69,8 @@ internal static unsafe class Parallelism
         try
         {
             // The state stays in this frame until Run returns, after every chunk has finished.
-            Pool.Run(&Invoke<TState>, body, Unsafe.AsPointer(ref state), count, parts);
+            int chunks = (int)Math.Min(count, (long)threads * ChunksPerThread);
+            Pool.Run(&Invoke<TState>, body, Unsafe.AsPointer(ref state), count, chunks, parts);
         }
         finally
         {
@@ -116,10 +124,13 @@ internal static unsafe class Parallelism
         private int _count;
         private Exception? _error;
 
-        /// <summary>Runs every part of one job, the caller taking parts too; returns when all have finished.</summary>
-        public void Run(delegate*<object, void*, int, int, void> invoke, object body, void* state, int count, int parts)
+        /// <summary>
+        /// Runs every one of <paramref name="parts"/> chunks of one job on the caller and
+        /// <paramref name="threads"/> − 1 workers; returns when all have finished.
+        /// </summary>
+        public void Run(delegate*<object, void*, int, int, void> invoke, object body, void* state, int count, int parts, int threads)
         {
-            EnsureWorkers(parts - 1);
+            EnsureWorkers(threads - 1);
             _invoke = invoke;
             _body = body;
             _state = state;
@@ -129,7 +140,7 @@ internal static unsafe class Parallelism
             Volatile.Write(ref _pending, parts);
             long generation = (Volatile.Read(ref _claim) >>> (2 * PartBits)) + 1;
             Interlocked.Exchange(ref _claim, (generation << (2 * PartBits)) | ((long)parts << PartBits));
-            _wake.Release(parts - 1);
+            _wake.Release(threads - 1);
             Help();
             _done.Wait();
             // Wake-ups not taken yet belong to a finished job; drop them so no worker spins for nothing.
