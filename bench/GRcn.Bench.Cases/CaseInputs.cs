@@ -9,6 +9,7 @@ namespace GRcn.Bench.Cases;
 public sealed class CaseInputs : IDisposable
 {
     private readonly List<Tensor> _tensors = [];
+    private readonly List<IDisposable> _others = [];
 
     /// <summary>Creates an empty input set on <paramref name="device"/> whose random values come from <paramref name="seed"/>.</summary>
     public CaseInputs(Device device, int seed)
@@ -96,10 +97,19 @@ public sealed class CaseInputs : IDisposable
         return tensor;
     }
 
+    /// <summary>Takes ownership of other per-case state (e.g. an op's saved-for-backward object): it is disposed with the inputs.</summary>
+    public T Track<T>(T state) where T : class, IDisposable
+    {
+        _others.Add(state);
+        return state;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
         foreach (var t in _tensors) t.Dispose();
         _tensors.Clear();
+        foreach (var o in _others) o.Dispose();
+        _others.Clear();
     }
 }

@@ -2,6 +2,9 @@
 // the inputs once, run `warmup` untimed iterations, then time iterations one by one until at
 // least `MinRepeats` were timed and `MinSeconds` have passed, or `MaxRepeats` were timed.
 // A case that throws (e.g. an op not implemented on the device) gives an error result.
+// Managed allocation is measured over the timed iterations: the process-wide allocated-bytes
+// counter (all threads, GC.GetTotalAllocatedBytes(precise: true)) before and after, divided by
+// the iteration count.
 using System.Diagnostics;
 using System.Text.Json;
 using GRcn.Kernels;
@@ -33,7 +36,18 @@ public sealed record MeasureOptions(int Warmup = 2, int MinRepeats = 5, double M
 /// <param name="Repeats">Timed iterations.</param>
 /// <param name="Error">Why the case could not run, or null.</param>
 /// <param name="Unsupported">Whether the error says the op is not implemented on the device (an expected gap, not a failure).</param>
-public sealed record OpResult(string Name, double? MedianMs, double? MinMs, double? Gflops, int Repeats, string? Error, bool Unsupported = false);
+/// <param name="AllocBytes">Managed bytes allocated per timed iteration (all threads), or null on error.</param>
+public sealed record OpResult(string Name, double? MedianMs, double? MinMs, double? Gflops, int Repeats, string? Error,
+    bool Unsupported = false, double? AllocBytes = null);
+
+/// <summary>The timed iterations of one case.</summary>
+/// <param name="Milliseconds">Each iteration's time.</param>
+/// <param name="AllocatedBytes">Managed bytes allocated over all of them (every thread of the process).</param>
+public sealed record Timings(List<double> Milliseconds, long AllocatedBytes)
+{
+    /// <summary>Allocated bytes per iteration.</summary>
+    public double AllocBytesPerIteration => Milliseconds.Count == 0 ? 0 : (double)AllocatedBytes / Milliseconds.Count;
+}
 
 /// <summary>Runs cases by the measurement rule.</summary>
 public static class OpRunner
@@ -46,11 +60,12 @@ public static class OpRunner
         try
         {
             using var prepared = opCase.Prepare(device);
-            var times = Measure(prepared, options);
+            var timings = Measure(prepared, options);
+            var times = timings.Milliseconds;
             double median = Median(times);
             double min = times.Min();
             double? gflops = opCase.Flops is double f ? f / (median * 1e-3) / 1e9 : null;
-            return new OpResult(opCase.Name, median, min, gflops, times.Count, null);
+            return new OpResult(opCase.Name, median, min, gflops, times.Count, null, AllocBytes: timings.AllocBytesPerIteration);
         }
         catch (Exception e)
         {
@@ -62,12 +77,17 @@ public static class OpRunner
         }
     }
 
-    /// <summary>Runs the warm-up, then the timed iterations; returns each iteration's milliseconds.</summary>
-    public static List<double> Measure(PreparedCase prepared, MeasureOptions options)
+    /// <summary>
+    /// Runs the warm-up, then the timed iterations; returns each iteration's milliseconds and
+    /// the managed bytes allocated while they ran (the list of times is sized up front so that
+    /// it does not count).
+    /// </summary>
+    public static Timings Measure(PreparedCase prepared, MeasureOptions options)
     {
         ArgumentNullException.ThrowIfNull(prepared);
         for (int i = 0; i < options.Warmup; i++) prepared.Run();
-        var times = new List<double>();
+        var times = new List<double>(options.MaxRepeats);
+        long allocated0 = GC.GetTotalAllocatedBytes(precise: true);
         long start = Stopwatch.GetTimestamp();
         while (times.Count < options.MaxRepeats &&
                (times.Count < options.MinRepeats || Stopwatch.GetElapsedTime(start).TotalSeconds < options.MinSeconds))
@@ -76,7 +96,8 @@ public static class OpRunner
             prepared.Run();
             times.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
         }
-        return times;
+        long allocated1 = GC.GetTotalAllocatedBytes(precise: true);
+        return new Timings(times, allocated1 - allocated0);
     }
 
     /// <summary>Median of <paramref name="values"/> (mean of the middle two for an even count).</summary>
@@ -90,8 +111,8 @@ public static class OpRunner
 
     /// <summary>
     /// Writes <paramref name="results"/> as a JSON array of
-    /// <c>{"name", "median_ms", "min_ms", "gflops", "repeats", "error"}</c> (nulls where not applicable),
-    /// the schema bench/torch_ops.py writes too.
+    /// <c>{"name", "median_ms", "min_ms", "gflops", "repeats", "alloc_bytes", "error"}</c> (nulls where
+    /// not applicable), the schema bench/torch_ops.py writes too (without <c>alloc_bytes</c>).
     /// </summary>
     public static void WriteJson(Stream stream, IEnumerable<OpResult> results)
     {
@@ -105,6 +126,7 @@ public static class OpRunner
             WriteNumber(w, "min_ms", r.MinMs);
             WriteNumber(w, "gflops", r.Gflops);
             w.WriteNumber("repeats", r.Repeats);
+            WriteNumber(w, "alloc_bytes", r.AllocBytes);
             if (r.Error is null) w.WriteNull("error");
             else w.WriteString("error", r.Error);
             w.WriteEndObject();

@@ -174,7 +174,8 @@ public static class OpSuite
 
     /// <summary>
     /// Context attention of p (K, C, s, s) over one image's g (1, C, t, t), D = C, forward then
-    /// backward (dp, dg, dw_q, dw_k). w_q and w_k are N(0, 1/C) so the logits stay O(1).
+    /// backward (dp, dg, dw_q, dw_k), the backward reading the queries and attention weights the
+    /// forward saved. w_q and w_k are N(0, 1/C) so the logits stay O(1).
     /// </summary>
     private static OpCase Attention(string name, int rois, int channels, int dim, int heads, int roiSide, int contextSide)
     {
@@ -189,10 +190,12 @@ public static class OpSuite
                 var wq = inp.Normal(scale, dim, channels);
                 var wk = inp.Normal(scale, dim, channels);
                 var gradY = inp.Normal(rois, channels, roiSide, roiSide);
+                // the forward keeps its queries and attention weights for the backward, as autograd does
+                var saved = inp.Track(new ContextAttentionSaved());
                 return () =>
                 {
-                    using var y = ContextAttention.Forward(p, g, batchIndex, wq, wk, heads);
-                    using var grads = ContextAttention.Backward(gradY, p, g, batchIndex, wq, wk, heads);
+                    using var y = ContextAttention.Forward(p, g, batchIndex, wq, wk, heads, saved);
+                    using var grads = ContextAttention.Backward(gradY, p, g, batchIndex, wq, wk, heads, saved);
                 };
             });
     }

@@ -103,6 +103,54 @@ public class ContextAttentionTests
         CheckAgainstReference(MakeCase(k * 31 + c, dims), qh, qw, mh, mw);
     }
 
+    [Theory]
+    // K, C, Qh, Qw, N, Mh, Mw, D, H, image of each RoI from this seed (several chunks in the last)
+    [InlineData(5, 8, 3, 3, 2, 4, 4, 8, 2)]
+    [InlineData(4, 6, 2, 3, 4, 3, 3, 9, 3)]
+    [InlineData(90, 4, 7, 7, 2, 3, 3, 4, 2)]
+    public void SavedForward_GivesTheSameBackward_BitForBit(int k, int c, int qh, int qw, int n, int mh, int mw, int d, int h)
+    {
+        var dims = new Dims(k, c, qh * qw, n, mh * mw, d, h);
+        var cs = MakeCase(k * 7 + d, dims);
+        using var run = new Run(cs, qh, qw, mh, mw);
+        using var saved = new ContextAttentionSaved();
+        for (int round = 0; round < 2; round++)
+        {
+            using var y = run.Forward();
+            using var ySaved = ContextAttention.Forward(run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+            Assert.Equal(y.ToArray<float>(), ySaved.ToArray<float>());
+            using var grads = run.Backward();
+            using var fromSaved = ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+            Assert.Equal(grads.P.ToArray<float>(), fromSaved.P.ToArray<float>());
+            Assert.Equal(grads.G.ToArray<float>(), fromSaved.G.ToArray<float>());
+            Assert.Equal(grads.Wq.ToArray<float>(), fromSaved.Wq.ToArray<float>());
+            Assert.Equal(grads.Wk.ToArray<float>(), fromSaved.Wk.ToArray<float>());
+        }
+        var want = ContextAttentionReference.Backward(cs.Gy, cs.P, cs.G, cs.Bi, cs.Wq, cs.Wk, cs.D);
+        using var again = ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+        AssertClose(want.P, again.P.ToArray<float>(), "dp (saved)");
+        AssertClose(want.Wk, again.Wk.ToArray<float>(), "dw_k (saved)");
+    }
+
+    [Fact]
+    public void SavedFromOtherInputs_IsNotUsed()
+    {
+        var dims = new Dims(5, 8, 9, 2, 16, 8, 2);
+        var a = MakeCase(1, dims);
+        var b = MakeCase(2, dims);
+        using var runA = new Run(a, 3, 3, 4, 4);
+        using var runB = new Run(b, 3, 3, 4, 4);
+        using var saved = new ContextAttentionSaved();
+        using var yA = ContextAttention.Forward(runA.P, runA.G, runA.Bi, runA.Wq, runA.Wk, runA.Heads, saved);
+        // the block holds A's queries and weights: B's backward must recompute its own
+        using var grads = ContextAttention.Backward(runB.Gy, runB.P, runB.G, runB.Bi, runB.Wq, runB.Wk, runB.Heads, saved);
+        var want = ContextAttentionReference.Backward(b.Gy, b.P, b.G, b.Bi, b.Wq, b.Wk, b.D);
+        AssertClose(want.P, grads.P.ToArray<float>(), "dp");
+        AssertClose(want.G, grads.G.ToArray<float>(), "dg");
+        AssertClose(want.Wq, grads.Wq.ToArray<float>(), "dw_q");
+        AssertClose(want.Wk, grads.Wk.ToArray<float>(), "dw_k");
+    }
+
     [Fact]
     public void ImageWithoutRois_HasZeroGradient_AndOthersMatch()
     {

@@ -91,6 +91,57 @@ public sealed class Conv2dTests
         }
     }
 
+    [Fact]
+    public void DirectForward_RandomGeometries_MatchReference()
+    {
+        // Geometries the direct 3-wide kernel takes: tiles of 16 and 8 columns and partial ones,
+        // padding and the image edge inside a tile, rows above/below the image, output channels
+        // not a multiple of 6 (4-row and partial panels), C·KH above one chunk of 96 rows, few
+        // output rows (output channels split across workers), several images.
+        var rng = new Random(31);
+        for (int i = 0; i < 40; i++)
+        {
+            int kh = rng.Next(1, 6), ph = rng.Next(0, 4), pw = rng.Next(0, 3);
+            int c = i % 5 == 0 ? rng.Next(33, 60) : rng.Next(1, 12);
+            int w = 10 - 2 * pw + rng.Next(0, 50);
+            int h = Math.Max(1, kh - 2 * ph) + rng.Next(0, 12);
+            var k = new Conv2dCase(rng.Next(1, 3), c, h, w, rng.Next(4, 20), kh, 3, PadH: ph, PadW: pw, Bias: rng.Next(3) > 0);
+            using (var tx = Tensor.Zeros(Device.Cpu, k.N, k.C, k.H, k.W))
+            using (var tw = Tensor.Zeros(Device.Cpu, k.O, k.C, k.KH, k.KW))
+                Assert.True(Conv2dCpu.UseDirect(Conv2d.Resolve(tx, tw, null, k.Options)), $"{k} should take the direct path");
+            CrossCheckForward(k, rng);
+        }
+    }
+
+    [Fact]
+    public void DirectAndGemmForward_BothMatchReference()
+    {
+        var k = new Conv2dCase(2, 7, 9, 37, 11, 3, 3, PadH: 1, PadW: 1);
+        CrossCheckForward(k, new Random(5));
+        Conv2dCpu.ForceGemmForward = true;
+        try
+        {
+            CrossCheckForward(k, new Random(5));
+        }
+        finally
+        {
+            Conv2dCpu.ForceGemmForward = false;
+        }
+    }
+
+    private static void CrossCheckForward(Conv2dCase k, Random rng)
+    {
+        var x = Random(rng, k.N * k.C * k.H * k.W);
+        var w = Random(rng, k.O * k.C * k.KH * k.KW);
+        var b = k.Bias ? Random(rng, k.O) : null;
+        using var tx = Tensor.FromArray(x, k.N, k.C, k.H, k.W);
+        using var tw = Tensor.FromArray(w, k.O, k.C, k.KH, k.KW);
+        using var tb = b is null ? null : Tensor.FromArray(b, k.O);
+        using var y = Conv2d.Forward(tx, tw, tb, k.Options);
+        var (wantY, scaleY) = Conv2dReference.Forward(k, x, w, b);
+        AssertClose($"{k} y", wantY, scaleY, y.ToArray<float>());
+    }
+
     private static void CrossCheck(Conv2dCase k, Random rng)
     {
         var x = Random(rng, k.N * k.C * k.H * k.W);

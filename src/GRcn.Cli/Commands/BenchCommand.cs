@@ -1,6 +1,6 @@
 // grcn bench: performance measurement. `bench ops` times the op suite of bench/GRcn.Bench.Cases
-// (the cases bench/torch_ops.py mirrors) and prints median / min milliseconds and GFLOP/s per
-// case as an aligned table, optionally as JSON too; a case that cannot run (an op not yet
+// (the cases bench/torch_ops.py mirrors) and prints median / min milliseconds, GFLOP/s and the
+// managed bytes allocated per iteration per case as an aligned table, optionally as JSON too; a case that cannot run (an op not yet
 // implemented on the device) is an error row, never a crash. `bench peak` measures the
 // float32 FMA peak of this machine on 1 and on all cores.
 using System.CommandLine;
@@ -82,7 +82,7 @@ internal static class BenchCommand
         string threadText = device is CpuDevice cd ? $" ({cd.Threads} threads)" : "";
         Console.WriteLine(string.Format(inv, "device {0}{1}: {2} cases; warmup {3}, then at least {4} repeats and {5} s per case (at most {6} repeats)",
             device.Name, threadText, cases.Count, options.Warmup, options.MinRepeats, options.MinSeconds, options.MaxRepeats));
-        Console.WriteLine($"{"case",-32} {"median ms",11} {"min ms",11} {"GFLOP/s",9} {"repeats",7}");
+        Console.WriteLine($"{"case",-32} {"median ms",11} {"min ms",11} {"GFLOP/s",9} {"repeats",7} {"alloc B/iter",12}");
         var results = new List<OpResult>();
         foreach (var c in cases)
         {
@@ -91,8 +91,8 @@ internal static class BenchCommand
             if (r.Error is not null)
                 Console.WriteLine($"{r.Name,-32} {(r.Unsupported ? "not supported" : "ERROR")}: {r.Error}");
             else
-                Console.WriteLine(string.Format(inv, "{0,-32} {1,11:F3} {2,11:F3} {3,9} {4,7}",
-                    r.Name, r.MedianMs, r.MinMs, r.Gflops is double g ? g.ToString("F1", inv) : "-", r.Repeats));
+                Console.WriteLine(string.Format(inv, "{0,-32} {1,11:F3} {2,11:F3} {3,9} {4,7} {5,12:F0}",
+                    r.Name, r.MedianMs, r.MinMs, r.Gflops is double g ? g.ToString("F1", inv) : "-", r.Repeats, r.AllocBytes));
         }
 
         if (jsonPath is not null)

@@ -13,20 +13,23 @@ namespace GRcn.Kernels.Cpu;
 
 internal sealed unsafe partial class CpuBackend : IContextAttentionBackend
 {
-    public void ContextAttentionForward(Tensor p, Tensor g, Tensor batchIndex, Tensor wq, Tensor wk, Tensor y, in ContextAttentionGeometry geo)
+    public void ContextAttentionForward(Tensor p, Tensor g, Tensor batchIndex, Tensor wq, Tensor wk, Tensor y, Tensor? save, in ContextAttentionGeometry geo)
     {
         using var scratch = ContextAttentionCpu.RentScratch(geo, backward: false);
         ContextAttentionCpu.Forward(p.Ptr<float>(), g.Ptr<float>(), batchIndex.Ptr<long>(), wq.Ptr<float>(), wk.Ptr<float>(),
-            y.Ptr<float>(), scratch.Ptr<float>(), geo);
+            y.Ptr<float>(), scratch.Ptr<float>(), save is null ? null : save.Ptr<float>(), geo);
     }
 
-    public void ContextAttentionBackward(Tensor gradY, Tensor p, Tensor g, Tensor batchIndex, Tensor wq, Tensor wk,
+    public void ContextAttentionBackward(Tensor gradY, Tensor p, Tensor g, Tensor batchIndex, Tensor wq, Tensor wk, Tensor? saved,
         Tensor gradP, Tensor gradG, Tensor gradWq, Tensor gradWk, in ContextAttentionGeometry geo)
     {
         using var scratch = ContextAttentionCpu.RentScratch(geo, backward: true);
         ContextAttentionCpu.Backward(gradY.Ptr<float>(), p.Ptr<float>(), g.Ptr<float>(), batchIndex.Ptr<long>(), wq.Ptr<float>(),
-            wk.Ptr<float>(), gradP.Ptr<float>(), gradG.Ptr<float>(), gradWq.Ptr<float>(), gradWk.Ptr<float>(), scratch.Ptr<float>(), geo);
+            wk.Ptr<float>(), gradP.Ptr<float>(), gradG.Ptr<float>(), gradWq.Ptr<float>(), gradWk.Ptr<float>(), scratch.Ptr<float>(),
+            saved is null ? null : saved.Ptr<float>(), geo);
     }
+
+    public long ContextAttentionSavedFloats(in ContextAttentionGeometry geo) => ContextAttentionCpu.SavedFloats(geo);
 }
 
 /// <summary>Context-attention kernels on raw float32 pointers.</summary>
@@ -43,7 +46,8 @@ internal sealed unsafe partial class CpuBackend : IContextAttentionBackend
 /// the head output is Oᵀ_h = V_hᵀ·Aᵀ (cv × rows); finally y[k] = p[k] + the RoI's columns of Oᵀ.
 /// </para>
 /// <para>
-/// Backward recomputes Qᵀ and Aᵀ per chunk and head and forms, with dOᵀ the gathered dY:
+/// Backward takes Qᵀ and Aᵀ of each chunk and head from the block the forward saved them in
+/// (see <see cref="SavedFloats"/>), or recomputes them without one, and forms, with dOᵀ the gathered dY:
 /// dAᵀ = V_h·dO_hᵀ, dSᵀ = Aᵀ ⊙ (dAᵀ − colsum(dAᵀ ⊙ Aᵀ)), dQ_hᵀ = K_hᵀ·dSᵀ/√dk,
 /// dK_hᵀ += Q_hᵀ·dS/√dk and dV_hᵀ += dO_hᵀ·A (both summed over the image's RoIs); then per chunk
 /// dw_q += dQᵀ·P and dPᵀ = w_qᵀ·dQᵀ, scattered as dp[k] = dY[k] + the RoI's columns; per image
@@ -131,7 +135,18 @@ internal static unsafe class ContextAttentionCpu
         start[0] = 0;
     }
 
-    public static void Forward(float* p, float* g, long* batchIndex, float* wq, float* wk, float* y, float* scratch,
+    /// <summary>
+    /// Floats a forward saves for the backward: per chunk, in the order the chunks run (images
+    /// ascending, then chunks), Qᵀ (D × rows) followed by Aᵀ of every head (H × M × rows); in all
+    /// K·Q·(D + H·M).
+    /// </summary>
+    public static long SavedFloats(in ContextAttentionGeometry geo) => (long)geo.K * geo.Q * (geo.D + (long)geo.Heads * geo.M);
+
+    /// <summary>
+    /// y = p + attention; with <paramref name="save"/> (<see cref="SavedFloats"/> floats) the
+    /// queries and attention weights are computed into it (same values, kept for the backward).
+    /// </summary>
+    public static void Forward(float* p, float* g, long* batchIndex, float* wq, float* wk, float* y, float* scratch, float* save,
         in ContextAttentionGeometry geo)
     {
         int K = geo.K, C = geo.C, Q = geo.Q, N = geo.N, M = geo.M, D = geo.D, H = geo.Heads, dk = geo.Dk, cv = geo.Cv;
@@ -157,18 +172,22 @@ internal static unsafe class ContextAttentionCpu
                     {
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
+                        // the chunk's Qᵀ and Aᵀ of every head go to the saved block when there is one
+                        float* qT = save == null ? queriesT : save;
                         // Qᵀ = w_q·Pᵀ (D × rows)
-                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
+                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, qT, rows);
                         // Pᵀ is no longer needed: its buffer collects Oᵀ (C × rows), head h in rows h·cv ..
                         float* outT = gathered;
                         for (int h = 0; h < H; h++)
                         {
-                            AttentionT(queriesT + (long)h * dk * rows, keysT + (long)h * dk * M, attnT, rows, M, dk, scale);
+                            float* aT = save == null ? attnT : save + (D + (long)h * M) * rows;
+                            AttentionT(qT + (long)h * dk * rows, keysT + (long)h * dk * M, aT, rows, M, dk, scale);
                             // Oᵀ_h = V_hᵀ·Aᵀ (cv × rows)
-                            GemmCpu.Multiply(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, attnT, rows, 0f,
+                            GemmCpu.Multiply(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, aT, rows, 0f,
                                 outT + (long)h * cv * rows, rows);
                         }
                         ScatterAdd(p, outT, order + c0, rc, C, Q, y, rows);
+                        if (save != null) save += (D + (long)H * M) * rows;
                     }
                 }
             }
@@ -180,8 +199,12 @@ internal static unsafe class ContextAttentionCpu
         }
     }
 
+    /// <summary>
+    /// The gradients; with <paramref name="saved"/> (filled by <see cref="Forward"/> for the same
+    /// inputs) Qᵀ and Aᵀ are read from it instead of being recomputed.
+    /// </summary>
     public static void Backward(float* gy, float* p, float* g, long* batchIndex, float* wq, float* wk,
-        float* gp, float* gg, float* gwq, float* gwk, float* scratch, in ContextAttentionGeometry geo)
+        float* gp, float* gg, float* gwq, float* gwk, float* scratch, float* saved, in ContextAttentionGeometry geo)
     {
         int K = geo.K, C = geo.C, Q = geo.Q, N = geo.N, M = geo.M, D = geo.D, H = geo.Heads, dk = geo.Dk, cv = geo.Cv;
         var lay = new Layout(geo, backward: true);
@@ -213,18 +236,20 @@ internal static unsafe class ContextAttentionCpu
                         int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         Gather(gy, order + c0, rc, C, Q, dOutT, rows);
-                        GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, queriesT, rows);
+                        float* qT = saved == null ? queriesT : saved;
+                        if (saved == null) GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, rows, 0f, qT, rows);
                         for (int h = 0; h < H; h++)
                         {
-                            float* qhT = queriesT + (long)h * dk * rows, khT = keysT + (long)h * dk * M;
+                            float* qhT = qT + (long)h * dk * rows, khT = keysT + (long)h * dk * M;
                             float* vhT = gn + (long)h * cv * M;            // V_hᵀ (cv × M)
                             float* dOhT = dOutT + (long)h * cv * rows;      // dO_hᵀ (cv × rows)
-                            AttentionT(qhT, khT, attnT, rows, M, dk, scale);
+                            float* aT = saved == null ? attnT : saved + (D + (long)h * M) * rows;
+                            if (saved == null) AttentionT(qhT, khT, aT, rows, M, dk, scale);
                             // dAᵀ = V_h·dO_hᵀ (M × rows)
                             GemmCpu.Multiply(true, false, M, rows, cv, 1f, vhT, M, dOhT, rows, 0f, dScoresT, rows);
                             // dV_hᵀ += dO_hᵀ·A (cv × M)
-                            GemmCpu.Multiply(false, true, cv, M, rows, 1f, dOhT, rows, attnT, rows, 1f, ggn + (long)h * cv * M, M);
-                            SoftmaxBackwardColumns(attnT, dScoresT, M, rows);
+                            GemmCpu.Multiply(false, true, cv, M, rows, 1f, dOhT, rows, aT, rows, 1f, ggn + (long)h * cv * M, M);
+                            SoftmaxBackwardColumns(aT, dScoresT, M, rows);
                             // dQ_hᵀ = K_hᵀ·dSᵀ/√dk (dk × rows)
                             GemmCpu.Multiply(false, false, dk, rows, M, scale, khT, M, dScoresT, rows, 0f, dQueriesT + (long)h * dk * rows, rows);
                             // dK_hᵀ += Q_hᵀ·dS/√dk (dk × M)
@@ -235,6 +260,7 @@ internal static unsafe class ContextAttentionCpu
                         // dPᵀ = w_qᵀ·dQᵀ (C × rows), into Pᵀ's buffer; dp[k] = dY[k] + its columns
                         GemmCpu.Multiply(true, false, C, rows, D, 1f, wq, C, dQueriesT, rows, 0f, gathered, rows);
                         ScatterAdd(gy, gathered, order + c0, rc, C, Q, gp, rows);
+                        if (saved != null) saved += (D + (long)H * M) * rows;
                     }
                     // dw_k += dKᵀ·V (D × C); dV += dK·w_k, stored transposed: dg_n (C × M) += w_kᵀ·dKᵀ
                     GemmCpu.Multiply(false, true, D, C, M, 1f, dKeysT, M, gn, M, 1f, gwk, C);
@@ -254,10 +280,10 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private static void Gather(float* src, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        nint ps = (nint)src, pr = (nint)roi, pd = (nint)dst;
         long cq = (long)c * q;
-        Parallelism.For(rc, cq, (r0, r1) =>
+        Parallelism.For(rc, cq, (ps: (nint)src, pr: (nint)roi, pd: (nint)dst, c, q, cq, rows), static (st, r0, r1) =>
         {
+            var (ps, pr, pd, c, q, cq, rows) = st;
             for (int r = r0; r < r1; r++)
             {
                 float* s = (float*)ps + ((int*)pr)[r] * cq;
@@ -271,10 +297,10 @@ internal static unsafe class ContextAttentionCpu
     /// <summary>dst[roi[r]] (C, Q) = src[roi[r]] + columns r·Q .. (r+1)·Q − 1 of addT (C × rows).</summary>
     private static void ScatterAdd(float* src, float* addT, int* roi, int rc, int c, int q, float* dst, int rows)
     {
-        nint ps = (nint)src, pa = (nint)addT, pr = (nint)roi, pd = (nint)dst;
         long cq = (long)c * q;
-        Parallelism.For(rc, cq, (r0, r1) =>
+        Parallelism.For(rc, cq, (ps: (nint)src, pa: (nint)addT, pr: (nint)roi, pd: (nint)dst, c, q, cq, rows), static (st, r0, r1) =>
         {
+            var (ps, pa, pr, pd, c, q, cq, rows) = st;
             for (int r = r0; r < r1; r++)
             {
                 long off = ((int*)pr)[r] * cq;
@@ -302,14 +328,13 @@ internal static unsafe class ContextAttentionCpu
     private static void AttentionT(float* qT, float* kT, float* attnT, int rows, int m, int dk, float scale)
     {
         GemmCpu.Multiply(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
-        nint pa = (nint)attnT;
         int strips = (rows + Strip - 1) / Strip;
-        Parallelism.For(strips, 8L * Strip * m, (s0, s1) =>
+        Parallelism.For(strips, 8L * Strip * m, (pa: (nint)attnT, m, rows), static (st, s0, s1) =>
         {
             for (int s = s0; s < s1; s++)
             {
-                int j0 = s * Strip, j1 = Math.Min(rows, j0 + Strip);
-                SoftmaxColumns((float*)pa, m, rows, j0, j1);
+                int j0 = s * Strip, j1 = Math.Min(st.rows, j0 + Strip);
+                SoftmaxColumns((float*)st.pa, st.m, st.rows, j0, j1);
             }
         });
     }
@@ -431,14 +456,13 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private static void SoftmaxBackwardColumns(float* attnT, float* gradT, int m, int cols)
     {
-        nint pa = (nint)attnT, pg = (nint)gradT;
         int strips = (cols + Strip - 1) / Strip;
-        Parallelism.For(strips, 4L * Strip * m, (s0, s1) =>
+        Parallelism.For(strips, 4L * Strip * m, (pa: (nint)attnT, pg: (nint)gradT, m, cols), static (st, s0, s1) =>
         {
             for (int s = s0; s < s1; s++)
             {
-                int j0 = s * Strip, j1 = Math.Min(cols, j0 + Strip);
-                SoftmaxBackwardStrip((float*)pa, (float*)pg, m, cols, j0, j1);
+                int j0 = s * Strip, j1 = Math.Min(st.cols, j0 + Strip);
+                SoftmaxBackwardStrip((float*)st.pa, (float*)st.pg, st.m, st.cols, j0, j1);
             }
         });
     }

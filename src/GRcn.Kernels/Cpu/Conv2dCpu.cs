@@ -1,7 +1,9 @@
-// conv2d on the CPU: forward is one GEMM per image whose B panels are gathered straight from x
+// conv2d on the CPU: forward is the direct kernel of Conv2dCpu.Direct.cs for 3-wide stride-1
+// kernels over few channels, else one GEMM per image whose B panels are gathered straight from x
 // (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the input plane directly);
 // the weight gradient is one GEMM per image whose B panels are gathered from x the same way;
-// the input gradient is GEMM + col2im.
+// the input gradient is, for stride 1, the forward convolution of dY with the flipped filters
+// (same kernels, no column buffer), else GEMM + col2im.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -30,17 +32,20 @@ internal sealed unsafe partial class CpuBackend : IConv2dBackend
 /// <para>
 /// Backward: <c>dW = Σ_n dY_n · col_nᵀ</c>, <c>dX_n = col2im(Wᵀ · dY_n)</c> (col2im adds every column
 /// entry back onto the input pixel it came from), <c>db[o] = Σ_{n,i,j} dY[n, o, i, j]</c> (summed in
-/// double). Each requested gradient is overwritten; with N = 0 dW and db are zero.
+/// double). Each requested gradient is overwritten; with N = 0 dW and db are zero. With stride 1
+/// (and padding within the dilated kernel) dX is computed instead as the forward convolution of
+/// dY with the flipped, transposed filters (<see cref="TransposedForward"/>), the same sums in
+/// another order.
 /// </para>
 /// <para>
 /// Forward and the weight gradient never build col: the GEMM's B-panel packing reads x with the
 /// index arithmetic above (<see cref="ImplicitColumns"/>, <see cref="ImplicitColumnsTransposed"/>),
 /// and the bias is added by the GEMM's first store (no fill pass over y). A 1×1 convolution with
-/// stride 1 and no padding uses x_n itself as col. For the input gradient, Wᵀ · dY_n is computed
+/// stride 1 and no padding uses x_n itself as col. For a strided input gradient, Wᵀ · dY_n is computed
 /// for a band of whole output rows at a time, at most <see cref="MaxColumnFloats"/> floats (but at
 /// least one output row), into a per-thread buffer kept across calls, so memory stays bounded for
 /// large images. Images run one after another; the parallelism is inside: the GEMMs split C into
-/// one strip per worker, col2im and the bias gradient split the channels (each worker owns whole
+/// one strip per worker, col2im and the bias gradient split the channels (each chunk owns whole
 /// input planes, so no two write the same element).
 /// </para>
 /// </remarks>
@@ -61,6 +66,11 @@ internal static unsafe partial class Conv2dCpu
         long inImage = (long)g.C * g.H * g.W;
         long outImage = g.O * outPlane;
         if (g.O == 0 || outPlane == 0) return;
+        if (UseDirect(g))
+        {
+            ForwardDirect(x, w, bias, y, g);
+            return;
+        }
         bool direct = IsPointwise(g);
         for (int n = 0; n < g.N; n++)
         {
@@ -89,6 +99,14 @@ internal static unsafe partial class Conv2dCpu
         if (gradX is null && gradW is null) return;
 
         bool direct = IsPointwise(g);
+        bool transposed = !direct && gradX is not null && HasTransposedForward(g);
+        if (transposed)
+        {
+            // dX as the forward convolution of dY with the flipped, transposed filters (no column buffer).
+            TransposedForward(gradY, w, gradX, g);
+            gradX = null;
+        }
+        if (gradX is null && gradW is null) return;
         int band = BandRows(g, kdim);
         float* col = direct || gradX is null ? null : ColumnBuffer((long)kdim * band * g.OW);
         for (int n = 0; n < g.N; n++)
@@ -122,6 +140,51 @@ internal static unsafe partial class Conv2dCpu
                 Col2ImAdd(col, g, oh0, oh1, dxn);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether dX is a stride-1 forward convolution of dY: stride 1 and padding at most the
+    /// dilated kernel extent, so the transposed problem has padding ≥ 0.
+    /// </summary>
+    private static bool HasTransposedForward(in Conv2dGeometry g) =>
+        g.StrideH == 1 && g.StrideW == 1 && g.PadH <= g.DilationH * (g.KH - 1) && g.PadW <= g.DilationW * (g.KW - 1);
+
+    /// <summary>
+    /// For stride 1, dX[n, c, ih, iw] = Σ_{o,u,v} w[o, c, u, v] · dY[n, o, ih + ph − u·dh, iw + pw − v·dw]
+    /// is the forward convolution of dY (N, O, OH, OW) with w'[c, o, u', v'] = w[o, c, KH−1−u', KW−1−v']
+    /// (C, O, KH, KW), padding (dh·(KH−1) − ph, dw·(KW−1) − pw), the same dilation, and output (N, C, H, W):
+    /// u' = KH−1−u turns ih − ph' + u'·dh into ih + ph − u·dh. It runs on the forward kernels
+    /// (direct or implicit im2col), so no column buffer is built and nothing is scattered back.
+    /// </summary>
+    private static void TransposedForward(float* gradY, float* w, float* gradX, in Conv2dGeometry g)
+    {
+        int taps = g.KH * g.KW;
+        float* flipped = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(
+            FlippedBuffer((long)g.O * g.C * taps)));
+        for (int o = 0; o < g.O; o++)
+        {
+            for (int c = 0; c < g.C; c++)
+            {
+                float* src = w + ((long)o * g.C + c) * taps, dst = flipped + ((long)c * g.O + o) * taps;
+                // tap (u, v) = u·KW + v goes to (KH−1−u)·KW + KW−1−v = taps − 1 − (u·KW + v)
+                for (int t = 0; t < taps; t++) dst[taps - 1 - t] = src[t];
+            }
+        }
+        var t2 = new Conv2dGeometry(g.N, g.O, g.OH, g.OW, g.C, g.KH, g.KW, g.H, g.W, 1, 1,
+            g.DilationH * (g.KH - 1) - g.PadH, g.DilationW * (g.KW - 1) - g.PadW, g.DilationH, g.DilationW);
+        Forward(gradY, flipped, null, gradX, t2);
+    }
+
+    [ThreadStatic] private static float[]? t_flipped;
+
+    /// <summary>The per-thread pinned buffer of the flipped filters, grown when too small.</summary>
+    private static float[] FlippedBuffer(long floats)
+    {
+        if (floats > Array.MaxLength)
+            throw new InvalidOperationException($"conv2d filter buffer of {floats} floats is too large");
+        if (t_flipped is null || t_flipped.Length < floats)
+            t_flipped = GC.AllocateUninitializedArray<float>((int)floats, pinned: true);
+        return t_flipped;
     }
 
     /// <summary>A 1×1 kernel with stride 1 and no padding: col is the input image itself.</summary>
@@ -164,9 +227,8 @@ internal static unsafe partial class Conv2dCpu
     private static void Col2ImAdd(float* col, in Conv2dGeometry geometry, int oh0, int oh1, float* image)
     {
         var g = geometry;
-        nint xi = (nint)image, ci = (nint)col;
-        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW,
-            (start, end) => Col2ImPlanes((float*)ci, g, oh0, oh1, (float*)xi, start, end));
+        Parallelism.For(g.C, (long)g.KH * g.KW * (oh1 - oh0) * g.OW, (ci: (nint)col, g, oh0, oh1, xi: (nint)image),
+            static (s, start, end) => Col2ImPlanes((float*)s.ci, s.g, s.oh0, s.oh1, (float*)s.xi, start, end));
     }
 
     /// <summary>Input planes [start, end): each adds back the KH·KW rows of col that were gathered from it.</summary>
@@ -208,9 +270,8 @@ internal static unsafe partial class Conv2dCpu
     {
         long plane = (long)g.OH * g.OW;
         int images = g.N, channels = g.O;
-        nint dy = (nint)gradY, db = (nint)gradBias;
-        Parallelism.For(channels, images * plane,
-            (start, end) => BiasSums((float*)dy, (float*)db, images, channels, plane, start, end));
+        Parallelism.For(channels, images * plane, (dy: (nint)gradY, db: (nint)gradBias, images, channels, plane),
+            static (s, start, end) => BiasSums((float*)s.dy, (float*)s.db, s.images, s.channels, s.plane, start, end));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -77,9 +77,9 @@ internal static unsafe partial class MaxPool2dCpu
         var path = Choose(g);
         int planes = g.N * g.C;
         long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
-        nint xp = (nint)x, yp = (nint)y, ip = (nint)indices;
-        Parallelism.For(planes, outPlane * g.KH * g.KW, (start, end) =>
+        Parallelism.For(planes, outPlane * g.KH * g.KW, (xp: (nint)x, yp: (nint)y, ip: (nint)indices, g, path, inPlane, outPlane), static (s, start, end) =>
         {
+            var (xp, yp, ip, g, path, inPlane, outPlane) = s;
             for (int p = start; p < end; p++)
             {
                 float* xs = (float*)xp + p * inPlane, ys = (float*)yp + p * outPlane;
@@ -135,11 +135,12 @@ internal static unsafe partial class MaxPool2dCpu
         var path = Choose(g);
         int planes = g.N * g.C;
         long inPlane = (long)g.H * g.W, outPlane = (long)g.OH * g.OW;
-        nint dyp = (nint)gradY, ip = (nint)indices, dxp = (nint)gradX;
         long bad = 0;
         int found = 0;
-        Parallelism.For(planes, outPlane + inPlane, (start, end) =>
+        var state = (dyp: (nint)gradY, ip: (nint)indices, dxp: (nint)gradX, g, path, inPlane, outPlane, bad: (nint)(&bad), found: (nint)(&found));
+        Parallelism.For(planes, outPlane + inPlane, state, static (s, start, end) =>
         {
+            var (dyp, ip, dxp, g, path, inPlane, outPlane, _, _) = s;
             float[]? rows = path == MaxPool2dPath.Window2Stride1 ? GradientRows(g.OW) : null;
             fixed (float* scratch = rows)
             {
@@ -157,8 +158,8 @@ internal static unsafe partial class MaxPool2dCpu
                     };
                     if (!done && !ScatterPlane(dy, index, outPlane, dx, inPlane, out long k))
                     {
-                        Interlocked.Exchange(ref bad, k);
-                        Volatile.Write(ref found, 1);
+                        Interlocked.Exchange(ref *(long*)s.bad, k);
+                        Volatile.Write(ref *(int*)s.found, 1);
                     }
                 }
             }

@@ -131,11 +131,11 @@ internal static unsafe class NmsCpu
         // per-class suppression; group gi writes its kept positions into kept[gs[gi] ..], then flags them
         byte* flag = ws.Flags;
         new Span<byte>(flag, k).Clear();
-        nint pc = (nint)ws.Coords, pp = (nint)pos, pk = (nint)ws.Kept, pf = (nint)flag, pgs = (nint)groupStart;
-        double thr = threshold;
         long perGroup = Math.Max(1, (long)k / groups);
-        Parallelism.For(groups, perGroup * perGroup, (g0, g1) =>
+        var state = (pc: (nint)ws.Coords, pp: (nint)pos, pk: (nint)ws.Kept, pf: (nint)flag, pgs: (nint)groupStart, thr: threshold, k);
+        Parallelism.For(groups, perGroup * perGroup, state, static (s, g0, g1) =>
         {
+            var (pc, pp, pk, pf, pgs, thr, k) = s;
             int* gs = (int*)pgs;
             for (int gi = g0; gi < g1; gi++)
             {
@@ -169,9 +169,9 @@ internal static unsafe class NmsCpu
 
     public static void BoxIou(float* a, int na, float* b, int nb, float* iou)
     {
-        nint pa = (nint)a, pb = (nint)b, pi = (nint)iou;
-        Parallelism.For(na, 16L * nb, (start, end) =>
+        Parallelism.For(na, 16L * nb, (pa: (nint)a, pb: (nint)b, pi: (nint)iou, nb), static (s, start, end) =>
         {
+            var (pa, pb, pi, nb) = s;
             float* bb = (float*)pb;
             for (int i = start; i < end; i++)
             {

@@ -258,9 +258,10 @@ internal static unsafe class RoiAlignCpu
             long perRoi = 0;
             for (int k = 0; k < g.K; k++) perRoi += geometry[k].Samples;
             long cost = Math.Max(1, perRoi / g.K * g.PH * g.PW * 4);
-            nint px = (nint)x, py = (nint)y;
-            Parallelism.For(g.K * groups, cost, (start, end) =>
+            var state = (px: (nint)x, py: (nint)y, geometry, g, groups);
+            Parallelism.For(g.K * groups, cost, state, static (s, start, end) =>
             {
+                var (px, py, geometry, g, groups) = s;
                 Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
                 try
                 {
@@ -351,9 +352,10 @@ internal static unsafe class RoiAlignCpu
             long perImage = 0;
             for (int k = 0; k < g.K; k++) perImage += geometry[k].Samples;
             long cost = (long)g.H * g.W + perImage / Math.Max(1, g.N) * g.PH * g.PW * 4;
-            nint pgy = (nint)gradY, pgx = (nint)gradX;
-            Parallelism.For(g.N * groups, cost, (start, end) =>
+            var state = (pgy: (nint)gradY, pgx: (nint)gradX, geometry, order, first, g, groups);
+            Parallelism.For(g.N * groups, cost, state, static (s, start, end) =>
             {
+                var (pgy, pgx, geometry, order, first, g, groups) = s;
                 Sample[] buffer = ArrayPool<Sample>.Shared.Rent(BlockSamples);
                 int[] offsets = ArrayPool<int>.Shared.Rent(BlockSamples + 1);
                 try
@@ -463,9 +465,9 @@ internal static unsafe class RoiAlignCpu
         int blocks = RoiChannelBlocks.Blocks(g.C);
         int bins = g.PH * g.PW;
         long cost = Math.Max(1, (long)bins * width);
-        var geo = g;
-        nint pb = (nint)xb, py = (nint)y;
-        Parallelism.For(g.K * blocks, cost, (start, end) => ForwardBlockedRange(start, end, geometry, (float*)pb, (float*)py, geo));
+        var state = (geometry, pb: (nint)xb, py: (nint)y, geo: g);
+        Parallelism.For(g.K * blocks, cost, state,
+            static (s, start, end) => ForwardBlockedRange(start, end, s.geometry, (float*)s.pb, (float*)s.py, s.geo));
     }
 
     /// <summary>Blocked forward of RoI k's channel blocks [cb0, cb1) when its points do not fit one run.</summary>
@@ -656,9 +658,9 @@ internal static unsafe class RoiAlignCpu
         int bins = g.PH * g.PW;
         long plane = (long)g.H * g.W;
         long cost = plane * width + (long)g.K / Math.Max(1, g.N) * bins * width;
-        var geo = g;
-        nint pb = (nint)packed.Ptr<float>(), pgy = (nint)gradY, pgx = (nint)gradX;
-        Parallelism.For(g.N * blocks, cost, (start, end) => BackwardBlockedRange(start, end, geometry, order, first, (float*)pb, (float*)pgy, (float*)pgx, geo));
+        var state = (geometry, order, first, pb: (nint)packed.Ptr<float>(), pgy: (nint)gradY, pgx: (nint)gradX, geo: g);
+        Parallelism.For(g.N * blocks, cost, state,
+            static (s, start, end) => BackwardBlockedRange(start, end, s.geometry, s.order, s.first, (float*)s.pb, (float*)s.pgy, (float*)s.pgx, s.geo));
     }
 
     /// <summary>Blocked backward of RoI k into block planes [cb0, cb1) of its image when its points do not fit one run.</summary>

@@ -47,9 +47,9 @@ internal static unsafe class RoiChannelBlocks
     {
         int blocks = Blocks(c);
         long plane = (long)h * w;
-        nint px = (nint)x, pb = (nint)blocked;
-        Parallelism.For(n * blocks, plane * Width, (start, end) =>
+        Parallelism.For(n * blocks, plane * Width, (px: (nint)x, pb: (nint)blocked, c, blocks, plane), static (s, start, end) =>
         {
+            var (px, pb, c, blocks, plane) = s;
             for (int i = start; i < end; i++)
             {
                 int b = i / blocks, cb = i % blocks;

@@ -137,10 +137,10 @@ internal static unsafe class RoiPoolCpu
         long plane = (long)g.H * g.W;
         long cost = Math.Max(1, Math.Min(plane, 4L * g.PH * g.PW + plane));
         int stride = 2 * (g.PH + g.PW);
-        var geo = g;
-        nint px = (nint)x, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
-        Parallelism.For(g.K * groups, cost, (start, end) =>
+        var state = (px: (nint)x, pr: (nint)rois, py: (nint)y, pa: (nint)argmax, pe: (nint)edges, geo: g, groups, stride);
+        Parallelism.For(g.K * groups, cost, state, static (s, start, end) =>
         {
+            var (px, pr, py, pa, pe, geo, groups, stride) = s;
             for (int i = start; i < end;)
             {
                 int k = i / groups;
@@ -213,9 +213,9 @@ internal static unsafe class RoiPoolCpu
         RoiChannelBlocks.Pack(x, xb, g.N, g.C, g.H, g.W);
         int blocks = RoiChannelBlocks.Blocks(g.C);
         long cost = Math.Max(1, (long)g.PH * g.PW * width);
-        var geo = g;
-        nint pb = (nint)xb, pr = (nint)rois, py = (nint)y, pa = (nint)argmax, pe = (nint)edges;
-        Parallelism.For(blocks * g.K, cost, (start, end) => ForwardBlockedRange(start, end, (float*)pb, (float*)pr, (float*)py, (long*)pa, (int*)pe, geo));
+        var state = (pb: (nint)xb, pr: (nint)rois, py: (nint)y, pa: (nint)argmax, pe: (nint)edges, geo: g);
+        Parallelism.For(blocks * g.K, cost, state,
+            static (s, start, end) => ForwardBlockedRange(start, end, (float*)s.pb, (float*)s.pr, (float*)s.py, (long*)s.pa, (int*)s.pe, s.geo));
     }
 
     /// <summary>
@@ -334,9 +334,10 @@ internal static unsafe class RoiPoolCpu
             if (groups == 0) return;
             long cost = plane + (long)g.K / Math.Max(1, g.N) * g.PH * g.PW;
             int invalid = 0;
-            nint pgy = (nint)gradY, pa = (nint)argmax, pgx = (nint)gradX;
-            Parallelism.For(g.N * groups, cost, (start, end) =>
+            var state = (pgy: (nint)gradY, pa: (nint)argmax, pgx: (nint)gradX, order, first, g, groups, invalid: (nint)(&invalid));
+            Parallelism.For(g.N * groups, cost, state, static (s, start, end) =>
             {
+                var (pgy, pa, pgx, order, first, g, groups, _) = s;
                 for (int i = start; i < end;)
                 {
                     int b = i / groups;
@@ -344,7 +345,7 @@ internal static unsafe class RoiPoolCpu
                     int c0 = (int)((long)(i - b * groups) * g.C / groups);
                     int c1 = (int)((long)(segEnd - b * groups) * g.C / groups);
                     if (!BackwardImage(b, c0, c1, (float*)pgy, (long*)pa, (float*)pgx, order.AsSpan(first[b], first[b + 1] - first[b]), g))
-                        Volatile.Write(ref invalid, 1);
+                        Volatile.Write(ref *(int*)s.invalid, 1);
                     i = segEnd;
                 }
             });

@@ -88,8 +88,8 @@ internal static class Check
     /// <summary>Batch indices: (K) int64, each in [0, batch).</summary>
     public static void BatchIndex(Tensor index, string name, int count, int batch, string batchName)
     {
-        Tensor(index, name, 1, $"({count},) int64", DataType.Int64);
-        Dim(index, 0, count, name, $"({count},) int64");
+        Tensor(index, name, 1, "(K,) int64", DataType.Int64);
+        Shape(index, name, "(K,) int64", count);
         if (index.Length == 0) return;
         ReadOnlySpan<long> v = index.Device.Kind == DeviceKind.Cpu ? index.AsSpan<long>() : index.ToArray<long>();
         for (int k = 0; k < v.Length; k++)

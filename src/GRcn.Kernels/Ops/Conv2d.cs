@@ -74,8 +74,16 @@ public static class Conv2d
     {
         var g = Resolve(x, weight, bias, options);
         var y = Tensor.Empty(x.Device, DataType.Float32, g.N, g.O, g.OH, g.OW);
-        Check.DisposeOnFailure(y, () => x.Device.Kernels<IConv2dBackend>("conv2d").Conv2dForward(x, weight, bias, y, g));
-        return y;
+        try
+        {
+            x.Device.Kernels<IConv2dBackend>("conv2d").Conv2dForward(x, weight, bias, y, g);
+            return y;
+        }
+        catch
+        {
+            y.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Computes the convolution into <paramref name="y"/> (N, O, OH, OW), overwriting it.</summary>
@@ -160,7 +168,7 @@ public static class Conv2d
         int o2 = weight.Dim(0), kh = weight.Dim(2), kw = weight.Dim(3);
         if (bias is not null)
         {
-            Check.Tensor(bias, nameof(bias), 1, $"({o2},)");
+            Check.Tensor(bias, nameof(bias), 1, "(O,) with O as in weight");
             Check.SameDevice(x, nameof(x), bias, nameof(bias));
             Check.Shape(bias, nameof(bias), "(O,)", o2);
         }

@@ -103,8 +103,16 @@ public static class MaxPool2d
     {
         Check.Tensor(gradY, nameof(gradY), 4, "(N, C, OH, OW)");
         var gradX = Tensor.Empty(gradY.Device, DataType.Float32, gradY.Dim(0), gradY.Dim(1), inputHeight, inputWidth);
-        Check.DisposeOnFailure(gradX, () => Backward(gradY, indices, gradX, options));
-        return gradX;
+        try
+        {
+            Backward(gradY, indices, gradX, options);
+            return gradX;
+        }
+        catch
+        {
+            gradX.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Overwrites <paramref name="gradX"/> (N, C, H, W) with the input gradient.</summary>

@@ -28,7 +28,8 @@ public static class Nms
     public static Tensor Forward(Tensor boxes, Tensor scores, double iouThreshold)
     {
         int k = CheckBoxesAndScores(boxes, scores, iouThreshold);
-        return Keep(boxes, k, keep => boxes.Device.Kernels<INmsBackend>("nms").Nms(boxes, scores, iouThreshold, keep));
+        return Keep(boxes, k, (boxes, scores, iouThreshold),
+            static (s, keep) => s.boxes.Device.Kernels<INmsBackend>("nms").Nms(s.boxes, s.scores, s.iouThreshold, keep));
     }
 
     internal static int CheckBoxesAndScores(Tensor boxes, Tensor scores, double iouThreshold)
@@ -36,8 +37,8 @@ public static class Nms
         Check.Tensor(boxes, nameof(boxes), 2, "(K, 4) rows [x1, y1, x2, y2]");
         Check.Dim(boxes, 1, 4, nameof(boxes), "(K, 4) rows [x1, y1, x2, y2]");
         int k = boxes.Dim(0);
-        Check.Tensor(scores, nameof(scores), 1, $"({k},)");
-        Check.Shape(scores, nameof(scores), $"({k},) one per box", k);
+        Check.Tensor(scores, nameof(scores), 1, "(K,) one per box");
+        Check.Shape(scores, nameof(scores), "(K,) one per box", k);
         Check.SameDevice(boxes, nameof(boxes), scores, nameof(scores));
         if (double.IsNaN(iouThreshold))
             throw new ArgumentOutOfRangeException(nameof(iouThreshold), iouThreshold, "IoU threshold must be a number");
@@ -45,12 +46,15 @@ public static class Nms
         return k;
     }
 
-    /// <summary>Runs a kernel that writes up to K indices, then returns them as a (kept,) int64 tensor.</summary>
-    internal static Tensor Keep(Tensor boxes, int k, Func<Tensor, int> kernel)
+    /// <summary>
+    /// Runs a kernel that writes up to K indices, then returns them as a (kept,) int64 tensor
+    /// (the kernel is a static lambda over <paramref name="state"/>, so nothing is captured).
+    /// </summary>
+    internal static Tensor Keep<TState>(Tensor boxes, int k, TState state, Func<TState, Tensor, int> kernel)
     {
         if (k == 0) return Tensor.Empty(boxes.Device, DataType.Int64, 0);
         using var all = Tensor.Empty(boxes.Device, DataType.Int64, k);
-        int kept = kernel(all);
+        int kept = kernel(state, all);
         var keep = Tensor.Empty(boxes.Device, DataType.Int64, kept);
         if (kept > 0) boxes.Device.Copy(all.Buffer, 0, keep.Buffer, 0, kept * sizeof(long));
         return keep;
@@ -68,10 +72,11 @@ public static class BatchedNms
     public static Tensor Forward(Tensor boxes, Tensor scores, Tensor idxs, double iouThreshold)
     {
         int k = Nms.CheckBoxesAndScores(boxes, scores, iouThreshold);
-        Check.Tensor(idxs, nameof(idxs), 1, $"({k},) int64", DataType.Int64);
-        Check.Shape(idxs, nameof(idxs), $"({k},) one per box", k);
+        Check.Tensor(idxs, nameof(idxs), 1, "(K,) int64, one per box", DataType.Int64);
+        Check.Shape(idxs, nameof(idxs), "(K,) one per box", k);
         Check.SameDevice(boxes, nameof(boxes), idxs, nameof(idxs));
-        return Nms.Keep(boxes, k, keep => boxes.Device.Kernels<INmsBackend>("batched_nms").BatchedNms(boxes, scores, idxs, iouThreshold, keep));
+        return Nms.Keep(boxes, k, (boxes, scores, idxs, iouThreshold),
+            static (s, keep) => s.boxes.Device.Kernels<INmsBackend>("batched_nms").BatchedNms(s.boxes, s.scores, s.idxs, s.iouThreshold, keep));
     }
 }
 
@@ -90,8 +95,16 @@ public static class BoxIou
         Check.Finite(a, nameof(a));
         Check.Finite(b, nameof(b));
         var iou = Tensor.Empty(a.Device, DataType.Float32, a.Dim(0), b.Dim(0));
-        if (iou.Length > 0)
-            Check.DisposeOnFailure(iou, () => a.Device.Kernels<INmsBackend>("box_iou").BoxIou(a, b, iou));
-        return iou;
+        if (iou.Length == 0) return iou;
+        try
+        {
+            a.Device.Kernels<INmsBackend>("box_iou").BoxIou(a, b, iou);
+            return iou;
+        }
+        catch
+        {
+            iou.Dispose();
+            throw;
+        }
     }
 }

@@ -41,9 +41,17 @@ public static class RoiAlign
     {
         var g = Resolve(x, rois, options);
         var y = Tensor.Empty(x.Device, DataType.Float32, g.K, g.C, g.PH, g.PW);
-        if (g.K > 0)
-            Check.DisposeOnFailure(y, () => x.Device.Kernels<IRoiAlignBackend>("roi_align").RoiAlignForward(x, rois, y, g, options.SamplingRatio, options.Aligned));
-        return y;
+        if (g.K == 0) return y;
+        try
+        {
+            x.Device.Kernels<IRoiAlignBackend>("roi_align").RoiAlignForward(x, rois, y, g, options.SamplingRatio, options.Aligned);
+            return y;
+        }
+        catch
+        {
+            y.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Gradient with respect to the input, a new tensor of <paramref name="inputShape"/> (N, C, H, W).</summary>
