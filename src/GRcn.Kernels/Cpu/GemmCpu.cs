@@ -299,45 +299,6 @@ internal static unsafe class GemmCpu
         }
     }
 
-    /// <summary>dst[i·ldd + r] = src[r·lds + i] for r, i &lt; 8 (an 8×8 block transposed; unaligned loads and stores).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, long lds, float* dst, long ldd)
-    {
-        var r0 = Avx.LoadVector256(src);
-        var r1 = Avx.LoadVector256(src + lds);
-        var r2 = Avx.LoadVector256(src + 2 * lds);
-        var r3 = Avx.LoadVector256(src + 3 * lds);
-        var r4 = Avx.LoadVector256(src + 4 * lds);
-        var r5 = Avx.LoadVector256(src + 5 * lds);
-        var r6 = Avx.LoadVector256(src + 6 * lds);
-        var r7 = Avx.LoadVector256(src + 7 * lds);
-        var t0 = Avx.UnpackLow(r0, r1);
-        var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3);
-        var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5);
-        var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7);
-        var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44);
-        var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44);
-        var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44);
-        var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44);
-        var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        // u_j holds column j (low half, rows 0..3) and column j + 4 (high half) of rows 0..3; u_(j+4) the same for rows 4..7.
-        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
-        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
-        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
-        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
-        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
-    }
-
     /// <summary>op(B) read from a row-major matrix (B, or Bᵀ stored, with row pitch ldb).</summary>
     internal readonly struct MatrixB(bool transposeB, float* b, int ldb) : IPackB
     {
@@ -381,8 +342,8 @@ internal static unsafe class GemmCpu
                     int p = 0;
                     for (; p + 8 <= kc; p += 8)
                     {
-                        Transpose8x8(s + p, ldb, d + p * NR, NR);
-                        Transpose8x8(s + 8L * ldb + p, ldb, d + p * NR + 8, NR);
+                        Avx8x8.Transpose(s + p, ldb, d + p * NR, NR);
+                        Avx8x8.Transpose(s + 8L * ldb + p, ldb, d + p * NR + 8, NR);
                     }
                     for (; p < kc; p++)
                     {

@@ -172,7 +172,7 @@ internal static unsafe class RoiChannelBlocks
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8(float* src, long srcStride, float* dst, long dstStride)
     {
-        Tile(src, srcStride, out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
+        Avx8x8.Columns(src, srcStride, out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
         Avx.Store(dst, o0);
         Avx.Store(dst + dstStride, o1);
         Avx.Store(dst + 2 * dstStride, o2);
@@ -187,7 +187,7 @@ internal static unsafe class RoiChannelBlocks
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8Widen(int* src, long srcStride, long* dst, long dstStride)
     {
-        Tile((float*)src, srcStride, out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
+        Avx8x8.Columns((float*)src, srcStride, out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
         Widen(o0, dst);
         Widen(o1, dst + dstStride);
         Widen(o2, dst + 2 * dstStride);
@@ -204,46 +204,5 @@ internal static unsafe class RoiChannelBlocks
         var i = v.AsInt32();
         Avx.Store(dst, Avx2.ConvertToVector256Int64(i.GetLower()));
         Avx.Store(dst + 4, Avx2.ConvertToVector256Int64(i.GetUpper()));
-    }
-
-    /// <summary>Loads the 8×8 tile at <paramref name="src"/> and returns its columns o0..o7.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Tile(float* src, long stride,
-        out Vector256<float> o0, out Vector256<float> o1, out Vector256<float> o2, out Vector256<float> o3,
-        out Vector256<float> o4, out Vector256<float> o5, out Vector256<float> o6, out Vector256<float> o7)
-    {
-        var r0 = Avx.LoadVector256(src);
-        var r1 = Avx.LoadVector256(src + stride);
-        var r2 = Avx.LoadVector256(src + 2 * stride);
-        var r3 = Avx.LoadVector256(src + 3 * stride);
-        var r4 = Avx.LoadVector256(src + 4 * stride);
-        var r5 = Avx.LoadVector256(src + 5 * stride);
-        var r6 = Avx.LoadVector256(src + 6 * stride);
-        var r7 = Avx.LoadVector256(src + 7 * stride);
-        // Interleave pairs of rows, then pairs of pairs (within 128-bit halves), then swap halves.
-        var t0 = Avx.UnpackLow(r0, r1);
-        var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3);
-        var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5);
-        var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7);
-        var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44);
-        var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44);
-        var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44);
-        var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44);
-        var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        o0 = Avx.Permute2x128(u0, u4, 0x20);
-        o1 = Avx.Permute2x128(u1, u5, 0x20);
-        o2 = Avx.Permute2x128(u2, u6, 0x20);
-        o3 = Avx.Permute2x128(u3, u7, 0x20);
-        o4 = Avx.Permute2x128(u0, u4, 0x31);
-        o5 = Avx.Permute2x128(u1, u5, 0x31);
-        o6 = Avx.Permute2x128(u2, u6, 0x31);
-        o7 = Avx.Permute2x128(u3, u7, 0x31);
     }
 }

@@ -80,12 +80,8 @@ public static class GroupNorm
         Check.Tensor(gradY, nameof(gradY), x.Rank, "the shape of x");
         Check.SameDevice(x, nameof(x), gradY, nameof(gradY));
         Check.Shape(gradY, nameof(gradY), "the shape of x", [.. x.Shape]);
-        foreach (var (t, name) in new[] { (mean, nameof(mean)), (rstd, nameof(rstd)) })
-        {
-            Check.Tensor(t, name, 2, "(N, G)");
-            Check.SameDevice(x, nameof(x), t, name);
-            Check.Shape(t, name, "(N, G)", g.N, groups);
-        }
+        CheckStatistics(mean, nameof(mean), x, g);
+        CheckStatistics(rstd, nameof(rstd), x, g);
         CheckVector(weight, nameof(weight), x, g.C);
         if (gradX is not null)
         {
@@ -118,6 +114,13 @@ public static class GroupNorm
         long s = 1;
         for (int i = 2; i < x.Rank; i++) s *= x.Dim(i);
         return new GroupNormGeometry(x.Dim(0), c, s, groups);
+    }
+
+    private static void CheckStatistics(Tensor t, string name, Tensor x, in GroupNormGeometry g)
+    {
+        Check.Tensor(t, name, 2, "(N, G)");
+        Check.SameDevice(x, "x", t, name);
+        Check.Shape(t, name, "(N, G)", g.N, g.Groups);
     }
 
     private static void CheckVector(Tensor? v, string name, Tensor x, int c)
