@@ -177,6 +177,46 @@ public sealed class AllocationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ElementwiseAndGroupNormAllocateNothingPerCall()
+    {
+        // large enough that the flat and per-plane loops split across the workers
+        using var x = Normal(15, 2, 16, 40, 48);
+        using var gy = Normal(16, 2, 16, 40, 48);
+        using var y = Tensor.Empty(Device.Cpu, DataType.Float32, 2, 16, 40, 48);
+        using var dx = Tensor.Empty(Device.Cpu, DataType.Float32, 2, 16, 40, 48);
+        using var scale = Normal(17, 16);
+        using var sum = Tensor.Empty(Device.Cpu, DataType.Float32, 16);
+        using var pooled = Tensor.Empty(Device.Cpu, DataType.Float32, 2, 16);
+        AssertAllocationFree("elementwise", 0, () =>
+        {
+            Elementwise.Relu(x, y);
+            Elementwise.ReluBackward(gy, y, dx);
+            Elementwise.Add(x, gy, y);
+            Elementwise.AddScaled(y, x, 0.5f);
+            Elementwise.Scale(x, 2f, y);
+            Elementwise.Multiply(x, gy, y);
+            Elementwise.ChannelAffine(x, scale, scale, y);
+            Elementwise.ChannelSum(x, sum);
+            Elementwise.GlobalAveragePool(x, pooled);
+            Elementwise.GlobalAveragePoolBackward(pooled, dx);
+        });
+        using var w = Normal(18, 4000, 16);
+        using var g = Normal(19, 4000, 16);
+        using var m = Tensor.Empty(Device.Cpu, DataType.Float32, 4000, 16);
+        using var v = Tensor.Empty(Device.Cpu, DataType.Float32, 4000, 16);
+        m.Clear();
+        v.Clear();
+        AssertAllocationFree("adamw", 0, () => Elementwise.AdamWUpdate(w, g, m, v, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 5)));
+        using var gw = Tensor.Empty(Device.Cpu, DataType.Float32, 16);
+        using var gb = Tensor.Empty(Device.Cpu, DataType.Float32, 16);
+        AssertAllocationFree("group_norm", 3, () =>
+        {
+            using var r = GroupNorm.Forward(x, 4, scale, scale);
+            GroupNorm.Backward(gy, x, r.Mean, r.Rstd, 4, scale, dx, gw, gb);
+        });
+    }
+
+    [Fact]
     public void NmsAllocatesNothingPerCall()
     {
         var rng = new Random(14);

@@ -9,23 +9,27 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 {
     private const int FlatChunk = 1 << 14;
 
-    /// <summary>Runs body(start, end) over [0, length) in chunks of FlatChunk elements.</summary>
-    private static void Flat(long length, Action<long, long> body)
+    /// <summary>
+    /// Runs body(state, start, end) over [0, length) in chunks of FlatChunk elements; with a static
+    /// lambda nothing is allocated.
+    /// </summary>
+    private static void Flat<TState>(long length, TState state, Action<TState, long, long> body)
     {
         int chunks = (int)((length + FlatChunk - 1) / FlatChunk);
         if (chunks <= 1)
         {
-            body(0, length);
+            body(state, 0, length);
             return;
         }
-        Parallelism.For(chunks, FlatChunk, (c0, c1) => body((long)c0 * FlatChunk, Math.Min(length, (long)c1 * FlatChunk)));
+        Parallelism.For(chunks, FlatChunk, (state, body, length), static (t, c0, c1) =>
+            t.body(t.state, (long)c0 * FlatChunk, Math.Min(t.length, (long)c1 * FlatChunk)));
     }
 
     public void Relu(Tensor x, Tensor y)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>();
-        Flat(x.Length, (s, e) =>
+        Flat(x.Length, (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>()), static (t, s, e) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y;
             long i = s;
             var zero = Vector<float>.Zero;
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
@@ -36,9 +40,9 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void ReluBackward(Tensor gradY, Tensor y, Tensor gradX)
     {
-        float* gp = gradY.Ptr<float>(), yp = y.Ptr<float>(), dp = gradX.Ptr<float>();
-        Flat(y.Length, (s, e) =>
+        Flat(y.Length, (g: (nint)gradY.Ptr<float>(), y: (nint)y.Ptr<float>(), d: (nint)gradX.Ptr<float>()), static (t, s, e) =>
         {
+            float* gp = (float*)t.g, yp = (float*)t.y, dp = (float*)t.d;
             long i = s;
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
             {
@@ -51,9 +55,9 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void Add(Tensor a, Tensor b, Tensor y)
     {
-        float* ap = a.Ptr<float>(), bp = b.Ptr<float>(), yp = y.Ptr<float>();
-        Flat(a.Length, (s, e) =>
+        Flat(a.Length, (a: (nint)a.Ptr<float>(), b: (nint)b.Ptr<float>(), y: (nint)y.Ptr<float>()), static (t, s, e) =>
         {
+            float* ap = (float*)t.a, bp = (float*)t.b, yp = (float*)t.y;
             long i = s;
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
                 Vector.Store(Vector.Load(ap + i) + Vector.Load(bp + i), yp + i);
@@ -63,9 +67,10 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void AddScaled(Tensor y, Tensor x, float alpha)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>();
-        Flat(y.Length, (s, e) =>
+        Flat(y.Length, (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>(), alpha), static (t, s, e) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y;
+            float alpha = t.alpha;
             long i = s;
             var va = new Vector<float>(alpha);
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
@@ -76,9 +81,10 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void Scale(Tensor x, float alpha, Tensor y)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>();
-        Flat(x.Length, (s, e) =>
+        Flat(x.Length, (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>(), alpha), static (t, s, e) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y;
+            float alpha = t.alpha;
             long i = s;
             var va = new Vector<float>(alpha);
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
@@ -89,9 +95,9 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void Multiply(Tensor a, Tensor b, Tensor y)
     {
-        float* ap = a.Ptr<float>(), bp = b.Ptr<float>(), yp = y.Ptr<float>();
-        Flat(a.Length, (s, e) =>
+        Flat(a.Length, (a: (nint)a.Ptr<float>(), b: (nint)b.Ptr<float>(), y: (nint)y.Ptr<float>()), static (t, s, e) =>
         {
+            float* ap = (float*)t.a, bp = (float*)t.b, yp = (float*)t.y;
             long i = s;
             for (; i + Vector<float>.Count <= e; i += Vector<float>.Count)
                 Vector.Store(Vector.Load(ap + i) * Vector.Load(bp + i), yp + i);
@@ -101,14 +107,14 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, in AdamWStep step)
     {
-        float* wp = weight.Ptr<float>(), gp = grad.Ptr<float>(), mp = expAvg.Ptr<float>(), vp = expAvgSq.Ptr<float>();
-        float b1 = step.Beta1, b2 = step.Beta2, eps = step.Epsilon;
-        float decay = 1f - step.LearningRate * step.WeightDecay;
         // torch's order: decay first, then the moments; w −= (lr / bc1) · m / (√v / √bc2 + ε)
-        float stepSize = (float)(step.LearningRate / (1 - Math.Pow(b1, step.Step)));
-        float invSqrtBc2 = (float)(1 / Math.Sqrt(1 - Math.Pow(b2, step.Step)));
-        Flat(weight.Length, (s, e) =>
+        var k = new AdamWConstants(step.Beta1, step.Beta2, step.Epsilon, 1f - step.LearningRate * step.WeightDecay,
+            (float)(step.LearningRate / (1 - Math.Pow(step.Beta1, step.Step))), (float)(1 / Math.Sqrt(1 - Math.Pow(step.Beta2, step.Step))));
+        var state = (w: (nint)weight.Ptr<float>(), g: (nint)grad.Ptr<float>(), m: (nint)expAvg.Ptr<float>(), v: (nint)expAvgSq.Ptr<float>(), k);
+        Flat(weight.Length, state, static (t, s, e) =>
         {
+            float* wp = (float*)t.w, gp = (float*)t.g, mp = (float*)t.m, vp = (float*)t.v;
+            var (b1, b2, eps, decay, stepSize, invSqrtBc2) = t.k;
             long i = s;
             var vb1 = new Vector<float>(b1);
             var vb2 = new Vector<float>(b2);
@@ -140,14 +146,18 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
         });
     }
 
+    private readonly record struct AdamWConstants(float Beta1, float Beta2, float Epsilon, float Decay, float StepSize, float InvSqrtBc2);
+
     public void ChannelAffine(Tensor x, Tensor? scale, Tensor? shift, Tensor y, int n, int c, long s)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>();
-        float* sc = scale is null ? null : scale.Ptr<float>();
-        float* sh = shift is null ? null : shift.Ptr<float>();
+        var state = (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>(), sc: scale is null ? 0 : (nint)scale.Ptr<float>(),
+            sh: shift is null ? 0 : (nint)shift.Ptr<float>(), c, s);
         // plane p = n·C + c covers elements [p·S, (p+1)·S).
-        Parallelism.For(n * c, s, (p0, p1) =>
+        Parallelism.For(n * c, s, state, static (t, p0, p1) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y, sc = (float*)t.sc, sh = (float*)t.sh;
+            int c = t.c;
+            long s = t.s;
             for (int p = p0; p < p1; p++)
             {
                 int ch = p % c;
@@ -165,9 +175,10 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void ChannelSum(Tensor x, Tensor sum, int n, int c, long s, bool accumulate)
     {
-        float* xp = x.Ptr<float>(), sp = sum.Ptr<float>();
-        Parallelism.For(c, (long)n * s, (c0, c1) =>
+        Parallelism.For(c, (long)n * s, (x: (nint)x.Ptr<float>(), sum: (nint)sum.Ptr<float>(), n, c, s, accumulate), static (t, c0, c1) =>
         {
+            float* xp = (float*)t.x, sp = (float*)t.sum;
+            var (n, c, s, accumulate) = (t.n, t.c, t.s, t.accumulate);
             for (int ch = c0; ch < c1; ch++)
             {
                 double total = 0;
@@ -188,10 +199,11 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void GlobalAveragePool(Tensor x, Tensor y, int n, int c, long s)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>();
-        float inv = 1f / s;
-        Parallelism.For(n * c, s, (p0, p1) =>
+        Parallelism.For(n * c, s, (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>(), s), static (t, p0, p1) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y;
+            long s = t.s;
+            float inv = 1f / s;
             for (int p = p0; p < p1; p++)
             {
                 float* xr = xp + (long)p * s;
@@ -207,10 +219,11 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
 
     public void GlobalAveragePoolBackward(Tensor gradY, Tensor gradX, int n, int c, long s)
     {
-        float* gp = gradY.Ptr<float>(), dp = gradX.Ptr<float>();
-        float inv = 1f / s;
-        Parallelism.For(n * c, s, (p0, p1) =>
+        Parallelism.For(n * c, s, (g: (nint)gradY.Ptr<float>(), d: (nint)gradX.Ptr<float>(), s), static (t, p0, p1) =>
         {
+            float* gp = (float*)t.g, dp = (float*)t.d;
+            long s = t.s;
+            float inv = 1f / s;
             for (int p = p0; p < p1; p++)
                 new Span<float>(dp + (long)p * s, checked((int)s)).Fill(gp[p] * inv);
         });

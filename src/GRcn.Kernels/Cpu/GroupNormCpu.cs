@@ -13,13 +13,14 @@ internal sealed unsafe partial class CpuBackend : IGroupNormBackend
 {
     public void GroupNormForward(Tensor x, Tensor? weight, Tensor? bias, float epsilon, Tensor y, Tensor mean, Tensor rstd, in GroupNormGeometry geo)
     {
-        float* xp = x.Ptr<float>(), yp = y.Ptr<float>(), mp = mean.Ptr<float>(), rp = rstd.Ptr<float>();
-        float* wp = weight is null ? null : weight.Ptr<float>();
-        float* bp = bias is null ? null : bias.Ptr<float>();
-        int c = geo.C, groups = geo.Groups, cg = geo.ChannelsPerGroup;
-        long s = geo.S, m = cg * s;
-        Parallelism.For(geo.N * groups, 3 * m, (i0, i1) =>
+        var state = (x: (nint)x.Ptr<float>(), y: (nint)y.Ptr<float>(), mean: (nint)mean.Ptr<float>(), rstd: (nint)rstd.Ptr<float>(),
+            w: weight is null ? 0 : (nint)weight.Ptr<float>(), b: bias is null ? 0 : (nint)bias.Ptr<float>(), epsilon, geo);
+        Parallelism.For(geo.N * geo.Groups, 3L * geo.ChannelsPerGroup * geo.S, state, static (t, i0, i1) =>
         {
+            float* xp = (float*)t.x, yp = (float*)t.y, mp = (float*)t.mean, rp = (float*)t.rstd, wp = (float*)t.w, bp = (float*)t.b;
+            int c = t.geo.C, groups = t.geo.Groups, cg = t.geo.ChannelsPerGroup;
+            long s = t.geo.S, m = cg * s;
+            float epsilon = t.epsilon;
             for (int item = i0; item < i1; item++)
             {
                 int n = item / groups, grp = item % groups;
@@ -56,17 +57,22 @@ internal sealed unsafe partial class CpuBackend : IGroupNormBackend
             fixed (double* sums = rented)
             {
                 double* sp = sums;
-                Parallelism.For(n * c, 2 * s, (p0, p1) =>
+                Parallelism.For(n * c, 2 * s, (dy: (nint)dyp, x: (nint)xp, sums: (nint)sp, s), static (t, p0, p1) =>
                 {
+                    float* dyp = (float*)t.dy, xp = (float*)t.x;
+                    double* sp = (double*)t.sums;
                     for (int p = p0; p < p1; p++)
-                        DotAndSum(dyp + (long)p * s, xp + (long)p * s, s, out sp[2 * p], out sp[2 * p + 1]);
+                        DotAndSum(dyp + (long)p * t.s, xp + (long)p * t.s, t.s, out sp[2 * p], out sp[2 * p + 1]);
                 });
                 if (gradX is not null)
                 {
-                    float* dxp = gradX.Ptr<float>();
-                    long m = cg * s;
-                    Parallelism.For(n * groups, 2 * m, (i0, i1) =>
+                    var state = (dy: (nint)dyp, x: (nint)xp, dx: (nint)gradX.Ptr<float>(), mean: (nint)mp, rstd: (nint)rp, w: (nint)wp, sums: (nint)sp, geo);
+                    Parallelism.For(n * groups, 2L * cg * s, state, static (t, i0, i1) =>
                     {
+                        float* dyp = (float*)t.dy, xp = (float*)t.x, dxp = (float*)t.dx, mp = (float*)t.mean, rp = (float*)t.rstd, wp = (float*)t.w;
+                        double* sp = (double*)t.sums;
+                        int c = t.geo.C, groups = t.geo.Groups, cg = t.geo.ChannelsPerGroup;
+                        long s = t.geo.S, m = cg * s;
                         for (int item = i0; item < i1; item++)
                         {
                             int b = item / groups, grp = item % groups;
