@@ -279,13 +279,20 @@ public static class GraphOps
         return y;
     }
 
-    /// <summary>y = p + attention(p, context): see <see cref="Kernels.ContextAttention"/>.</summary>
-    public static Variable ContextAttention(this Graph g, Variable p, Variable context, Tensor batchIndex, Variable wq, Variable wk, int heads)
+    /// <summary>
+    /// y = p + attention(p, context): see <see cref="Kernels.ContextAttention"/>. With <paramref name="saved"/>, a pass that
+    /// records gradients keeps the forward's queries and attention weights there for its backward instead of recomputing
+    /// them (a later forward with the same block makes an earlier backward recompute: results are the same either way).
+    /// </summary>
+    public static Variable ContextAttention(this Graph g, Variable p, Variable context, Tensor batchIndex, Variable wq, Variable wk, int heads,
+        ContextAttentionSaved? saved = null)
     {
-        var y = g.Result(Kernels.ContextAttention.Forward(p.Value, context.Value, batchIndex, wq.Value, wk.Value, heads), p, context, wq, wk);
+        bool backward = g.RecordGradients && (p.RequiresGrad || context.RequiresGrad || wq.RequiresGrad || wk.RequiresGrad);
+        var keep = backward ? saved : null;
+        var y = g.Result(Kernels.ContextAttention.Forward(p.Value, context.Value, batchIndex, wq.Value, wk.Value, heads, keep), p, context, wq, wk);
         g.Record(y, gy =>
         {
-            var grads = Kernels.ContextAttention.Backward(gy, p.Value, context.Value, batchIndex, wq.Value, wk.Value, heads);
+            var grads = Kernels.ContextAttention.Backward(gy, p.Value, context.Value, batchIndex, wq.Value, wk.Value, heads, keep);
             g.Accumulate(p, grads.P);
             g.Accumulate(context, grads.G);
             g.Accumulate(wq, grads.Wq);

@@ -40,6 +40,12 @@ public sealed class ContextModule : Module
     public Variable Forward(Graph g, Variable pooled, Variable map, Tensor wholeImages, Tensor batchIndex, Func<Graph, Variable, Tensor, int, Variable> pool)
     {
         var context = pool(g, map, wholeImages, ContextSize);
-        return g.ContextAttention(pooled, context, batchIndex, WQ, WK, Heads);
+        return g.ContextAttention(pooled, context, batchIndex, WQ, WK, Heads, g.RecordGradients ? (_saved ??= new ContextAttentionSaved()) : null);
     }
+
+    /// <inheritdoc/>
+    protected override void DisposeState() => _saved?.Dispose();
+
+    // the training forward's queries and attention weights, read by its backward; reused every step
+    private ContextAttentionSaved? _saved;
 }

@@ -68,7 +68,7 @@ public abstract class Module : IDisposable
     /// <summary>Number of elements over all parameters (trainable or not, buffers excluded).</summary>
     public long ParameterCount() => NamedParameters().Where(p => !p.Parameter.IsBuffer).Sum(p => p.Parameter.Value.Length);
 
-    /// <summary>Frees the parameters' memory.</summary>
+    /// <summary>Frees the parameters' memory and what the module keeps between passes.</summary>
     public void Dispose()
     {
         foreach (var (_, p) in NamedParameters())
@@ -76,6 +76,12 @@ public abstract class Module : IDisposable
             p.Value.Dispose();
             p.Grad?.Dispose();
         }
+        DisposeState();
         GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Frees memory a module keeps between passes besides its parameters (none by default).</summary>
+    protected virtual void DisposeState()
+    {
     }
 }

@@ -158,6 +158,27 @@ public sealed class LayerGradientTests
             var (pv, cv, qv, kv) = (In(g, p), In(g, ctx), In(g, wq), In(g, wk));
             return (Project(g, g.ContextAttention(pv, cv, idx, qv, kv, heads: 2)), [pv, cv, qv, kv]);
         });
+        // with a saved block the backward reads the forward's queries and weights: the same gradients, bit for bit
+        using var saved = new ContextAttentionSaved();
+        var recomputed = ContextAttentionGradients(p, ctx, idx, wq, wk, null);
+        for (int pass = 0; pass < 2; pass++)
+        {
+            var kept = ContextAttentionGradients(p, ctx, idx, wq, wk, saved);
+            for (int i = 0; i < kept.Length; i++) Assert.Equal(recomputed[i], kept[i]);
+        }
+        Check(g =>
+        {
+            var (pv, cv, qv, kv) = (In(g, p), In(g, ctx), In(g, wq), In(g, wk));
+            return (Project(g, g.ContextAttention(pv, cv, idx, qv, kv, heads: 2, saved)), [pv, cv, qv, kv]);
+        });
+    }
+
+    private static float[][] ContextAttentionGradients(Tensor p, Tensor ctx, Tensor idx, Tensor wq, Tensor wk, ContextAttentionSaved? saved)
+    {
+        using var g = new Graph(Device.Cpu, training: true, recordGradients: true);
+        var inputs = new[] { In(g, p), In(g, ctx), In(g, wq), In(g, wk) };
+        g.Backward(Project(g, g.ContextAttention(inputs[0], inputs[1], idx, inputs[2], inputs[3], heads: 2, saved)));
+        return inputs.Select(v => v.Grad!.ToArray<float>()).ToArray();
     }
 
     [Fact]
