@@ -380,6 +380,13 @@ internal static unsafe class GemmCpu
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        // The tile's lines of C (first and last float of each row) are fetched while the loop
+        // runs, so the stores at the end do not wait for them.
+        for (int r = 0; r < mr; r++)
+        {
+            Sse.Prefetch0(c + (long)r * ldc);
+            Sse.Prefetch0(c + (long)r * ldc + nr - 1);
+        }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Avx.LoadVector256(b);
