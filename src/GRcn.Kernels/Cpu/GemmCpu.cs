@@ -25,7 +25,8 @@ namespace GRcn.Kernels.Cpu;
 /// rows it packs op(A) into row panels of <see cref="MR"/> and runs the MR×NR micro-kernel over
 /// every panel pair, B panel outermost so one B panel (KC×NR, 16 KiB) stays in L1 while the A
 /// block (MC×KC) streams from L2. The micro-kernel keeps 12 AVX accumulators in registers,
-/// updated with FMA from one broadcast of A and two loads of B per step of k. Edge tiles go
+/// updated with FMA from one broadcast of A and two loads of B per step of k, and fetches the C
+/// tile's cache lines before its loop so the final stores find them in L1. Edge tiles go
 /// through a small stack buffer so only the valid part of C is touched. Without AVX2/FMA the
 /// same blocking runs a scalar micro-kernel.
 /// </para>
@@ -35,7 +36,8 @@ namespace GRcn.Kernels.Cpu;
 /// strip and B only for its own columns), else of whole MR row panels. Each worker packs into
 /// its own buffers, allocated once per thread and reused across calls. op(B) can also come from
 /// a caller's packing routine (<see cref="IPackB"/>), e.g. a convolution gathering its input
-/// straight into B panels without an im2col buffer.
+/// straight into B panels without an im2col buffer. <see cref="MultiplySerial"/> runs the whole
+/// product on the calling thread, for kernels that parallelise over many small products.
 /// </para>
 /// </remarks>
 internal static unsafe class GemmCpu
@@ -77,6 +79,23 @@ internal static unsafe class GemmCpu
             return;
         }
         Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null);
+    }
+
+    /// <summary>
+    /// As <see cref="Multiply(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/>
+    /// on the calling thread only, for kernels that run many small products inside their own
+    /// <see cref="Parallelism.For"/> items.
+    /// </summary>
+    public static void MultiplySerial(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0)
+        {
+            ScaleOnly(m, n, beta, c, ldc);
+            return;
+        }
+        new Job<MatrixB>(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null, 1, true, UseSimd).Part(0);
     }
 
     /// <summary>
