@@ -83,6 +83,18 @@ internal static unsafe class ContextAttentionCpu
     /// </summary>
     private const int Block = 4 * Strip;
 
+    /// <summary>
+    /// RoIs per chunk of an image with <paramref name="count"/> RoIs: as few chunks as
+    /// <paramref name="limit"/> (<see cref="ChunkRois"/>) allows, of equal size (the last one
+    /// possibly smaller), so no chunk is a small remainder whose products split poorly.
+    /// </summary>
+    private static int EvenChunk(int count, int limit)
+    {
+        if (count <= limit) return Math.Max(count, 1);
+        int chunks = (count + limit - 1) / limit;
+        return (count + chunks - 1) / chunks;
+    }
+
     /// <summary>RoIs per chunk: at least one, at most what fits the row and score budgets.</summary>
     public static int ChunkRois(in ContextAttentionGeometry geo)
     {
@@ -179,9 +191,10 @@ internal static unsafe class ContextAttentionCpu
                     float* gn = g + n * cm;
                     // K_nᵀ = w_k·Vᵀ (D × M); Vᵀ is the stored (C, M) map
                     GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
-                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
+                    int imageChunk = EvenChunk(start[n + 1] - start[n], chunk);
+                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += imageChunk)
                     {
-                        int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
+                        int rc = Math.Min(imageChunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         // the chunk's Qᵀ and Aᵀ of every head go to the saved block when there is one
                         float* qT = save == null ? queriesT : save;
@@ -241,9 +254,10 @@ internal static unsafe class ContextAttentionCpu
                     float* gn = g + n * cm, ggn = gg + n * cm;
                     GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
                     new Span<float>(dKeysT, D * M).Clear();
-                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
+                    int imageChunk = EvenChunk(start[n + 1] - start[n], chunk);
+                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += imageChunk)
                     {
-                        int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
+                        int rc = Math.Min(imageChunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         Gather(gy, order + c0, rc, C, Q, dOutT, rows);
                         float* qT = saved == null ? queriesT : saved;
@@ -324,8 +338,8 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
-    /// The per-head products of one chunk, cut into blocks of <see cref="Block"/> query columns
-    /// that the workers claim (each block's products run on one thread, see
+    /// The per-head products of one chunk, cut into blocks of up to <see cref="Block"/> query
+    /// columns that the workers claim (each block's products run on one thread, see
     /// <see cref="GemmCpu.MultiplySerial"/>). Shapes: qhT (dk × rows), khT (dk × M), vhT (cv × M),
     /// aT (M × rows); forward: o = Oᵀ_h (cv × rows); backward: o = dO_hᵀ (cv × rows), dS (M × rows)
     /// and dQ = dQ_hᵀ (dk × rows). Every block writes only its own columns.
@@ -335,17 +349,25 @@ internal static unsafe class ContextAttentionCpu
     {
         private readonly nint _q = (nint)qhT, _k = (nint)khT, _v = (nint)vhT, _a = (nint)aT, _o = (nint)o, _dS = (nint)dS, _dQ = (nint)dQ;
 
-        private int Blocks => (rows + Block - 1) / Block;
+        /// <summary>
+        /// Blocks: at least rows / <see cref="Block"/>, rounded up to a multiple of the thread
+        /// count so every worker gets as many; each one (but the last) a whole number of 16-column
+        /// panels wide. (Every column's values are the same whichever block computes it.)
+        /// </summary>
+        private readonly int _blocks = Math.Min((rows + 15) / 16,
+            ((rows + Block - 1) / Block + Parallelism.Threads - 1) / Parallelism.Threads * Parallelism.Threads);
+
+        private int Width => ((rows + _blocks - 1) / _blocks + 15) / 16 * 16;
 
         /// <summary>Floating-point operations of one block's products (the item cost for <see cref="Parallelism.For"/>).</summary>
-        private long BlockCost => 2L * Block * m * (dk + cv);
+        private long BlockCost => 2L * Width * m * (dk + cv);
 
         /// <summary>Aᵀ and Oᵀ_h of every block.</summary>
         public void RunForward() =>
-            Parallelism.For(Blocks, BlockCost, this, static (h, b0, b1) =>
+            Parallelism.For(_blocks, BlockCost, this, static (h, b0, b1) =>
             {
                 for (int b = b0; b < b1; b++) h.Forward(b);
-            });
+            }, _blocks);
 
         /// <summary>
         /// dS and dQ_hᵀ of every block (recomputing Aᵀ first when <paramref name="recompute"/>),
@@ -354,10 +376,10 @@ internal static unsafe class ContextAttentionCpu
         /// </summary>
         public void RunBackward(bool recompute, float* dV, float* dK)
         {
-            Parallelism.For(Blocks, (recompute ? 2 : 1) * BlockCost, (head: this, recompute), static (st, b0, b1) =>
+            Parallelism.For(_blocks, (recompute ? 2 : 1) * BlockCost, (head: this, recompute), static (st, b0, b1) =>
             {
                 for (int b = b0; b < b1; b++) st.head.Backward(b, st.recompute);
-            });
+            }, _blocks);
             // Enough parts of the M columns (whole 16-column panels) that every thread gets one.
             int parts = Math.Clamp(Parallelism.Threads / 2, 1, (m + 15) / 16);
             Parallelism.For(2 * parts, 2L * rows * m * Math.Max(cv, dk) / parts, (head: this, dV: (nint)dV, dK: (nint)dK, parts),
@@ -367,8 +389,8 @@ internal static unsafe class ContextAttentionCpu
                 });
         }
 
-        /// <summary>Columns [b·Block, b·Block + width) of every operand of block b.</summary>
-        private (int J0, int Width) Columns(int b) => (b * Block, Math.Min(Block, rows - b * Block));
+        /// <summary>Columns [b·Width, b·Width + width) of every operand of block b (width 0 for a block past the end).</summary>
+        private (int J0, int Width) Columns(int b) => (b * Width, Math.Clamp(rows - b * Width, 0, Width));
 
         /// <summary>Aᵀ[:, block] = column softmax of scale · K_h·Q_hᵀ[:, block] (M × width, row pitch rows).</summary>
         private void Attention(int j0, int width)
@@ -381,6 +403,7 @@ internal static unsafe class ContextAttentionCpu
         private void Forward(int b)
         {
             var (j0, width) = Columns(b);
+            if (width == 0) return;
             Attention(j0, width);
             // Oᵀ_h[:, block] = V_hᵀ·Aᵀ[:, block] (cv × width)
             GemmCpu.MultiplySerial(false, false, cv, width, m, 1f, (float*)_v, m, (float*)_a + j0, rows, 0f, (float*)_o + j0, rows);
@@ -389,6 +412,7 @@ internal static unsafe class ContextAttentionCpu
         private void Backward(int b, bool recompute)
         {
             var (j0, width) = Columns(b);
+            if (width == 0) return;
             if (recompute) Attention(j0, width);
             float* a = (float*)_a, ds = (float*)_dS;
             // dAᵀ[:, block] = V_h·dO_hᵀ[:, block] (M × width), then dS in place

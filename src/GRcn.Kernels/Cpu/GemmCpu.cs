@@ -1,7 +1,8 @@
 // C (m×n) = alpha·op(A)·op(B) + beta·C on row-major float32 matrices with leading dimensions
 // lda, ldb, ldc; op(X) = X or Xᵀ. Cache-blocked (Goto/BLIS style) with packed panels and an
-// AVX2/FMA 6×16 register-tile micro-kernel; C is cut into one contiguous strip of columns (or
-// rows) per worker thread, and each worker packs and multiplies its strip on its own.
+// AVX2/FMA 6×16 register-tile micro-kernel; C is cut into contiguous strips of columns (or rows),
+// one per worker thread or more for wide products, and each worker packs and multiplies its
+// strips on its own.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -31,9 +32,11 @@ namespace GRcn.Kernels.Cpu;
 /// same blocking runs a scalar micro-kernel.
 /// </para>
 /// <para>
-/// Parallelism: C is split into <see cref="Parallelism.Threads"/> contiguous strips of whole NR
-/// column panels when m ≤ n (every worker then packs all of A, the smaller operand, once per
-/// strip and B only for its own columns), else of whole MR row panels. Each worker packs into
+/// Parallelism: C is split into contiguous strips of whole NR column panels when m ≤ n (every
+/// worker then packs all of A, the smaller operand, once per strip and B only for its own
+/// columns): <see cref="Parallelism.Threads"/> strips, or more when that keeps each within
+/// <see cref="NC"/> columns (as many packings of A as one strip's NC blocks would need); else
+/// <see cref="Parallelism.Threads"/> strips of whole MR row panels. Each worker packs into
 /// its own buffers, allocated once per thread and reused across calls. op(B) can also come from
 /// a caller's packing routine (<see cref="IPackB"/>), e.g. a convolution gathering its input
 /// straight into B panels without an im2col buffer. <see cref="MultiplySerial"/> runs the whole
@@ -111,7 +114,9 @@ internal static unsafe class GemmCpu
         int mPanels = CeilDiv(m, MR), nPanels = CeilDiv(n, NR);
         // Split the operand whose redundant packing is cheaper: strips of columns repack all of A.
         bool splitColumns = m <= n ? nPanels >= threads || nPanels >= mPanels : mPanels < threads && nPanels > mPanels;
-        int parts = Math.Min(threads, splitColumns ? nPanels : mPanels);
+        // Column strips of at most NC columns (one packed B block) cost no extra packing of A, so
+        // wide products get that many, claimed dynamically, for balance when one worker falls behind.
+        int parts = splitColumns ? Math.Min(nPanels, Math.Max(threads, CeilDiv(nPanels, NC / NR))) : Math.Min(threads, mPanels);
         var job = new Job<TB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, rowBias, parts, splitColumns, UseSimd);
         if (parts <= 1)
         {
