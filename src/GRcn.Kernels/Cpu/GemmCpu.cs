@@ -73,16 +73,8 @@ internal static unsafe class GemmCpu
     }
 
     public static void Multiply(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-    {
-        if (m <= 0 || n <= 0) return;
-        if (k <= 0)
-        {
-            ScaleOnly(m, n, beta, c, ldc);
-            return;
-        }
-        Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null);
-    }
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
+        Multiply(serial: false, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
     /// <summary>
     /// As <see cref="Multiply(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/>
@@ -90,6 +82,10 @@ internal static unsafe class GemmCpu
     /// <see cref="Parallelism.For"/> items.
     /// </summary>
     public static void MultiplySerial(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
+        Multiply(serial: true, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    private static void Multiply(bool serial, bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         if (m <= 0 || n <= 0) return;
@@ -98,7 +94,9 @@ internal static unsafe class GemmCpu
             ScaleOnly(m, n, beta, c, ldc);
             return;
         }
-        new Job<MatrixB>(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null, 1, true, UseSimd).Part(0);
+        var source = new MatrixB(transposeB, b, ldb);
+        if (serial) new Job<MatrixB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, null, 1, true, UseSimd).Part(0);
+        else Multiply(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, null);
     }
 
     /// <summary>
