@@ -4,7 +4,7 @@
 // Everything is computed transposed, with the RoIs of a chunk side by side in columns: the stored
 // (C, Qh·Qw) blocks are gathered into one (C × rows) matrix, so the projections are one large GEMM
 // per chunk, and each head's scores, softmax (down columns, vectorised across queries) and values
-// run block by block of 256 query columns, each block on one worker with its scores kept in L2.
+// run block by block of at most 256 query columns, each block on one worker with its scores in L2.
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -78,8 +78,8 @@ internal static unsafe class ContextAttentionCpu
     private const int Strip = 64;
 
     /// <summary>
-    /// Query columns of one work item of a head: its scores (M × 256 floats, 200 KB for M = 196)
-    /// stay in L2 from their product through the softmax to the product that reads them.
+    /// Most query columns of one work item of a head: its scores (at most M × 256 floats, 200 KB
+    /// for M = 196) stay in L2 from their product through the softmax to the product that reads them.
     /// </summary>
     private const int Block = 4 * Strip;
 
