@@ -2,8 +2,9 @@
 // GemmCpu. For RoI k of image n, P = p[k] as (Q, C), V = g[n] as (M, C), per head h:
 //   Qh = P·Wq_hᵀ, Kh = V·Wk_hᵀ, Ah = softmax_rows(Qh·Khᵀ/√dk), Oh = Ah·V_h, y[k] = P + concat_h(Oh).
 // Everything is computed transposed, with the RoIs of a chunk side by side in columns: the stored
-// (C, Qh·Qw) blocks are gathered into one (C × rows) matrix, so each product is one large GEMM per
-// chunk (and head) and the softmax runs down columns, vectorised across queries.
+// (C, Qh·Qw) blocks are gathered into one (C × rows) matrix, so the projections are one large GEMM
+// per chunk, and each head's scores, softmax (down columns, vectorised across queries) and values
+// run block by block of at most 256 query columns, each block on one worker with its scores in L2.
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -41,22 +42,26 @@ internal sealed unsafe partial class CpuBackend : IContextAttentionBackend
 /// V_nᵀ being the stored (C, M) map, then its RoIs are processed in chunks of at most
 /// <see cref="ChunkRois"/> RoIs. A chunk's (C, Q) blocks are gathered side by side into
 /// Pᵀ (C × rows), RoI r in columns r·Q .. (r+1)·Q − 1, so the queries are one GEMM
-/// Qᵀ = w_q·Pᵀ (D × rows). Per head the transposed scores Sᵀ = K_h·Q_hᵀ/√dk (M × rows) are one
-/// GEMM, the softmax runs down each column (over the M context positions, max subtracted), and
-/// the head output is Oᵀ_h = V_hᵀ·Aᵀ (cv × rows); finally y[k] = p[k] + the RoI's columns of Oᵀ.
+/// Qᵀ = w_q·Pᵀ (D × rows). Per head and block of <see cref="Block"/> query columns, the
+/// transposed scores Sᵀ = K_h·Q_hᵀ/√dk (M × block) are one product, the softmax runs down each
+/// column (over the M context positions, max subtracted), and the head output is
+/// Oᵀ_h = V_hᵀ·Aᵀ (cv × block); finally y[k] = p[k] + the RoI's columns of Oᵀ.
 /// </para>
 /// <para>
 /// Backward takes Qᵀ and Aᵀ of each chunk and head from the block the forward saved them in
 /// (see <see cref="SavedFloats"/>), or recomputes them without one, and forms, with dOᵀ the gathered dY:
-/// dAᵀ = V_h·dO_hᵀ, dSᵀ = Aᵀ ⊙ (dAᵀ − colsum(dAᵀ ⊙ Aᵀ)), dQ_hᵀ = K_hᵀ·dSᵀ/√dk,
-/// dK_hᵀ += Q_hᵀ·dS/√dk and dV_hᵀ += dO_hᵀ·A (both summed over the image's RoIs); then per chunk
+/// dAᵀ = V_h·dO_hᵀ, dSᵀ = Aᵀ ⊙ (dAᵀ − colsum(dAᵀ ⊙ Aᵀ)), dQ_hᵀ = K_hᵀ·dSᵀ/√dk (these three
+/// block by block of query columns), then dK_hᵀ += Q_hᵀ·dS/√dk and dV_hᵀ += dO_hᵀ·A (both summed
+/// over the image's RoIs, over all the chunk's columns at once); then per chunk
 /// dw_q += dQᵀ·P and dPᵀ = w_qᵀ·dQᵀ, scattered as dp[k] = dY[k] + the RoI's columns; per image
 /// dw_k += dKᵀ·V and dV += dK·w_k. All gradients are cleared or overwritten first.
 /// </para>
 /// <para>
-/// Parallelism comes from the GEMMs (tiles of C split across workers) and from the column
-/// softmax passes and the gathers/scatters (<see cref="Parallelism.For"/> over column strips or
-/// RoIs); images, chunks and heads run in sequence, so accumulation order is deterministic.
+/// Parallelism: the projections and weight gradients are parallel GEMMs (tiles of C split across
+/// workers); per head, the column blocks are <see cref="Parallelism.For"/> items (each one's
+/// products on one thread, <see cref="GemmCpu.MultiplySerial"/>), and so are the column parts of
+/// dK_hᵀ and dV_hᵀ and the RoIs of the gathers and scatters. Images, chunks and heads run in
+/// sequence and every item writes its own outputs, so accumulation order is deterministic.
 /// Scratch (keys, gathered operands, queries, scores, their gradients) is one block from the CPU
 /// device's caching allocator, so repeated calls reuse the same memory.
 /// </para>
@@ -69,8 +74,26 @@ internal static unsafe class ContextAttentionCpu
     /// <summary>Upper bound on score elements (rows × M) of one chunk.</summary>
     private const long ScoreBudget = 1L << 22;
 
-    /// <summary>Columns of Sᵀ one softmax worker step handles (a multiple of the vector width).</summary>
+    /// <summary>Columns of Sᵀ one softmax pass handles at a time (a multiple of the vector width).</summary>
     private const int Strip = 64;
+
+    /// <summary>
+    /// Most query columns of one work item of a head: its scores (at most M × 256 floats, 200 KB
+    /// for M = 196) stay in L2 from their product through the softmax to the product that reads them.
+    /// </summary>
+    private const int Block = 4 * Strip;
+
+    /// <summary>
+    /// RoIs per chunk of an image with <paramref name="count"/> RoIs: as few chunks as
+    /// <paramref name="limit"/> (<see cref="ChunkRois"/>) allows, of equal size (the last one
+    /// possibly smaller), so no chunk is a small remainder whose products split poorly.
+    /// </summary>
+    private static int EvenChunk(int count, int limit)
+    {
+        if (count <= limit) return Math.Max(count, 1);
+        int chunks = (count + limit - 1) / limit;
+        return (count + chunks - 1) / chunks;
+    }
 
     /// <summary>RoIs per chunk: at least one, at most what fits the row and score budgets.</summary>
     public static int ChunkRois(in ContextAttentionGeometry geo)
@@ -168,9 +191,10 @@ internal static unsafe class ContextAttentionCpu
                     float* gn = g + n * cm;
                     // K_nᵀ = w_k·Vᵀ (D × M); Vᵀ is the stored (C, M) map
                     GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
-                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
+                    int imageChunk = EvenChunk(start[n + 1] - start[n], chunk);
+                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += imageChunk)
                     {
-                        int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
+                        int rc = Math.Min(imageChunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         // the chunk's Qᵀ and Aᵀ of every head go to the saved block when there is one
                         float* qT = save == null ? queriesT : save;
@@ -181,10 +205,9 @@ internal static unsafe class ContextAttentionCpu
                         for (int h = 0; h < H; h++)
                         {
                             float* aT = save == null ? attnT : save + (D + (long)h * M) * rows;
-                            AttentionT(qT + (long)h * dk * rows, keysT + (long)h * dk * M, aT, rows, M, dk, scale);
-                            // Oᵀ_h = V_hᵀ·Aᵀ (cv × rows)
-                            GemmCpu.Multiply(false, false, cv, rows, M, 1f, gn + (long)h * cv * M, M, aT, rows, 0f,
-                                outT + (long)h * cv * rows, rows);
+                            var head = new HeadBlocks(qT + (long)h * dk * rows, keysT + (long)h * dk * M, gn + (long)h * cv * M, aT,
+                                outT + (long)h * cv * rows, null, null, rows, M, dk, cv, scale);
+                            head.RunForward();
                         }
                         ScatterAdd(p, outT, order + c0, rc, C, Q, y, rows);
                         if (save != null) save += (D + (long)H * M) * rows;
@@ -231,9 +254,10 @@ internal static unsafe class ContextAttentionCpu
                     float* gn = g + n * cm, ggn = gg + n * cm;
                     GemmCpu.Multiply(false, false, D, M, C, 1f, wk, C, gn, M, 0f, keysT, M);
                     new Span<float>(dKeysT, D * M).Clear();
-                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += chunk)
+                    int imageChunk = EvenChunk(start[n + 1] - start[n], chunk);
+                    for (int c0 = start[n]; c0 < start[n + 1]; c0 += imageChunk)
                     {
-                        int rc = Math.Min(chunk, start[n + 1] - c0), rows = rc * Q;
+                        int rc = Math.Min(imageChunk, start[n + 1] - c0), rows = rc * Q;
                         Gather(p, order + c0, rc, C, Q, gathered, rows);
                         Gather(gy, order + c0, rc, C, Q, dOutT, rows);
                         float* qT = saved == null ? queriesT : saved;
@@ -244,16 +268,8 @@ internal static unsafe class ContextAttentionCpu
                             float* vhT = gn + (long)h * cv * M;            // V_hᵀ (cv × M)
                             float* dOhT = dOutT + (long)h * cv * rows;      // dO_hᵀ (cv × rows)
                             float* aT = saved == null ? attnT : saved + (D + (long)h * M) * rows;
-                            if (saved == null) AttentionT(qhT, khT, aT, rows, M, dk, scale);
-                            // dAᵀ = V_h·dO_hᵀ (M × rows)
-                            GemmCpu.Multiply(true, false, M, rows, cv, 1f, vhT, M, dOhT, rows, 0f, dScoresT, rows);
-                            // dV_hᵀ += dO_hᵀ·A (cv × M)
-                            GemmCpu.Multiply(false, true, cv, M, rows, 1f, dOhT, rows, aT, rows, 1f, ggn + (long)h * cv * M, M);
-                            SoftmaxBackwardColumns(aT, dScoresT, M, rows);
-                            // dQ_hᵀ = K_hᵀ·dSᵀ/√dk (dk × rows)
-                            GemmCpu.Multiply(false, false, dk, rows, M, scale, khT, M, dScoresT, rows, 0f, dQueriesT + (long)h * dk * rows, rows);
-                            // dK_hᵀ += Q_hᵀ·dS/√dk (dk × M)
-                            GemmCpu.Multiply(false, true, dk, M, rows, scale, qhT, rows, dScoresT, rows, 1f, dKeysT + (long)h * dk * M, M);
+                            var head = new HeadBlocks(qhT, khT, vhT, aT, dOhT, dScoresT, dQueriesT + (long)h * dk * rows, rows, M, dk, cv, scale);
+                            head.RunBackward(recompute: saved == null, ggn + (long)h * cv * M, dKeysT + (long)h * dk * M);
                         }
                         // dw_q += dQᵀ·P (D × C)
                         GemmCpu.Multiply(false, true, D, C, rows, 1f, dQueriesT, rows, gathered, rows, 1f, gwq, C);
@@ -322,21 +338,104 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
-    /// attnT (M × rows) = column softmax of scale · K_h·Q_hᵀ for one head, from qT (dk × rows) and
-    /// kT (dk × M): column j holds query row j's attention over the M context positions.
+    /// The per-head products of one chunk, cut into blocks of up to <see cref="Block"/> query
+    /// columns that the workers claim (each block's products run on one thread, see
+    /// <see cref="GemmCpu.MultiplySerial"/>). Shapes: qhT (dk × rows), khT (dk × M), vhT (cv × M),
+    /// aT (M × rows); forward: o = Oᵀ_h (cv × rows); backward: o = dO_hᵀ (cv × rows), dS (M × rows)
+    /// and dQ = dQ_hᵀ (dk × rows). Every block writes only its own columns.
     /// </summary>
-    private static void AttentionT(float* qT, float* kT, float* attnT, int rows, int m, int dk, float scale)
+    private readonly struct HeadBlocks(float* qhT, float* khT, float* vhT, float* aT, float* o, float* dS, float* dQ,
+        int rows, int m, int dk, int cv, float scale)
     {
-        GemmCpu.Multiply(true, false, m, rows, dk, scale, kT, m, qT, rows, 0f, attnT, rows);
-        int strips = (rows + Strip - 1) / Strip;
-        Parallelism.For(strips, 8L * Strip * m, (pa: (nint)attnT, m, rows), static (st, s0, s1) =>
-        {
-            for (int s = s0; s < s1; s++)
+        private readonly nint _q = (nint)qhT, _k = (nint)khT, _v = (nint)vhT, _a = (nint)aT, _o = (nint)o, _dS = (nint)dS, _dQ = (nint)dQ;
+
+        /// <summary>
+        /// Blocks: at least rows / <see cref="Block"/>, rounded up to a multiple of the thread
+        /// count so every worker gets as many; each one (but the last) a whole number of 16-column
+        /// panels wide. (Every column's values are the same whichever block computes it.)
+        /// </summary>
+        private readonly int _blocks = Math.Min((rows + 15) / 16,
+            ((rows + Block - 1) / Block + Parallelism.Threads - 1) / Parallelism.Threads * Parallelism.Threads);
+
+        private int Width => ((rows + _blocks - 1) / _blocks + 15) / 16 * 16;
+
+        /// <summary>Floating-point operations of one block's products (the item cost for <see cref="Parallelism.For"/>).</summary>
+        private long BlockCost => 2L * Width * m * (dk + cv);
+
+        /// <summary>Aᵀ and Oᵀ_h of every block.</summary>
+        public void RunForward() =>
+            Parallelism.For(_blocks, BlockCost, this, static (h, b0, b1) =>
             {
-                int j0 = s * Strip, j1 = Math.Min(st.rows, j0 + Strip);
-                SoftmaxColumns((float*)st.pa, st.m, st.rows, j0, j1);
-            }
-        });
+                for (int b = b0; b < b1; b++) h.Forward(b);
+            }, _blocks);
+
+        /// <summary>
+        /// dS and dQ_hᵀ of every block (recomputing Aᵀ first when <paramref name="recompute"/>),
+        /// then dV_hᵀ (cv × M) += dO_hᵀ·A into <paramref name="dV"/> and dK_hᵀ (dk × M) += Q_hᵀ·dS/√dk
+        /// into <paramref name="dK"/>, each split into column parts that run on one thread each.
+        /// </summary>
+        public void RunBackward(bool recompute, float* dV, float* dK)
+        {
+            Parallelism.For(_blocks, (recompute ? 2 : 1) * BlockCost, (head: this, recompute), static (st, b0, b1) =>
+            {
+                for (int b = b0; b < b1; b++) st.head.Backward(b, st.recompute);
+            }, _blocks);
+            // Enough parts of the M columns (whole 16-column panels) that every thread gets one.
+            int parts = Math.Clamp(Parallelism.Threads / 2, 1, (m + 15) / 16);
+            Parallelism.For(2 * parts, 2L * rows * m * Math.Max(cv, dk) / parts, (head: this, dV: (nint)dV, dK: (nint)dK, parts),
+                static (st, i0, i1) =>
+                {
+                    for (int i = i0; i < i1; i++) st.head.Reduce(i % 2 == 0, i / 2, st.parts, (float*)st.dV, (float*)st.dK);
+                });
+        }
+
+        /// <summary>Columns [b·Width, b·Width + width) of every operand of block b (width 0 for a block past the end).</summary>
+        private (int J0, int Width) Columns(int b) => (b * Width, Math.Clamp(rows - b * Width, 0, Width));
+
+        /// <summary>Aᵀ[:, block] = column softmax of scale · K_h·Q_hᵀ[:, block] (M × width, row pitch rows).</summary>
+        private void Attention(int j0, int width)
+        {
+            float* a = (float*)_a;
+            GemmCpu.MultiplySerial(true, false, m, width, dk, scale, (float*)_k, m, (float*)_q + j0, rows, 0f, a + j0, rows);
+            for (int j = j0; j < j0 + width; j += Strip) SoftmaxColumns(a, m, rows, j, Math.Min(j0 + width, j + Strip));
+        }
+
+        private void Forward(int b)
+        {
+            var (j0, width) = Columns(b);
+            if (width == 0) return;
+            Attention(j0, width);
+            // Oᵀ_h[:, block] = V_hᵀ·Aᵀ[:, block] (cv × width)
+            GemmCpu.MultiplySerial(false, false, cv, width, m, 1f, (float*)_v, m, (float*)_a + j0, rows, 0f, (float*)_o + j0, rows);
+        }
+
+        private void Backward(int b, bool recompute)
+        {
+            var (j0, width) = Columns(b);
+            if (width == 0) return;
+            if (recompute) Attention(j0, width);
+            float* a = (float*)_a, ds = (float*)_dS;
+            // dAᵀ[:, block] = V_h·dO_hᵀ[:, block] (M × width), then dS in place
+            GemmCpu.MultiplySerial(true, false, m, width, cv, 1f, (float*)_v, m, (float*)_o + j0, rows, 0f, ds + j0, rows);
+            for (int j = j0; j < j0 + width; j += Strip) SoftmaxBackwardStrip(a, ds, m, rows, j, Math.Min(j0 + width, j + Strip));
+            // dQ_hᵀ[:, block] = K_hᵀ·dSᵀ[:, block]/√dk (dk × width)
+            GemmCpu.MultiplySerial(false, false, dk, width, m, scale, (float*)_k, m, ds + j0, rows, 0f, (float*)_dQ + j0, rows);
+        }
+
+        /// <summary>
+        /// Part <paramref name="part"/> of <paramref name="parts"/> (whole 16-column panels of the
+        /// M columns) of dV_hᵀ += dO_hᵀ·A (<paramref name="values"/>) or dK_hᵀ += Q_hᵀ·dS/√dk.
+        /// </summary>
+        private void Reduce(bool values, int part, int parts, float* dV, float* dK)
+        {
+            int panels = (m + 15) / 16;
+            int c0 = panels * part / parts * 16, c1 = Math.Min(m, panels * (part + 1) / parts * 16);
+            if (c0 >= c1) return;
+            if (values)
+                GemmCpu.MultiplySerial(false, true, cv, c1 - c0, rows, 1f, (float*)_o, rows, (float*)_a + (long)c0 * rows, rows, 1f, dV + c0, m);
+            else
+                GemmCpu.MultiplySerial(false, true, dk, c1 - c0, rows, scale, (float*)_q, rows, (float*)_dS + (long)c0 * rows, rows, 1f, dK + c0, m);
+        }
     }
 
     /// <summary>
@@ -451,23 +550,9 @@ internal static unsafe class ContextAttentionCpu
     }
 
     /// <summary>
-    /// In place on the columns of dS (m × cols), dAᵀ given in it: dS = A ⊙ (dA − colsum(dA ⊙ A)),
-    /// A (m × cols) the column softmax.
+    /// In place on columns j0 .. j1 − 1 (at most <see cref="Strip"/>) of d (m × ld), dAᵀ given in
+    /// it: d = a ⊙ (d − colsum(d ⊙ a)), a (m × ld) the column softmax.
     /// </summary>
-    private static void SoftmaxBackwardColumns(float* attnT, float* gradT, int m, int cols)
-    {
-        int strips = (cols + Strip - 1) / Strip;
-        Parallelism.For(strips, 4L * Strip * m, (pa: (nint)attnT, pg: (nint)gradT, m, cols), static (st, s0, s1) =>
-        {
-            for (int s = s0; s < s1; s++)
-            {
-                int j0 = s * Strip, j1 = Math.Min(st.cols, j0 + Strip);
-                SoftmaxBackwardStrip((float*)st.pa, (float*)st.pg, st.m, st.cols, j0, j1);
-            }
-        });
-    }
-
-    /// <summary>One strip of <see cref="SoftmaxBackwardColumns"/>: columns j0 .. j1 − 1 (at most <see cref="Strip"/>).</summary>
     private static void SoftmaxBackwardStrip(float* a, float* d, int m, int ld, int j0, int j1)
     {
         const int W = 8;

@@ -6,7 +6,8 @@
 // and the three taps v load it at offsets 0, 1, 2. The weights are packed once per call into
 // panels of 6 output channels, k-major.
 // Parallelism: the output rows of all images (with the output channels split too when there
-// are few rows) are cut into contiguous chunks claimed by the workers; each item writes its own tiles.
+// are few rows) are cut into contiguous chunks of a few rows (16 per worker) claimed by the
+// workers; each item writes its own tiles.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -31,6 +32,9 @@ internal static unsafe partial class Conv2dCpu
     /// sums go through y between calls.
     /// </summary>
     private const int DirectChunkRows = 96;
+
+    /// <summary>Chunks of output rows per worker thread (see <see cref="Parallelism.For{TState}"/>).</summary>
+    private const int DirectChunksPerThread = 16;
 
     /// <summary>Test hook: forward convolutions started on this thread use the GEMM path even where the direct one applies.</summary>
     [ThreadStatic] internal static bool ForceGemmForward;
@@ -366,6 +370,8 @@ internal static unsafe partial class Conv2dCpu
         int oGroups = rowsTotal >= 4 * threads ? 1 : Math.Min(panelCount, (4 * threads + rowsTotal - 1) / rowsTotal);
         var job = new DirectJob(x, panels, bias, y, g, oGroups);
         long cost = (long)g.OW * kdim * DirectMR * ((panelCount + oGroups - 1) / oGroups);
-        Parallelism.For(rowsTotal * oGroups, cost, job, static (j, start, end) => j.Run(start, end));
+        // Chunks of a few rows (16 per thread): when one worker falls behind, the other is left
+        // at most one such chunk (about 1 ms for 64 channels at 150 × 200) to wait for.
+        Parallelism.For(rowsTotal * oGroups, cost, job, static (j, start, end) => j.Run(start, end), DirectChunksPerThread);
     }
 }

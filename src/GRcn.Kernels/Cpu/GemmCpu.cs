@@ -1,7 +1,8 @@
 // C (m×n) = alpha·op(A)·op(B) + beta·C on row-major float32 matrices with leading dimensions
 // lda, ldb, ldc; op(X) = X or Xᵀ. Cache-blocked (Goto/BLIS style) with packed panels and an
-// AVX2/FMA 6×16 register-tile micro-kernel; C is cut into one contiguous strip of columns (or
-// rows) per worker thread, and each worker packs and multiplies its strip on its own.
+// AVX2/FMA 6×16 register-tile micro-kernel; C is cut into contiguous strips of columns (or rows),
+// one per worker thread or more for wide products, and each worker packs and multiplies its
+// strips on its own.
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -25,17 +26,21 @@ namespace GRcn.Kernels.Cpu;
 /// rows it packs op(A) into row panels of <see cref="MR"/> and runs the MR×NR micro-kernel over
 /// every panel pair, B panel outermost so one B panel (KC×NR, 16 KiB) stays in L1 while the A
 /// block (MC×KC) streams from L2. The micro-kernel keeps 12 AVX accumulators in registers,
-/// updated with FMA from one broadcast of A and two loads of B per step of k. Edge tiles go
+/// updated with FMA from one broadcast of A and two loads of B per step of k, and fetches the C
+/// tile's cache lines before its loop so the final stores find them in L1. Edge tiles go
 /// through a small stack buffer so only the valid part of C is touched. Without AVX2/FMA the
 /// same blocking runs a scalar micro-kernel.
 /// </para>
 /// <para>
-/// Parallelism: C is split into <see cref="Parallelism.Threads"/> contiguous strips of whole NR
-/// column panels when m ≤ n (every worker then packs all of A, the smaller operand, once per
-/// strip and B only for its own columns), else of whole MR row panels. Each worker packs into
+/// Parallelism: C is split into contiguous strips of whole NR column panels when m ≤ n (every
+/// worker then packs all of A, the smaller operand, once per strip and B only for its own
+/// columns): <see cref="Parallelism.Threads"/> strips, or more when that keeps each within
+/// <see cref="NC"/> columns (as many packings of A as one strip's NC blocks would need); else
+/// <see cref="Parallelism.Threads"/> strips of whole MR row panels. Each worker packs into
 /// its own buffers, allocated once per thread and reused across calls. op(B) can also come from
 /// a caller's packing routine (<see cref="IPackB"/>), e.g. a convolution gathering its input
-/// straight into B panels without an im2col buffer.
+/// straight into B panels without an im2col buffer. <see cref="MultiplySerial"/> runs the whole
+/// product on the calling thread, for kernels that parallelise over many small products.
 /// </para>
 /// </remarks>
 internal static unsafe class GemmCpu
@@ -68,6 +73,19 @@ internal static unsafe class GemmCpu
     }
 
     public static void Multiply(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
+        Multiply(serial: false, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>
+    /// As <see cref="Multiply(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/>
+    /// on the calling thread only, for kernels that run many small products inside their own
+    /// <see cref="Parallelism.For"/> items.
+    /// </summary>
+    public static void MultiplySerial(bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
+        Multiply(serial: true, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    private static void Multiply(bool serial, bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
         if (m <= 0 || n <= 0) return;
@@ -76,7 +94,9 @@ internal static unsafe class GemmCpu
             ScaleOnly(m, n, beta, c, ldc);
             return;
         }
-        Multiply(transposeA, m, n, k, alpha, a, lda, new MatrixB(transposeB, b, ldb), beta, c, ldc, null);
+        var source = new MatrixB(transposeB, b, ldb);
+        if (serial) new Job<MatrixB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, null, 1, true, UseSimd).Part(0);
+        else Multiply(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, null);
     }
 
     /// <summary>
@@ -92,7 +112,9 @@ internal static unsafe class GemmCpu
         int mPanels = CeilDiv(m, MR), nPanels = CeilDiv(n, NR);
         // Split the operand whose redundant packing is cheaper: strips of columns repack all of A.
         bool splitColumns = m <= n ? nPanels >= threads || nPanels >= mPanels : mPanels < threads && nPanels > mPanels;
-        int parts = Math.Min(threads, splitColumns ? nPanels : mPanels);
+        // Column strips of at most NC columns (one packed B block) cost no extra packing of A, so
+        // wide products get that many, claimed dynamically, for balance when one worker falls behind.
+        int parts = splitColumns ? Math.Min(nPanels, Math.Max(threads, CeilDiv(nPanels, NC / NR))) : Math.Min(threads, mPanels);
         var job = new Job<TB>(transposeA, m, n, k, alpha, a, lda, source, beta, c, ldc, rowBias, parts, splitColumns, UseSimd);
         if (parts <= 1)
         {
@@ -380,6 +402,13 @@ internal static unsafe class GemmCpu
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        // The tile's lines of C (first and last float of each row) are fetched while the loop
+        // runs, so the stores at the end do not wait for them.
+        for (int r = 0; r < mr; r++)
+        {
+            Sse.Prefetch0(c + (long)r * ldc);
+            Sse.Prefetch0(c + (long)r * ldc + nr - 1);
+        }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Avx.LoadVector256(b);

@@ -1,10 +1,14 @@
 // Work splitting for the CPU kernels: a range of independent items [0, count) is cut into up to
-// ChunksPerThread × Threads contiguous chunks that Threads threads claim one at a time from a
+// ChunksPerThread × Threads (or as many per thread as the call asks) contiguous chunks that Threads threads claim one at a time from a
 // shared counter: the calling thread and Threads − 1 threads of a persistent pool. A thread that
 // is slow to wake, or loses its core to another process for a while, then simply claims fewer
 // chunks instead of stalling the call.
 // In steady state a call allocates nothing: the chunk body is a static lambda over a state value
 // that stays on the caller's stack, and the pool's threads, semaphore and event are made once.
+// Kernels such as context attention run many short calls back to back, so a worker that finds no
+// work spins for a short while (SpinTime) watching for the next job before it sleeps, and the
+// caller spins as long waiting for the last chunk: waking a sleeping thread costs tens of µs.
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 
@@ -21,7 +25,10 @@ internal static unsafe class Parallelism
     private const long InlineCost = 32_768;
 
     /// <summary>Chunks per thread (when there are enough items), for balance when threads progress unevenly.</summary>
-    private const int ChunksPerThread = 4;
+    public const int ChunksPerThread = 4;
+
+    /// <summary>How long (in Stopwatch ticks, 50 µs) a worker watches for the next job, and the caller for the end of the current one, before blocking.</summary>
+    private static readonly long SpinTime = Stopwatch.Frequency / 20_000;
 
     /// <summary>Worker count used by every CPU kernel.</summary>
     public static int Threads
@@ -50,8 +57,11 @@ internal static unsafe class Parallelism
     /// Runs <paramref name="body"/>(<paramref name="state"/>, start, end) over [0, count) in
     /// contiguous chunks, the same way as the other overload; with a static lambda nothing is
     /// allocated. Every chunk gets its own copy of <paramref name="state"/>.
+    /// <paramref name="chunksPerThread"/> (default <see cref="ChunksPerThread"/>) sets how finely
+    /// the items are cut: more, smaller chunks leave a shorter tail when one thread falls behind.
     /// </summary>
-    public static void For<TState>(int count, long costPerItem, TState state, Action<TState, int, int> body)
+    public static void For<TState>(int count, long costPerItem, TState state, Action<TState, int, int> body,
+        int chunksPerThread = ChunksPerThread)
     {
         if (count <= 0) return;
         int threads = Threads;
@@ -69,7 +79,7 @@ internal static unsafe class Parallelism
         try
         {
             // The state stays in this frame until Run returns, after every chunk has finished.
-            int chunks = (int)Math.Min(count, (long)threads * ChunksPerThread);
+            int chunks = (int)Math.Min(count, (long)threads * Math.Max(1, chunksPerThread));
             Pool.Run(&Invoke<TState>, body, Unsafe.AsPointer(ref state), count, chunks, parts);
         }
         finally
@@ -142,7 +152,7 @@ internal static unsafe class Parallelism
             Interlocked.Exchange(ref _claim, (generation << (2 * PartBits)) | ((long)parts << PartBits));
             _wake.Release(threads - 1);
             Help();
-            _done.Wait();
+            if (!SpinUntil(forJob: false)) _done.Wait();
             // Wake-ups not taken yet belong to a finished job; drop them so no worker spins for nothing.
             while (_wake.CurrentCount > 0 && _wake.Wait(0)) { }
             _body = null;
@@ -194,9 +204,34 @@ internal static unsafe class Parallelism
         {
             while (true)
             {
-                _wake.Wait();
+                // A job published while this worker spins is joined without its wake-up; the
+                // unused wake-up is dropped by Run or, at worst, wakes this worker once for nothing.
+                if (!SpinUntil(forJob: true)) _wake.Wait();
                 Help();
             }
+        }
+
+        /// <summary>
+        /// Spins until a job has an unclaimed part (<paramref name="forJob"/>) or every part of the
+        /// current job has finished (otherwise); false when <see cref="SpinTime"/> passed first.
+        /// </summary>
+        private bool SpinUntil(bool forJob)
+        {
+            long until = Stopwatch.GetTimestamp() + SpinTime;
+            // (the caller watches the event, not _pending: the event is set after the last decrement,
+            // and a Set arriving after the next job's Reset would end that job early)
+            while (forJob ? !HasUnclaimedPart() : !_done.IsSet)
+            {
+                if (Stopwatch.GetTimestamp() > until) return false;
+                Thread.SpinWait(8);
+            }
+            return true;
+        }
+
+        private bool HasUnclaimedPart()
+        {
+            long word = Volatile.Read(ref _claim);
+            return (word & PartMask) < ((word >> PartBits) & PartMask);
         }
     }
 }
