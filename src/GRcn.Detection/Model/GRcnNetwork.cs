@@ -206,7 +206,7 @@ internal sealed class GRcnNetwork : Module
 
     private Variable Pool(Graph g, Variable map, Tensor rois, int size, int stride) => _c.Pooler == PoolerKind.RoiPool
         ? g.RoiPool(map, rois, new RoiPoolOptions(size, size, 1.0 / stride))
-        : g.RoiAlign(map, rois, new RoiAlignOptions(size, size, 1.0 / stride, SamplingRatio: 2, Aligned: false));
+        : g.RoiAlign(map, rois, new RoiAlignOptions(size, size, 1.0 / stride, SamplingRatio: 2, Aligned: _c.Pooler == PoolerKind.RoiAlignV2));
 
     private Variable VggPool4(Graph g, Variable x, Pool4Mode mode, Conv2dLayer? conv) => mode switch
     {

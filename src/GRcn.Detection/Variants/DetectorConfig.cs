@@ -64,6 +64,13 @@ public enum PoolerKind
 
     /// <summary>torchvision.ops.roi_align (aligned = false, sampling ratio 2, as torchvision's detection heads).</summary>
     RoiAlign,
+
+    /// <summary>
+    /// torchvision.ops.roi_align with aligned = true (detectron2's ROIAlignV2), sampling ratio 2: a box corner x maps to
+    /// x·scale − 0.5, so the samples sit where the box is rather than half a feature cell (8 input pixels at stride 16) to
+    /// its lower right.
+    /// </summary>
+    RoiAlignV2,
 }
 
 /// <summary>ResNet detection layout.</summary>

@@ -13,7 +13,7 @@ public static class VariantCatalog
     ];
 
     /// <summary>Modifiers that compose with any base name.</summary>
-    public static IReadOnlyList<string> Modifiers { get; } = ["double-head", "harmonic-loss", "frozen-backbone", "roi-align"];
+    public static IReadOnlyList<string> Modifiers { get; } = ["double-head", "harmonic-loss", "frozen-backbone", "roi-align", "roi-align-v2"];
 
     /// <summary>The variants that run on <paramref name="backbone"/>.</summary>
     public static IReadOnlyList<string> NamesFor(BackboneKind backbone) => backbone == BackboneKind.Vgg16
@@ -88,6 +88,7 @@ public static class VariantCatalog
                 "harmonic-loss" => c with { HarmonicLoss = true },
                 "frozen-backbone" => c with { FreezeBackbone = true },
                 "roi-align" => c with { Pooler = PoolerKind.RoiAlign },
+                "roi-align-v2" => c with { Pooler = PoolerKind.RoiAlignV2 },
                 _ => throw new ArgumentException($"unknown variant modifier '{m}'; known: {string.Join(", ", Modifiers)}", nameof(variant)),
             };
         }

@@ -117,6 +117,37 @@ public sealed class DetectorTests
     }
 
     [Fact]
+    public void RoiAlignV2IsUsedAndSurvivesACheckpoint()
+    {
+        var batch = TinyData.Batch(0, 2);
+        var v1 = Small("g-rcn+roi-align");
+        var v2 = Small("g-rcn+roi-align-v2");
+        Assert.Equal(PoolerKind.RoiAlign, v1.Pooler);
+        Assert.Equal(PoolerKind.RoiAlignV2, v2.Pooler);
+        var dir = Directory.CreateTempSubdirectory("grcn-v2");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "v2.safetensors");
+            double lossV1, lossV2;
+            using (var a = Detector.Create(v1, seed: 3)) lossV1 = a.Losses(batch).Total;
+            using (var b = Detector.Create(v2, seed: 3))
+            {
+                lossV2 = b.Losses(batch).Total;
+                b.Save(path);
+            }
+            // same weights, samples moved by half a feature cell: different RoI features, so different losses
+            Assert.NotEqual(lossV1, lossV2);
+            using var loaded = Detector.Load(path);
+            Assert.Equal(PoolerKind.RoiAlignV2, loaded.Config.Pooler);
+            Assert.Equal(lossV2, loaded.Losses(batch).Total);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    [Fact]
     public void CheckpointsRejectCorruptAndForeignFiles()
     {
         var dir = Directory.CreateTempSubdirectory("grcn-ckpt");
