@@ -16,10 +16,10 @@ string checkpoint = args.Length > 1 ? args[1] : "shapes-checkpoint.safetensors";
 var train = new ShapesDataset(new ShapesOptions { Count = 4000, Split = ShapesSplit.Train });
 var test = new ShapesDataset(new ShapesOptions { Count = 500, Split = ShapesSplit.Test });
 
-// G-RCN on an eighth-width VGG16 with group norm after every convolution, sized for small images: anchors for 12–64 pixel objects,
+// G-RCN with aligned RoIAlign on an eighth-width VGG16 with group norm after every convolution, sized for small images: anchors for 12–64 pixel objects,
 // fewer proposals and RoIs than the paper's 600-pixel setting, a narrow fc head, and a
 // context map as large as the 8×8 feature map.
-var config = VariantCatalog.Create("g-rcn", BackboneKind.Vgg16, train.ClassNames, width: 0.125);
+var config = VariantCatalog.Create("g-rcn+roi-align-v2", BackboneKind.Vgg16, train.ClassNames, width: 0.125);
 config = config with
 {
     Input = config.Input with { MinSize = 128, MaxSize = 213 },

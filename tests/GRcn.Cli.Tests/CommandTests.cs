@@ -46,7 +46,7 @@ public class CommandTests
         Assert.Contains("AP50", output);
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
         {
-            Assert.Equal("g-rcn", doc.RootElement.GetProperty("variant").GetString());
+            Assert.Equal("g-rcn+roi-align-v2", doc.RootElement.GetProperty("variant").GetString());
             Assert.Equal(2, doc.RootElement.GetProperty("iterations").GetInt32());
             Assert.Equal(10, doc.RootElement.GetProperty("ap_by_iou").GetArrayLength());
             Assert.Equal(4, doc.RootElement.GetProperty("images").GetInt32());

@@ -1,6 +1,6 @@
 // grcn train: trains a detector variant (TrainSession) with live progress, periodic
 // evaluation and checkpoints; Ctrl-C writes a checkpoint and exits (code 130), a diverged run
-// prints why and exits 1. With no options it trains the eighth-width VGG16 G-RCN (group norm, AdamW) on the
+// prints why and exits 1. With no options it trains the eighth-width VGG16 G-RCN (aligned RoIAlign, group norm, AdamW) on the
 // built-in synthetic shapes in a few CPU minutes.
 using System.CommandLine;
 using GRcn.Cli.Training;
@@ -12,12 +12,12 @@ internal static class TrainCommand
     public static Command Create()
     {
         var shared = new TrainOptions();
-        var variant = new Option<string>("--variant") { Description = "Variant name (docs/variants.md), e.g. g-rcn, faster-rcnn, -pool/loc, g-rcn+roi-align", DefaultValueFactory = _ => "g-rcn" };
+        var variant = new Option<string?>("--variant") { Description = "Variant name (docs/variants.md), e.g. g-rcn, faster-rcnn, -pool/loc, g-rcn+roi-align (default: g-rcn+roi-align-v2 on shapes, g-rcn otherwise)" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the initial weights, sampling and data order", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out") { Description = "Output folder: checkpoint.safetensors, metrics.json, detections.png, loss.png, losses.csv", DefaultValueFactory = _ => Path.Combine("runs", "latest") };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint.safetensors (weights, optimiser state, iteration)" };
         var plain = new Option<bool>("--plain") { Description = "Plain progress lines even on a terminal" };
-        var command = new Command("train", "Train a detector (default: G-RCN, eighth-width VGG16 with group norm, on the built-in synthetic shapes, CPU) and evaluate it");
+        var command = new Command("train", "Train a detector (default: G-RCN with aligned RoIAlign, eighth-width VGG16 with group norm, on the built-in synthetic shapes, CPU) and evaluate it");
         shared.AddTo(command);
         command.Options.Add(variant);
         command.Options.Add(seed);
@@ -31,7 +31,7 @@ internal static class TrainCommand
             TrainSettings settings;
             try
             {
-                settings = shared.Resolve(p, p.GetValue(variant)!, p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume));
+                settings = shared.Resolve(p, p.GetValue(variant), p.GetValue(seed), p.GetValue(output)!, p.GetValue(resume));
             }
             catch (ArgumentException ex)
             {

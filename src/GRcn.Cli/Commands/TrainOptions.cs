@@ -37,16 +37,16 @@ internal sealed class TrainOptions
             command.Options.Add(o);
     }
 
-    /// <summary>The settings of one run of <paramref name="variant"/> with seed <paramref name="seed"/> into <paramref name="outDir"/>.</summary>
+    /// <summary>The settings of one run of <paramref name="variant"/> (null: the data's default) with seed <paramref name="seed"/> into <paramref name="outDir"/>.</summary>
     /// <exception cref="ArgumentException">An option's value is invalid.</exception>
-    public TrainSettings Resolve(ParseResult p, string variant, ulong seed, string outDir, bool resume)
+    public TrainSettings Resolve(ParseResult p, string? variant, ulong seed, string outDir, bool resume)
     {
         var data = DataSource.Parse(p.GetValue(Data)!);
         var d = TrainSettings.DefaultsFor(data);
         int size = p.GetValue(Size) ?? d.Size;
         var s = d with
         {
-            Variant = variant,
+            Variant = variant ?? d.Variant,
             Backbone = VariantCatalog.ParseBackbone(p.GetValue(Backbone)!),
             Width = p.GetValue(Width) ?? d.Width,
             Weights = p.GetValue(Weights),

@@ -16,7 +16,12 @@ internal sealed record TrainSettings
     /// <summary>Training and evaluation data.</summary>
     public DataSource Data { get; init; } = new(DataKind.Shapes, null);
 
-    /// <summary>Variant name (VariantCatalog).</summary>
+    /// <summary>
+    /// Variant name (VariantCatalog). On the synthetic shapes the default is G-RCN with aligned RoIAlign: half the
+    /// objects there are 12–32 pixels, under two cells of the stride-16 classification map, where RoIPool's rounding
+    /// gives a part of an object and the whole object the same pooled cells, and unaligned RoIAlign samples half a cell
+    /// (8 pixels) off the box (docs/experiments.md).
+    /// </summary>
     public string Variant { get; init; } = "g-rcn";
 
     /// <summary>Backbone.</summary>
@@ -173,7 +178,7 @@ internal sealed record TrainSettings
 
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
     public static TrainSettings DefaultsFor(DataSource data) => data.Kind == DataKind.Shapes
-        ? new TrainSettings { Data = data }
+        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2" }
         : new TrainSettings
         {
             Data = data,
