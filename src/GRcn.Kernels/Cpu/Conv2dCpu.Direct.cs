@@ -170,9 +170,9 @@ internal static unsafe partial class Conv2dCpu
         float* end = seg + pairs * SegmentStride;
         for (float* s = seg; s < end; s += SegmentStride)
         {
-            Step(s, a, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
-            Step(s + 1, a + DirectMR, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
-            Step(s + 2, a + 2 * DirectMR, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            GemmCpu.Step6x16(s, a, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            GemmCpu.Step6x16(s + 1, a + DirectMR, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
+            GemmCpu.Step6x16(s + 2, a + 2 * DirectMR, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
             a += 3 * DirectMR;
         }
         if (mr == DirectMR && cols == DirectNR)
@@ -205,35 +205,6 @@ internal static unsafe partial class Conv2dCpu
         Avx.Store(acc + 64, c40); Avx.Store(acc + 72, c41);
         Avx.Store(acc + 80, c50); Avx.Store(acc + 88, c51);
         StoreEdge(acc, DirectNR, y, ldy, mr, cols, bias, first);
-    }
-
-    /// <summary>One tap of <see cref="Tile16"/>: acc[r] += a[r] · (b[0..8], b[8..16]) for the 6 rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Step(float* b, float* a,
-        ref Vector256<float> c00, ref Vector256<float> c01, ref Vector256<float> c10, ref Vector256<float> c11,
-        ref Vector256<float> c20, ref Vector256<float> c21, ref Vector256<float> c30, ref Vector256<float> c31,
-        ref Vector256<float> c40, ref Vector256<float> c41, ref Vector256<float> c50, ref Vector256<float> c51)
-    {
-        var b0 = Avx.LoadVector256(b);
-        var b1 = Avx.LoadVector256(b + 8);
-        var av = Avx.BroadcastScalarToVector256(a);
-        c00 = Fma.MultiplyAdd(av, b0, c00);
-        c01 = Fma.MultiplyAdd(av, b1, c01);
-        av = Avx.BroadcastScalarToVector256(a + 1);
-        c10 = Fma.MultiplyAdd(av, b0, c10);
-        c11 = Fma.MultiplyAdd(av, b1, c11);
-        av = Avx.BroadcastScalarToVector256(a + 2);
-        c20 = Fma.MultiplyAdd(av, b0, c20);
-        c21 = Fma.MultiplyAdd(av, b1, c21);
-        av = Avx.BroadcastScalarToVector256(a + 3);
-        c30 = Fma.MultiplyAdd(av, b0, c30);
-        c31 = Fma.MultiplyAdd(av, b1, c31);
-        av = Avx.BroadcastScalarToVector256(a + 4);
-        c40 = Fma.MultiplyAdd(av, b0, c40);
-        c41 = Fma.MultiplyAdd(av, b1, c41);
-        av = Avx.BroadcastScalarToVector256(a + 5);
-        c50 = Fma.MultiplyAdd(av, b0, c50);
-        c51 = Fma.MultiplyAdd(av, b1, c51);
     }
 
     /// <summary>

@@ -392,6 +392,38 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>
+    /// One rank-1 step of the 6×16 micro-kernels (<see cref="Kernel6x16"/> and the direct convolution's tiles):
+    /// acc[r] += a[r] · (b[0..8], b[8..16]) for the 6 rows r.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Step6x16(float* b, float* a,
+        ref Vector256<float> c00, ref Vector256<float> c01, ref Vector256<float> c10, ref Vector256<float> c11,
+        ref Vector256<float> c20, ref Vector256<float> c21, ref Vector256<float> c30, ref Vector256<float> c31,
+        ref Vector256<float> c40, ref Vector256<float> c41, ref Vector256<float> c50, ref Vector256<float> c51)
+    {
+        var b0 = Avx.LoadVector256(b);
+        var b1 = Avx.LoadVector256(b + 8);
+        var av = Avx.BroadcastScalarToVector256(a);
+        c00 = Fma.MultiplyAdd(av, b0, c00);
+        c01 = Fma.MultiplyAdd(av, b1, c01);
+        av = Avx.BroadcastScalarToVector256(a + 1);
+        c10 = Fma.MultiplyAdd(av, b0, c10);
+        c11 = Fma.MultiplyAdd(av, b1, c11);
+        av = Avx.BroadcastScalarToVector256(a + 2);
+        c20 = Fma.MultiplyAdd(av, b0, c20);
+        c21 = Fma.MultiplyAdd(av, b1, c21);
+        av = Avx.BroadcastScalarToVector256(a + 3);
+        c30 = Fma.MultiplyAdd(av, b0, c30);
+        c31 = Fma.MultiplyAdd(av, b1, c31);
+        av = Avx.BroadcastScalarToVector256(a + 4);
+        c40 = Fma.MultiplyAdd(av, b0, c40);
+        c41 = Fma.MultiplyAdd(av, b1, c41);
+        av = Avx.BroadcastScalarToVector256(a + 5);
+        c50 = Fma.MultiplyAdd(av, b0, c50);
+        c51 = Fma.MultiplyAdd(av, b1, c51);
+    }
+
+    /// <summary>
     /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·16 + j] over kc steps, then
     /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>, plus
     /// rowBias[r] when that is not null) on the valid mr×nr corner.
@@ -411,26 +443,7 @@ internal static unsafe class GemmCpu
         }
         for (int p = 0; p < kc; p++)
         {
-            var b0 = Avx.LoadVector256(b);
-            var b1 = Avx.LoadVector256(b + 8);
-            var av = Avx.BroadcastScalarToVector256(a);
-            c00 = Fma.MultiplyAdd(av, b0, c00);
-            c01 = Fma.MultiplyAdd(av, b1, c01);
-            av = Avx.BroadcastScalarToVector256(a + 1);
-            c10 = Fma.MultiplyAdd(av, b0, c10);
-            c11 = Fma.MultiplyAdd(av, b1, c11);
-            av = Avx.BroadcastScalarToVector256(a + 2);
-            c20 = Fma.MultiplyAdd(av, b0, c20);
-            c21 = Fma.MultiplyAdd(av, b1, c21);
-            av = Avx.BroadcastScalarToVector256(a + 3);
-            c30 = Fma.MultiplyAdd(av, b0, c30);
-            c31 = Fma.MultiplyAdd(av, b1, c31);
-            av = Avx.BroadcastScalarToVector256(a + 4);
-            c40 = Fma.MultiplyAdd(av, b0, c40);
-            c41 = Fma.MultiplyAdd(av, b1, c41);
-            av = Avx.BroadcastScalarToVector256(a + 5);
-            c50 = Fma.MultiplyAdd(av, b0, c50);
-            c51 = Fma.MultiplyAdd(av, b1, c51);
+            Step6x16(b, a, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
             a += MR;
             b += NR;
         }
