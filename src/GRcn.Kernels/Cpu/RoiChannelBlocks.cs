@@ -70,7 +70,7 @@ internal static unsafe class RoiChannelBlocks
         for (int l0 = 0; l0 < full; l0 += 8)
         {
             for (long p = 0; p < p8; p += 8)
-                Transpose8(src + l0 * plane + p, plane, dst + p * Width + l0, Width);
+                Avx8x8.Transpose(src + l0 * plane + p, plane, dst + p * Width + l0, Width);
             for (long p = p8; p < plane; p++)
                 for (int l = l0; l < l0 + 8; l++) dst[p * Width + l] = src[l * plane + p];
         }
@@ -91,7 +91,7 @@ internal static unsafe class RoiChannelBlocks
         for (int l0 = 0; l0 < full; l0 += 8)
         {
             for (long p = 0; p < p8; p += 8)
-                Transpose8(src + p * Width + l0, Width, dst + l0 * plane + p, plane);
+                Avx8x8.Transpose(src + p * Width + l0, Width, dst + l0 * plane + p, plane);
             for (long p = p8; p < plane; p++)
                 for (int l = l0; l < l0 + 8; l++) dst[l * plane + p] = src[p * Width + l];
         }
@@ -107,7 +107,7 @@ internal static unsafe class RoiChannelBlocks
         for (int l0 = 0; l0 < full; l0 += 8)
         {
             for (int j = 0; j < b8; j += 8)
-                Transpose8(src + j * Width + l0, Width, dst + (long)l0 * bins + j, bins);
+                Avx8x8.Transpose(src + j * Width + l0, Width, dst + (long)l0 * bins + j, bins);
             for (int j = b8; j < bins; j++)
                 for (int l = l0; l < l0 + 8; l++) dst[(long)l * bins + j] = src[j * Width + l];
         }
@@ -139,7 +139,7 @@ internal static unsafe class RoiChannelBlocks
         for (int l0 = 0; l0 < full; l0 += 8)
         {
             for (int j = 0; j < b8; j += 8)
-                Transpose8(src + (long)l0 * bins + j, bins, dst + j * Width + l0, Width);
+                Avx8x8.Transpose(src + (long)l0 * bins + j, bins, dst + j * Width + l0, Width);
             for (int j = b8; j < bins; j++)
                 for (int l = l0; l < l0 + 8; l++) dst[j * Width + l] = src[(long)l * bins + j];
         }
@@ -168,22 +168,7 @@ internal static unsafe class RoiChannelBlocks
         Buffer.MemoryCopy(src + i, dst + i, bytes - i, bytes - i);
     }
 
-    /// <summary>Transposes the 8×8 tile at <paramref name="src"/> (rows <paramref name="srcStride"/> apart) into <paramref name="dst"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8(float* src, long srcStride, float* dst, long dstStride)
-    {
-        Avx8x8.Columns(src, srcStride, out var o0, out var o1, out var o2, out var o3, out var o4, out var o5, out var o6, out var o7);
-        Avx.Store(dst, o0);
-        Avx.Store(dst + dstStride, o1);
-        Avx.Store(dst + 2 * dstStride, o2);
-        Avx.Store(dst + 3 * dstStride, o3);
-        Avx.Store(dst + 4 * dstStride, o4);
-        Avx.Store(dst + 5 * dstStride, o5);
-        Avx.Store(dst + 6 * dstStride, o6);
-        Avx.Store(dst + 7 * dstStride, o7);
-    }
-
-    /// <summary>As <see cref="Transpose8"/> on int32, each output row widened to eight int64.</summary>
+    /// <summary>As <see cref="Avx8x8.Transpose"/> on int32, each output row widened to eight int64.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Transpose8Widen(int* src, long srcStride, long* dst, long dstStride)
     {
