@@ -92,9 +92,7 @@ public sealed class GroupNorm2d : Module
         Groups = groups;
         Channels = channels;
         Epsilon = epsilon;
-        var ones = Tensor.Empty(device, DataType.Float32, channels);
-        ones.Fill(1f);
-        Weight = AddParameter("weight", ones, weightDecay: false);
+        Weight = AddParameter("weight", Ones(device, channels), weightDecay: false);
         Bias = AddParameter("bias", Tensor.Zeros(device, channels), weightDecay: false);
     }
 
@@ -144,14 +142,10 @@ public sealed class FrozenBatchNorm2d : Module
     {
         Channels = channels;
         Epsilon = epsilon;
-        var ones = Tensor.Empty(device, DataType.Float32, channels);
-        ones.Fill(1f);
-        Weight = AddParameter("weight", ones, buffer: true);
+        Weight = AddParameter("weight", Ones(device, channels), buffer: true);
         Bias = AddParameter("bias", Tensor.Zeros(device, channels), buffer: true);
         RunningMean = AddParameter("running_mean", Tensor.Zeros(device, channels), buffer: true);
-        var var1 = Tensor.Empty(device, DataType.Float32, channels);
-        var1.Fill(1f);
-        RunningVar = AddParameter("running_var", var1, buffer: true);
+        RunningVar = AddParameter("running_var", Ones(device, channels), buffer: true);
     }
 
     /// <summary>Channels.</summary>

@@ -80,6 +80,14 @@ public abstract class Module : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    /// <summary>A float32 vector of <paramref name="length"/> ones (the initial scale of a norm layer).</summary>
+    protected static Tensor Ones(Device device, int length)
+    {
+        var t = Tensor.Empty(device, DataType.Float32, length);
+        t.Fill(1f);
+        return t;
+    }
+
     /// <summary>Frees memory a module keeps between passes besides its parameters (none by default).</summary>
     protected virtual void DisposeState()
     {
