@@ -63,13 +63,19 @@ public sealed class Graph : IDisposable
         return resource;
     }
 
-    /// <summary>A new graph-owned result of an op over <paramref name="inputs"/>.</summary>
-    internal Variable Result(Tensor value, params ReadOnlySpan<Variable> inputs)
+    /// <summary>Whether an op over <paramref name="inputs"/> gets a gradient (and so a backward node) in this pass.</summary>
+    internal bool NeedsGradient(params ReadOnlySpan<Variable> inputs)
     {
         bool requires = false;
         if (RecordGradients)
             foreach (var i in inputs) requires |= i.RequiresGrad;
-        var v = new Variable(value, requires);
+        return requires;
+    }
+
+    /// <summary>A new graph-owned result of an op over <paramref name="inputs"/>.</summary>
+    internal Variable Result(Tensor value, params ReadOnlySpan<Variable> inputs)
+    {
+        var v = new Variable(value, NeedsGradient(inputs));
         _owned.Add(v);
         return v;
     }

@@ -287,8 +287,7 @@ public static class GraphOps
     public static Variable ContextAttention(this Graph g, Variable p, Variable context, Tensor batchIndex, Variable wq, Variable wk, int heads,
         ContextAttentionSaved? saved = null)
     {
-        bool backward = g.RecordGradients && (p.RequiresGrad || context.RequiresGrad || wq.RequiresGrad || wk.RequiresGrad);
-        var keep = backward ? saved : null;
+        var keep = g.NeedsGradient(p, context, wq, wk) ? saved : null;
         var y = g.Result(Kernels.ContextAttention.Forward(p.Value, context.Value, batchIndex, wq.Value, wk.Value, heads, keep), p, context, wq, wk);
         g.Record(y, gy =>
         {

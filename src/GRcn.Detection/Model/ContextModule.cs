@@ -40,7 +40,7 @@ public sealed class ContextModule : Module
     public Variable Forward(Graph g, Variable pooled, Variable map, Tensor wholeImages, Tensor batchIndex, Func<Graph, Variable, Tensor, int, Variable> pool)
     {
         var context = pool(g, map, wholeImages, ContextSize);
-        return g.ContextAttention(pooled, context, batchIndex, WQ, WK, Heads, g.RecordGradients ? (_saved ??= new ContextAttentionSaved()) : null);
+        return g.ContextAttention(pooled, context, batchIndex, WQ, WK, Heads, _saved ??= new ContextAttentionSaved());
     }
 
     /// <inheritdoc/>
