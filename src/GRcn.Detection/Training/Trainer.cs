@@ -117,6 +117,7 @@ public sealed class Trainer
             Shuffle = true,
             Seed = o.Seed,
             Resize = new ResizeSpec(input.MinSize, input.MaxSize),
+            MinSizeChoices = input.TrainMinSizes,
             FlipProbability = o.FlipProbability,
             Normalization = Normalization(_detector),
             Workers = o.Workers,

@@ -130,8 +130,14 @@ public sealed record RoiHeadSettings
 /// <summary>Input image settings.</summary>
 public sealed record InputSettings
 {
-    /// <summary>Target shorter side.</summary>
+    /// <summary>Target shorter side at inference (and in training unless <see cref="TrainMinSizes"/> is set).</summary>
     public int MinSize { get; init; } = 600;
+
+    /// <summary>
+    /// Training's shorter sides: one is drawn per batch (multi-scale training with several); empty: <see cref="MinSize"/>.
+    /// <see cref="MaxSize"/> caps the longer side in training too.
+    /// </summary>
+    public int[] TrainMinSizes { get; init; } = [];
 
     /// <summary>Longest side at most.</summary>
     public int MaxSize { get; init; } = 1000;

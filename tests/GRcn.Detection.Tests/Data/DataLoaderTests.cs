@@ -125,6 +125,34 @@ public sealed class DataLoaderTests
     }
 
     [Fact]
+    public void MultiScaleDrawsOneSizePerBatchFromTheSeed()
+    {
+        // 48×40 images, shorter-side choices 40 / 60 / 80 under L = 100: 48×40, 72×60 or 96×80
+        var options = Options(3, 2) with { MinSizeChoices = [40, 60, 80], Resize = new ResizeSpec(999, 100) };
+        using var loader = new DetectionDataLoader(Shapes, options);
+        var seen = new HashSet<int>();
+        for (int epoch = 0; epoch < 3; epoch++)
+        {
+            var batches = Run(loader, epoch);
+            for (int b = 0; b < batches.Count; b++)
+            {
+                int h = loader.ResizeFor(epoch, b)!.Value.MinSize;
+                Assert.Contains(h, options.MinSizeChoices);
+                Assert.All(batches[b], s => Assert.Equal((h * 6 / 5, h), (s.Width, s.Height)));
+                seen.Add(h);
+            }
+            using var inline = new DetectionDataLoader(Shapes, options with { Workers = 0 });
+            AssertSame(batches, Run(inline, epoch));
+        }
+        Assert.Equal(3, seen.Count);
+        // one choice replaces MinSize outright; none keeps Resize
+        using var one = new DetectionDataLoader(Shapes, Options(0, 1) with { MinSizeChoices = [50] });
+        Assert.Equal(new ResizeSpec(50, 70), one.ResizeFor(4, 2));
+        using var none = new DetectionDataLoader(Shapes, Options(0, 1) with { MinSizeChoices = [] });
+        Assert.Equal(new ResizeSpec(60, 70), none.ResizeFor(4, 2));
+    }
+
+    [Fact]
     public void DropLastAndBatchCount()
     {
         using var keep = new DetectionDataLoader(Shapes, Options(0, 1) with { BatchSize = 5 });
@@ -234,7 +262,8 @@ public sealed class DataLoaderTests
         foreach (var bad in new[]
         {
             new DataLoaderOptions { BatchSize = 0 }, new DataLoaderOptions { Workers = -1 }, new DataLoaderOptions { PrefetchBatches = 0 },
-            new DataLoaderOptions { FlipProbability = 1.5 },
+            new DataLoaderOptions { FlipProbability = 1.5 }, new DataLoaderOptions { MinSizeChoices = [100, 0] },
+            new DataLoaderOptions { MinSizeChoices = [100], Resize = null },
         })
         {
             var e = Assert.Throws<ArgumentException>(() => new DetectionDataLoader(Shapes, bad));

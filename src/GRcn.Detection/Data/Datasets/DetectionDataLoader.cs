@@ -4,8 +4,8 @@
 // resized image. Work: `Workers` background threads take samples in epoch order and may run
 // at most `PrefetchBatches` batches ahead of the consumer; results land in a ring of slots and
 // are handed out strictly in order, so the output is identical whatever the thread timing or
-// worker count (the flip of sample i in epoch e is a hash of (seed, e, i), never a shared
-// Random). Pixel buffers come from ArrayPool<float>.Shared and go back when a batch is disposed.
+// worker count (the flip of sample i in epoch e is a hash of (seed, e, i), and the shorter side
+// of batch b, when several are allowed, a hash of (seed, e, b): never a shared Random). Pixel buffers come from ArrayPool<float>.Shared and go back when a batch is disposed.
 using System.Buffers;
 using System.Collections;
 using System.Runtime.ExceptionServices;
@@ -26,6 +26,14 @@ public sealed record DataLoaderOptions
 
     /// <summary>The resize rule; null keeps every image's size.</summary>
     public ResizeSpec? Resize { get; init; } = new ResizeSpec(600, 1000);
+
+    /// <summary>
+    /// Multi-scale training: when non-empty, each batch's shorter-side target is one of these, drawn per batch from
+    /// (seed, epoch, batch), in place of <see cref="Resize"/>'s MinSize (its MaxSize still caps the longer side). One
+    /// size per batch, not per image: the images of a batch then need no padding to a common size, which would
+    /// change what a per-image normalisation (group norm) sees.
+    /// </summary>
+    public int[]? MinSizeChoices { get; init; }
 
     /// <summary>Probability of mirroring a sample left–right (0 for evaluation).</summary>
     public double FlipProbability { get; init; } = 0.5;
@@ -188,7 +196,7 @@ public sealed class DetectionBatch : IReadOnlyList<LoadedSample>, IDisposable
 /// <summary>Loads, transforms and batches a dataset on background threads; see the file comment.</summary>
 public sealed class DetectionDataLoader : IDisposable
 {
-    private const ulong ShuffleTag = 0x53485546464C4531UL, FlipTag = 0x464C495031UL;
+    private const ulong ShuffleTag = 0x53485546464C4531UL, FlipTag = 0x464C495031UL, SizeTag = 0x53495A4531UL;
 
     private readonly HashSet<EpochRun> _runs = [];
     private bool _disposed;
@@ -206,6 +214,12 @@ public sealed class DetectionDataLoader : IDisposable
         ArgumentNullException.ThrowIfNull(options.Normalization, "options.Normalization");
         options.Normalization.Validate(nameof(options));
         options.Resize?.Validate();
+        if (options.MinSizeChoices is { Length: > 0 } sizes)
+        {
+            if (options.Resize is null) throw new ArgumentException("MinSizeChoices needs a Resize rule (its MaxSize caps the longer side)", nameof(options));
+            foreach (int m in sizes)
+                if (m <= 0) throw new ArgumentException($"MinSizeChoices must be positive; got {m}", nameof(options));
+        }
         Dataset = dataset;
         Options = options;
     }
@@ -242,6 +256,15 @@ public sealed class DetectionDataLoader : IDisposable
         Options.FlipProbability > 0
         && SeededRandom.For(FlipTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)datasetIndex).NextDouble() < Options.FlipProbability;
 
+    /// <summary>The resize rule of batch <paramref name="batch"/> of epoch <paramref name="epoch"/> (null: images keep their size).</summary>
+    public ResizeSpec? ResizeFor(int epoch, int batch)
+    {
+        if (Options.Resize is not { } rule || Options.MinSizeChoices is not { Length: > 0 } sizes) return Options.Resize;
+        if (sizes.Length == 1) return rule with { MinSize = sizes[0] };
+        var rng = SeededRandom.For(SizeTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)batch);
+        return rule with { MinSize = sizes[rng.NextInt(sizes.Length)] };
+    }
+
     /// <summary>
     /// The batches of epoch <paramref name="epoch"/>, in order. Loading starts when enumeration
     /// starts and stops when the enumerator is disposed (foreach does this) or the loader is.
@@ -253,8 +276,8 @@ public sealed class DetectionDataLoader : IDisposable
         return new EpochEnumerable(this, epoch);
     }
 
-    /// <summary>Prepares one sample on the calling thread (what the workers run).</summary>
-    public LoadedSample LoadSample(int datasetIndex, int epoch, ImageResizer resizer)
+    /// <summary>Prepares one sample of batch <paramref name="batch"/> on the calling thread (what the workers run).</summary>
+    public LoadedSample LoadSample(int datasetIndex, int epoch, int batch, ImageResizer resizer)
     {
         ArgumentNullException.ThrowIfNull(resizer);
         ArgumentOutOfRangeException.ThrowIfNegative(datasetIndex);
@@ -265,7 +288,7 @@ public sealed class DetectionDataLoader : IDisposable
         int w = img.Width, h = img.Height;
         double scale = 1;
         int ow = w, oh = h;
-        if (o.Resize is { } rule)
+        if (ResizeFor(epoch, batch) is { } rule)
         {
             scale = rule.ScaleFor(w, h);
             (ow, oh) = rule.OutputSize(w, h);
@@ -390,7 +413,7 @@ public sealed class DetectionDataLoader : IDisposable
                 _inlineResizer ??= new ImageResizer();
                 try
                 {
-                    for (int i = 0; i < count; i++) samples[i] = _loader.LoadSample(_order[first + i], _epoch, _inlineResizer);
+                    for (int i = 0; i < count; i++) samples[i] = _loader.LoadSample(_order[first + i], _epoch, _consumedBatches, _inlineResizer);
                 }
                 catch (Exception e)
                 {
@@ -469,7 +492,7 @@ public sealed class DetectionDataLoader : IDisposable
                 Exception? error = null;
                 try
                 {
-                    result = _loader.LoadSample(_order[position], _epoch, resizer);
+                    result = _loader.LoadSample(_order[position], _epoch, position / _batchSize, resizer);
                 }
                 catch (Exception e)
                 {
