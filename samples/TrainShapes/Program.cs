@@ -18,11 +18,12 @@ var test = new ShapesDataset(new ShapesOptions { Count = 500, Split = ShapesSpli
 
 // G-RCN with aligned RoIAlign on an eighth-width VGG16 with group norm after every convolution, sized for small images: anchors for 12–64 pixel objects,
 // fewer proposals and RoIs than the paper's 600-pixel setting, a narrow fc head, and a
-// context map as large as the 8×8 feature map.
+// context map as large as the 8×8 feature map. Training sees the images at their 128 pixels;
+// detection upscales them to 160, where small objects cover more cells of the stride-16 map.
 var config = VariantCatalog.Create("g-rcn+roi-align-v2", BackboneKind.Vgg16, train.ClassNames, width: 0.125);
 config = config with
 {
-    Input = config.Input with { MinSize = 128, MaxSize = 213 },
+    Input = config.Input with { MinSize = 160, MaxSize = 266, TrainMinSizes = [128] },
     Rpn = config.Rpn with
     {
         AnchorSizes = [16, 32, 64, 128],

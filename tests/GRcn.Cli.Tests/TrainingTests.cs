@@ -1,6 +1,7 @@
 // Pieces of the train path: torchvision backbone weights reach the backbone and the loc
 // branch's copy (and mismatches are named), and the from-scratch He initialisation of the fc
 // head draws weights of the intended spread.
+using GRcn.Cli.Commands;
 using GRcn.Cli.Training;
 using GRcn.Detection.Data;
 using GRcn.Detection.Model;
@@ -102,5 +103,34 @@ public class TrainingTests
         Assert.Equal(0, voc.CosineIterations);
         Assert.Equal("--group-norm", Assert.Throws<ArgumentException>(() => new TrainSettings { GroupNorm = 8, Weights = "w" }.Validate()).ParamName);
         Assert.Equal("--optimizer", Assert.Throws<ArgumentException>(() => new TrainSettings { Optimizer = "adam" }.Validate()).ParamName);
+    }
+
+    [Fact]
+    public void ShapesTrainAtOneSizeAndTestAtAnother()
+    {
+        // shapes: trained at 128, evaluated at 160 (docs/experiments.md); VOC: one size for both
+        var shapes = TrainSettings.DefaultsFor(DataSource.Parse("shapes")).BuildConfig(ShapesDataset.ShapeClasses);
+        Assert.Equal((160, 266), (shapes.Input.MinSize, shapes.Input.MaxSize));
+        Assert.Equal([128], shapes.Input.TrainMinSizes);
+        var voc = TrainSettings.DefaultsFor(DataSource.Parse("voc:/data/VOC2007")).BuildConfig(["a"]);
+        Assert.Equal((600, 1000), (voc.Input.MinSize, voc.Input.MaxSize));
+        Assert.Empty(voc.Input.TrainMinSizes);
+        Assert.Equal("--train-sizes", Assert.Throws<ArgumentException>(() => new TrainSettings { TrainSizes = [128, 16] }.Validate()).ParamName);
+        Assert.Equal("--train-sizes", Assert.Throws<ArgumentException>(() => new TrainSettings { TrainSizes = [300] }.Validate()).ParamName);
+    }
+
+    [Theory]
+    [InlineData("", 160, new[] { 128 }, 266)]
+    [InlineData("--size 96", 96, new int[0], 160)]
+    [InlineData("--train-sizes 128 160", 160, new[] { 128, 160 }, 266)]
+    [InlineData("--size 128 --train-sizes 96 192", 128, new[] { 96, 192 }, 320)]
+    public void SizeOptionsResolve(string args, int size, int[] trainSizes, int maxSize)
+    {
+        var options = new TrainOptions();
+        var command = new System.CommandLine.Command("train");
+        options.AddTo(command);
+        var s = options.Resolve(command.Parse(args), null, 0, "out", false);
+        Assert.Equal((size, maxSize), (s.Size, s.MaxSize));
+        Assert.Equal(trainSizes, s.TrainSizes);
     }
 }

@@ -18,7 +18,8 @@ internal sealed class TrainOptions
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate, reached after a linear warm-up from lr/10 (default: 0.002 on shapes, 0.001 otherwise)" };
     public readonly Option<string?> Optimizer = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw (default: adamw on shapes, sgd otherwise)" };
     public readonly Option<string?> Schedule = new("--schedule") { Description = "Learning-rate decay after the warm-up: step (×0.1 at 80 % of the iterations) or cosine (half-cosine to 0 at the end; default: cosine on shapes, step otherwise)" };
-    public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing; the longer side is at most size·5/3 (default: 128 on shapes, 600 otherwise)" };
+    public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing at evaluation, and in training unless --train-sizes is given; the longer side is at most 5/3 of the largest shorter side (default: 160 on shapes, 600 otherwise)" };
+    public readonly Option<int[]?> TrainSizes = new("--train-sizes") { Description = "Training's shorter image sides, one drawn per batch (several: multi-scale training; default: 128 on shapes, --size otherwise)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
     public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads (default: all logical cores)" };
@@ -32,7 +33,7 @@ internal sealed class TrainOptions
     /// <summary>Adds the shared options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Data, Backbone, Width, GroupNorm, Weights, Iterations, Batch, LearningRate, Optimizer, Schedule, Size, Anchors, Device, Threads,
+        foreach (var o in new Option[] { Data, Backbone, Width, GroupNorm, Weights, Iterations, Batch, LearningRate, Optimizer, Schedule, Size, TrainSizes, Anchors, Device, Threads,
                      TrainImages, TestImages, EvalEvery, EvalLimit, CheckpointEvery, LogEvery })
             command.Options.Add(o);
     }
@@ -44,6 +45,9 @@ internal sealed class TrainOptions
         var data = DataSource.Parse(p.GetValue(Data)!);
         var d = TrainSettings.DefaultsFor(data);
         int size = p.GetValue(Size) ?? d.Size;
+        // --train-sizes as given; with only --size, training uses that size too
+        int[] trainSizes = p.GetValue(TrainSizes) is { Length: > 0 } ts ? ts : p.GetValue(Size) is null ? d.TrainSizes : [];
+        bool sized = p.GetValue(Size) is not null || p.GetValue(TrainSizes) is { Length: > 0 };
         var s = d with
         {
             Variant = variant ?? d.Variant,
@@ -57,7 +61,8 @@ internal sealed class TrainOptions
             Schedule = p.GetValue(Schedule) ?? d.Schedule,
             Optimizer = p.GetValue(Optimizer) ?? d.Optimizer,
             Size = size,
-            MaxSize = p.GetValue(Size) is null ? d.MaxSize : size * 5 / 3,
+            TrainSizes = trainSizes,
+            MaxSize = sized ? trainSizes.Append(size).Max() * 5 / 3 : d.MaxSize,
             Anchors = p.GetValue(Anchors) is { Length: > 0 } a ? a : d.Anchors,
             Device = p.GetValue(Device)!,
             Seed = seed,

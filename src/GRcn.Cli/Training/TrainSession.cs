@@ -73,7 +73,7 @@ internal static class TrainSession
         var c = detector.Config;
         string cpuThreads = device is CpuDevice cd ? $" ({cd.Threads} threads)" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"grcn train: {c.Variant} on {c.Backbone.ToString().ToLowerInvariant()} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {c.Input.MinSize}), " +
+            $"grcn train: {c.Variant} on {c.Backbone.ToString().ToLowerInvariant()} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {SizeText(c.Input)}), " +
             $"{s.Iterations} iterations × {s.BatchSize} images, lr {s.LearningRate}, seed {detector.Seed}, {device.Name}{cpuThreads} → {outDir}"));
 
         var trainer = new Trainer(detector, train, null, new TrainerOptions
@@ -139,6 +139,7 @@ internal static class TrainSession
             ["batch"] = s.BatchSize,
             ["learning_rate"] = s.LearningRate,
             ["size"] = c.Input.MinSize,
+            ["train_sizes"] = c.Input.TrainMinSizes.Length > 0 ? c.Input.TrainMinSizes : [c.Input.MinSize],
             ["seed"] = detector.Seed,
             ["training_seconds"] = Math.Round(trainingTime.TotalSeconds, 1),
             ["evaluations"] = evaluations.Select(e => new Dictionary<string, object> { ["iteration"] = e.Iteration, ["AP"] = e.Metrics.AP, ["AP50"] = e.Metrics.AP50 }).ToArray(),
@@ -155,6 +156,11 @@ internal static class TrainSession
     }
 
     /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
+    /// <summary>"160" or, with separate training sizes, "128 in training, 160 at test".</summary>
+    private static string SizeText(InputSettings input) => input.TrainMinSizes.Length == 0 || input.TrainMinSizes is [var t] && t == input.MinSize
+        ? $"{input.MinSize}"
+        : $"{string.Join('/', input.TrainMinSizes)} in training, {input.MinSize} at test";
+
     private static void WriteDetectionGrid(string path, IDetectionDataset test, EvaluationReport report, DetectorConfig c, int iteration, int count, float threshold)
     {
         var cells = new List<Canvas>();

@@ -1,9 +1,9 @@
 // Everything one grcn train run needs, resolved from the command line: the data, the detector
 // variant and its input/anchor/proposal settings, the optimiser schedule and the loop's
 // output. The defaults depend on the data: the synthetic shapes set gets a small, fast
-// setting (128-pixel images, an eighth-width VGG16 with group norm trained from scratch by
-// AdamW on a cosine schedule, small anchors and proposal counts) sized to finish in under ten
-// minutes on two CPU cores; VOC and COCO get the paper's input size, SGD schedule and Faster
+// setting (the 128-pixel images trained at their own size and evaluated upscaled to 160, an
+// eighth-width VGG16 with group norm trained from scratch by AdamW on a cosine schedule, small
+// anchors and proposal counts) sized to finish in under ten minutes on two CPU cores; VOC and COCO get the paper's input size, SGD schedule and Faster
 // R-CNN's counts.
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
@@ -54,8 +54,11 @@ internal sealed record TrainSettings
     /// <summary>Learning-rate decay: "step" (×0.1 at 80 %) or "cosine" (half-cosine to 0 at the last iteration).</summary>
     public string Schedule { get; init; } = "cosine";
 
-    /// <summary>Shorter image side after resizing.</summary>
+    /// <summary>Shorter image side after resizing, at evaluation and detection (and in training unless <see cref="TrainSizes"/> is set).</summary>
     public int Size { get; init; } = 128;
+
+    /// <summary>Training's shorter sides, one drawn per batch; empty: <see cref="Size"/>.</summary>
+    public int[] TrainSizes { get; init; } = [];
 
     /// <summary>Longer image side at most.</summary>
     public int MaxSize { get; init; } = 213;
@@ -111,6 +114,9 @@ internal sealed record TrainSettings
         if (!(Width > 0 && Width <= 4)) throw new ArgumentException($"--width must be in (0, 4]; got {Width}", "--width");
         if (Size < 32) throw new ArgumentException($"--size must be at least 32; got {Size}", "--size");
         if (MaxSize < Size) throw new ArgumentException($"the longer side limit ({MaxSize}) must be at least --size ({Size})", "--size");
+        if (TrainSizes.Any(t => t < 32)) throw new ArgumentException($"--train-sizes must each be at least 32; got {string.Join(' ', TrainSizes)}", "--train-sizes");
+        if (TrainSizes.Any(t => t > MaxSize))
+            throw new ArgumentException($"the longer side limit ({MaxSize}) must be at least every --train-sizes value ({string.Join(' ', TrainSizes)})", "--train-sizes");
         if (Anchors.Length == 0 || Anchors.Any(a => !(a > 0))) throw new ArgumentException("--anchors needs positive sizes", "--anchors");
         if (EvaluateEvery < 0 || CheckpointEvery < 0) throw new ArgumentException("--eval-every and --checkpoint-every must be ≥ 0", "--eval-every");
         if (GroupNorm is < 0) throw new ArgumentException($"--group-norm must be ≥ 0; got {GroupNorm}", "--group-norm");
@@ -132,7 +138,7 @@ internal sealed record TrainSettings
         var c = VariantCatalog.Create(Variant, Backbone, classNames, Width);
         c = c with
         {
-            Input = c.Input with { MinSize = Size, MaxSize = MaxSize },
+            Input = c.Input with { MinSize = Size, MaxSize = MaxSize, TrainMinSizes = [.. TrainSizes] },
             Rpn = c.Rpn with { AnchorSizes = [.. Anchors] },
             // pretrained weights: conv1–conv2 (VGG16) or conv1 + layer1 (ResNet) stay frozen, as
             // py-faster-rcnn and torchvision do; from scratch everything trains
@@ -178,7 +184,7 @@ internal sealed record TrainSettings
 
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
     public static TrainSettings DefaultsFor(DataSource data) => data.Kind == DataKind.Shapes
-        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2" }
+        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = 266 }
         : new TrainSettings
         {
             Data = data,
