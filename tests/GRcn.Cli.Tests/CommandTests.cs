@@ -63,7 +63,16 @@ public class CommandTests
         (code, output, err) = Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--test-images", "3", "--json", json);
         Assert.True(code == 0, output + err);
         Assert.Contains("iteration 3", output);
+        Assert.Contains("shorter side 64", output);
         Assert.True(File.Exists(json));
+        (code, output, err) = Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--test-images", "3", "--size", "96", "--json", json);
+        Assert.True(code == 0, output + err);
+        Assert.Contains("shorter side 96", output);
+        using (var doc = JsonDocument.Parse(File.ReadAllText(json)))
+            Assert.Equal(96, doc.RootElement.GetProperty("size").GetInt32());
+        (code, _, err) = Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--size", "0");
+        Assert.Equal(2, code);
+        Assert.Contains("--size", err);
 
         string image = Path.Combine(tmp.Path, "shape.png");
         PngCodec.Save(new ShapesDataset(new ShapesOptions { Count = 1 }).Load(0).Image, image);
@@ -73,6 +82,9 @@ public class CommandTests
         Assert.Equal(256, PngCodec.Load(Path.Combine(detections, "shape.png")).Width);
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(detections, "detections.json"))))
             Assert.Equal(image, doc.RootElement.GetProperty("images")[0].GetProperty("image").GetString());
+        (code, _, err) = Run("detect", image, "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--out", detections, "--size", "-1");
+        Assert.Equal(2, code);
+        Assert.Contains("--size must be at least 1", err);
     }
 
     [Fact]

@@ -25,9 +25,10 @@ internal static class DetectCommand
         var threshold = new Option<float>("--threshold") { Description = "Draw and list detections scoring at least this", DefaultValueFactory = _ => 0.5f };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all logical cores)" };
+        var size = new Option<int?>("--size") { Description = "Detect at this shorter side, the longer at most size·5/3 (default: the checkpoint's)" };
         var command = new Command("detect", "Detect objects in images with a trained checkpoint and draw them")
         {
-            images, checkpoint, output, json, threshold, device, threads,
+            images, checkpoint, output, json, threshold, device, threads, size,
         };
         command.SetAction(p =>
         {
@@ -38,7 +39,7 @@ internal static class DetectCommand
                 float th = p.GetValue(threshold);
                 if (!(th >= 0 && th <= 1)) throw new ArgumentException($"--threshold must be in [0, 1]; got {th}");
                 return Run(p.GetValue(images)!, p.GetValue(checkpoint)!, p.GetValue(output)!, p.GetValue(json), th,
-                    p.GetValue(device)!, p.GetValue(threads), o);
+                    p.GetValue(device)!, p.GetValue(threads), p.GetValue(size), o);
             }
             catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or NotSupportedException
                                            or PlatformNotSupportedException or UnauthorizedAccessException)
@@ -50,13 +51,15 @@ internal static class DetectCommand
         return command;
     }
 
-    private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, TextWriter o)
+    private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, int? size, TextWriter o)
     {
         var device = Device.Parse(deviceName);
         if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         foreach (var path in images)
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such image file", path);
+        if (size is < 1) throw new ArgumentException($"--size must be at least 1; got {size}");
         using var detector = Detector.Load(checkpoint, device);
+        if (size is int sz) detector.SetInputSize(sz, sz * 5 / 3);
         var names = detector.Config.ClassNames;
         Directory.CreateDirectory(outDir);
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

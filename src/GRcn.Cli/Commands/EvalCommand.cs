@@ -1,5 +1,5 @@
 // grcn eval: scores a detector. With --checkpoint it detects the evaluation split of --data
-// and prints the metrics table (COCO AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50, then
+// (at the checkpoint's input size, or at --size) and prints the metrics table (COCO AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50, then
 // per class); with --coco-gt and --coco-results it scores any detector's COCO results file
 // against a COCO ground-truth file, no model involved (pycocotools semantics). --json writes
 // the metrics (as grcn train's metrics.json).
@@ -26,9 +26,10 @@ internal static class EvalCommand
         var json = new Option<string?>("--json") { Description = "Also write the metrics to this JSON file" };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all logical cores)" };
+        var size = new Option<int?>("--size") { Description = "With --checkpoint: detect at this shorter side, the longer at most size·5/3 (default: the checkpoint's)" };
         var command = new Command("eval", "Score a checkpoint on a dataset's evaluation split, or a COCO results file against COCO ground truth")
         {
-            checkpoint, data, testImages, limit, cocoGt, cocoResults, json, device, threads,
+            checkpoint, data, testImages, limit, cocoGt, cocoResults, json, device, threads, size,
         };
         command.SetAction(p =>
         {
@@ -43,9 +44,11 @@ internal static class EvalCommand
                     throw new ArgumentException("give --checkpoint FILE (with --data), or both --coco-gt FILE and --coco-results FILE");
                 if (p.GetValue(limit) < 0) throw new ArgumentException("--limit must be ≥ 0");
                 if (p.GetValue(testImages) < 1) throw new ArgumentException("--test-images must be at least 1");
+                if (p.GetValue(size) is < 1) throw new ArgumentException("--size must be at least 1");
+                if (p.GetValue(size) is not null && ckpt is null) throw new ArgumentException("--size applies to --checkpoint");
                 return ckpt is not null
                     ? EvaluateCheckpoint(ckpt, DataSource.Parse(p.GetValue(data)!), p.GetValue(testImages), p.GetValue(limit),
-                        p.GetValue(device)!, p.GetValue(threads), p.GetValue(json), o)
+                        p.GetValue(device)!, p.GetValue(threads), p.GetValue(size), p.GetValue(json), o)
                     : EvaluateCocoFiles(gt!, res!, p.GetValue(json), o);
             }
             catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or NotSupportedException
@@ -58,16 +61,17 @@ internal static class EvalCommand
         return command;
     }
 
-    private static int EvaluateCheckpoint(string path, DataSource data, int testImages, int limit, string deviceName, int? threads, string? json, TextWriter o)
+    private static int EvaluateCheckpoint(string path, DataSource data, int testImages, int limit, string deviceName, int? threads, int? size, string? json, TextWriter o)
     {
         var device = Device.Parse(deviceName);
         if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         using var detector = Detector.Load(path, device);
+        if (size is int sz) detector.SetInputSize(sz, sz * 5 / 3);
         var test = data.OpenTest(testImages);
         if (!test.ClassNames.SequenceEqual(detector.Config.ClassNames))
             throw new ArgumentException($"{path} detects {string.Join(", ", detector.Config.ClassNames)}; {data} has {string.Join(", ", test.ClassNames)}");
         int count = limit > 0 ? Math.Min(limit, test.Count) : test.Count;
-        o.WriteLine($"{detector.Config.Variant} (iteration {detector.Iteration}) on {count} images of {data}");
+        o.WriteLine($"{detector.Config.Variant} (iteration {detector.Iteration}) on {count} images of {data}, shorter side {detector.Config.Input.MinSize}");
         var report = Trainer.Evaluate(detector, test, count);
         var m = MetricsSummary.From(report);
         o.WriteLine();
@@ -82,6 +86,7 @@ internal static class EvalCommand
                 ["variant"] = detector.Config.Variant,
                 ["iterations"] = detector.Iteration,
                 ["data"] = data.ToString(),
+                ["size"] = detector.Config.Input.MinSize,
             });
             o.WriteLine($"wrote {json}");
         }

@@ -93,7 +93,7 @@ public sealed class Detector : IDisposable
     }
 
     /// <summary>The configuration.</summary>
-    public DetectorConfig Config { get; }
+    public DetectorConfig Config { get; private set; }
 
     /// <summary>The device.</summary>
     public Device Device { get; }
@@ -111,6 +111,23 @@ public sealed class Detector : IDisposable
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _net.NamedParameters();
 
     internal GRcnNetwork Network => _net;
+
+    /// <summary>
+    /// Detects at another scale with the same weights: images are resized to shorter side <paramref name="minSize"/>,
+    /// longer side at most <paramref name="maxSize"/> (<see cref="InputSettings.MinSize"/> and <see cref="InputSettings.MaxSize"/>).
+    /// Training's sizes (<see cref="InputSettings.TrainMinSizes"/>) stay as they were: an empty list is replaced by the old
+    /// MinSize. <see cref="Save"/> writes the new settings.
+    /// </summary>
+    public void SetInputSize(int minSize, int maxSize)
+    {
+        if (minSize < 1) throw new ArgumentException($"minSize must be at least 1; got {minSize}", nameof(minSize));
+        if (maxSize < minSize) throw new ArgumentException($"maxSize ({maxSize}) must be at least minSize ({minSize})", nameof(maxSize));
+        var input = Config.Input;
+        Config = Config with
+        {
+            Input = input with { MinSize = minSize, MaxSize = maxSize, TrainMinSizes = input.TrainMinSizes.Length > 0 ? input.TrainMinSizes : [input.MinSize] },
+        };
+    }
 
     /// <summary>Replaces the optimiser settings (e.g. a new schedule when fine-tuning); momentum (or the AdamW moments) are kept.</summary>
     public void SetOptions(TrainingOptions options)

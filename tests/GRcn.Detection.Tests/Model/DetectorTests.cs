@@ -148,6 +148,34 @@ public sealed class DetectorTests
     }
 
     [Fact]
+    public void SetInputSizeDetectsAtAnotherScaleAndSurvivesACheckpoint()
+    {
+        var image = new GRcn.Detection.Data.ShapesDataset(new GRcn.Detection.Data.ShapesOptions { Count = 1, Width = 64, Height = 48 }).Load(0).Image;
+        using var d = Detector.Create(Small("g-rcn"), seed: 5);
+        var before = d.Prepare(image);
+        Assert.Equal((48, 64), (before.Height, before.Width)); // MinSize 64, MaxSize 64: the longer side caps
+        d.SetInputSize(96, 100);
+        var after = d.Prepare(image);
+        Assert.Equal((75, 100), (after.Height, after.Width)); // the longer side caps: scale 100/64
+        Assert.Equal([64], d.Config.Input.TrainMinSizes); // training keeps the size it had
+        var dir = Directory.CreateTempSubdirectory("grcn-size");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "d.safetensors");
+            d.Save(path);
+            using var loaded = Detector.Load(path);
+            Assert.Equal((96, 100), (loaded.Config.Input.MinSize, loaded.Config.Input.MaxSize));
+            Assert.Equal(d.Detect(after).Select(x => x.Box), loaded.Detect(loaded.Prepare(image)).Select(x => x.Box));
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+        Assert.Equal("minSize", Assert.Throws<ArgumentException>(() => d.SetInputSize(0, 10)).ParamName);
+        Assert.Equal("maxSize", Assert.Throws<ArgumentException>(() => d.SetInputSize(50, 40)).ParamName);
+    }
+
+    [Fact]
     public void CheckpointsRejectCorruptAndForeignFiles()
     {
         var dir = Directory.CreateTempSubdirectory("grcn-ckpt");
