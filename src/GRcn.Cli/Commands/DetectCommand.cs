@@ -6,6 +6,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using GRcn.Cli.Drawing;
+using GRcn.Cli.Training;
 using GRcn.Detection.Data;
 using GRcn.Detection.Model;
 using GRcn.Kernels;
@@ -59,7 +60,7 @@ internal static class DetectCommand
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such image file", path);
         if (size is < 1) throw new ArgumentException($"--size must be at least 1; got {size}");
         using var detector = Detector.Load(checkpoint, device);
-        if (size is int sz) detector.SetInputSize(sz, sz * 5 / 3);
+        if (size is int sz) detector.SetInputSize(sz, TrainSettings.LongerSideFor(sz));
         var names = detector.Config.ClassNames;
         Directory.CreateDirectory(outDir);
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

@@ -1,6 +1,6 @@
 // grcn eval: scores a detector. With --checkpoint it detects the evaluation split of --data
-// (at the checkpoint's input size, or at --size) and prints the metrics table (COCO AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50, then
-// per class); with --coco-gt and --coco-results it scores any detector's COCO results file
+// (at the checkpoint's input size, or at --size) and prints the metrics table (COCO AP, AP50,
+// AP70, AP75, APs, APm, APl and VOC AP50, then per class); with --coco-gt and --coco-results it scores any detector's COCO results file
 // against a COCO ground-truth file, no model involved (pycocotools semantics). --json writes
 // the metrics (as grcn train's metrics.json).
 using System.CommandLine;
@@ -44,7 +44,7 @@ internal static class EvalCommand
                     throw new ArgumentException("give --checkpoint FILE (with --data), or both --coco-gt FILE and --coco-results FILE");
                 if (p.GetValue(limit) < 0) throw new ArgumentException("--limit must be ≥ 0");
                 if (p.GetValue(testImages) < 1) throw new ArgumentException("--test-images must be at least 1");
-                if (p.GetValue(size) is < 1) throw new ArgumentException("--size must be at least 1");
+                if (p.GetValue(size) is int sz && sz < 1) throw new ArgumentException($"--size must be at least 1; got {sz}");
                 if (p.GetValue(size) is not null && ckpt is null) throw new ArgumentException("--size applies to --checkpoint");
                 return ckpt is not null
                     ? EvaluateCheckpoint(ckpt, DataSource.Parse(p.GetValue(data)!), p.GetValue(testImages), p.GetValue(limit),
@@ -66,7 +66,7 @@ internal static class EvalCommand
         var device = Device.Parse(deviceName);
         if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         using var detector = Detector.Load(path, device);
-        if (size is int sz) detector.SetInputSize(sz, sz * 5 / 3);
+        if (size is int sz) detector.SetInputSize(sz, TrainSettings.LongerSideFor(sz));
         var test = data.OpenTest(testImages);
         if (!test.ClassNames.SequenceEqual(detector.Config.ClassNames))
             throw new ArgumentException($"{path} detects {string.Join(", ", detector.Config.ClassNames)}; {data} has {string.Join(", ", test.ClassNames)}");

@@ -44,10 +44,11 @@ internal sealed class TrainOptions
     {
         var data = DataSource.Parse(p.GetValue(Data)!);
         var d = TrainSettings.DefaultsFor(data);
-        int size = p.GetValue(Size) ?? d.Size;
+        int? sizeGiven = p.GetValue(Size);
+        int[]? trainGiven = p.GetValue(TrainSizes) is { Length: > 0 } ts ? ts : null;
+        int size = sizeGiven ?? d.Size;
         // --train-sizes as given; with only --size, training uses that size too
-        int[] trainSizes = p.GetValue(TrainSizes) is { Length: > 0 } ts ? ts : p.GetValue(Size) is null ? d.TrainSizes : [];
-        bool sized = p.GetValue(Size) is not null || p.GetValue(TrainSizes) is { Length: > 0 };
+        int[] trainSizes = trainGiven ?? (sizeGiven is null ? d.TrainSizes : []);
         var s = d with
         {
             Variant = variant ?? d.Variant,
@@ -62,7 +63,7 @@ internal sealed class TrainOptions
             Optimizer = p.GetValue(Optimizer) ?? d.Optimizer,
             Size = size,
             TrainSizes = trainSizes,
-            MaxSize = sized ? trainSizes.Append(size).Max() * 5 / 3 : d.MaxSize,
+            MaxSize = sizeGiven is null && trainGiven is null ? d.MaxSize : TrainSettings.LongerSideFor(trainSizes.Append(size).Max()),
             Anchors = p.GetValue(Anchors) is { Length: > 0 } a ? a : d.Anchors,
             Device = p.GetValue(Device)!,
             Seed = seed,

@@ -139,7 +139,7 @@ internal static class TrainSession
             ["batch"] = s.BatchSize,
             ["learning_rate"] = s.LearningRate,
             ["size"] = c.Input.MinSize,
-            ["train_sizes"] = c.Input.TrainMinSizes.Length > 0 ? c.Input.TrainMinSizes : [c.Input.MinSize],
+            ["train_sizes"] = c.Input.TrainingSizes(),
             ["seed"] = detector.Seed,
             ["training_seconds"] = Math.Round(trainingTime.TotalSeconds, 1),
             ["evaluations"] = evaluations.Select(e => new Dictionary<string, object> { ["iteration"] = e.Iteration, ["AP"] = e.Metrics.AP, ["AP50"] = e.Metrics.AP50 }).ToArray(),
@@ -155,12 +155,12 @@ internal static class TrainSession
         return new TrainOutcome(0, metrics, Metrics.ApByIou(report.Coco), losses, trainingTime, total.Elapsed);
     }
 
-    /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
     /// <summary>"160" or, with separate training sizes, "128 in training, 160 at test".</summary>
-    private static string SizeText(InputSettings input) => input.TrainMinSizes.Length == 0 || input.TrainMinSizes is [var t] && t == input.MinSize
+    private static string SizeText(InputSettings input) => input.TrainingSizes() is [var t] && t == input.MinSize
         ? $"{input.MinSize}"
-        : $"{string.Join('/', input.TrainMinSizes)} in training, {input.MinSize} at test";
+        : $"{string.Join('/', input.TrainingSizes())} in training, {input.MinSize} at test";
 
+    /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
     private static void WriteDetectionGrid(string path, IDetectionDataset test, EvaluationReport report, DetectorConfig c, int iteration, int count, float threshold)
     {
         var cells = new List<Canvas>();

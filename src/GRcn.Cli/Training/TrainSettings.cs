@@ -3,8 +3,8 @@
 // output. The defaults depend on the data: the synthetic shapes set gets a small, fast
 // setting (the 128-pixel images trained at their own size and evaluated upscaled to 160, an
 // eighth-width VGG16 with group norm trained from scratch by AdamW on a cosine schedule, small
-// anchors and proposal counts) sized to finish in under ten minutes on two CPU cores; VOC and COCO get the paper's input size, SGD schedule and Faster
-// R-CNN's counts.
+// anchors and proposal counts) sized to finish in under ten minutes on two CPU cores; VOC and
+// COCO get the paper's input size, SGD schedule and Faster R-CNN's counts.
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
 
@@ -182,9 +182,12 @@ internal sealed record TrainSettings
         ClipGradientNorm = Weights is null && Optimizer == "sgd" ? 1 : null,
     };
 
+    /// <summary>The longer-side cap that goes with a shorter side of <paramref name="size"/> when only that is given: 5/3 of it.</summary>
+    public static int LongerSideFor(int size) => size * 5 / 3;
+
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
     public static TrainSettings DefaultsFor(DataSource data) => data.Kind == DataKind.Shapes
-        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = 266 }
+        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = LongerSideFor(160) }
         : new TrainSettings
         {
             Data = data,

@@ -125,7 +125,7 @@ public sealed class Detector : IDisposable
         var input = Config.Input;
         Config = Config with
         {
-            Input = input with { MinSize = minSize, MaxSize = maxSize, TrainMinSizes = input.TrainMinSizes.Length > 0 ? input.TrainMinSizes : [input.MinSize] },
+            Input = input with { MinSize = minSize, MaxSize = maxSize, TrainMinSizes = input.TrainingSizes() },
         };
     }
 

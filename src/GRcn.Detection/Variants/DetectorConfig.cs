@@ -139,6 +139,9 @@ public sealed record InputSettings
     /// </summary>
     public int[] TrainMinSizes { get; init; } = [];
 
+    /// <summary>The shorter sides training draws from: <see cref="TrainMinSizes"/>, or <see cref="MinSize"/> alone when that is empty.</summary>
+    public int[] TrainingSizes() => TrainMinSizes.Length > 0 ? TrainMinSizes : [MinSize];
+
     /// <summary>Longest side at most.</summary>
     public int MaxSize { get; init; } = 1000;
 

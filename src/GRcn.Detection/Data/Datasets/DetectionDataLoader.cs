@@ -5,7 +5,8 @@
 // at most `PrefetchBatches` batches ahead of the consumer; results land in a ring of slots and
 // are handed out strictly in order, so the output is identical whatever the thread timing or
 // worker count (the flip of sample i in epoch e is a hash of (seed, e, i), and the shorter side
-// of batch b, when several are allowed, a hash of (seed, e, b): never a shared Random). Pixel buffers come from ArrayPool<float>.Shared and go back when a batch is disposed.
+// of batch b, when several are allowed, a hash of (seed, e, b): never a shared Random). Pixel
+// buffers come from ArrayPool<float>.Shared and go back when a batch is disposed.
 using System.Buffers;
 using System.Collections;
 using System.Runtime.ExceptionServices;
