@@ -50,6 +50,23 @@ public class TensorTests
     }
 
     [Fact]
+    public void LargeCpuBlocksStartOnAHugePageBoundary()
+    {
+        // madvise exists on every glibc Linux, so huge-page blocks are on unless turned off
+        if (OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("GRCN_CPU_HUGE_PAGES") != "0")
+            Assert.True(CpuMemoryPool.HugePages);
+        using var large = Tensor.Empty(Device.Cpu, DataType.Float32, 3, 1 << 18);
+        using var small = Tensor.Empty(Device.Cpu, DataType.Float32, 1000, 37);
+        long expected = CpuMemoryPool.HugePages ? CpuMemoryPool.HugePageBytes : 64;
+        Assert.Equal(0, large.Buffer.Pointer % expected);
+        Assert.Equal(0, small.Buffer.Pointer % 64);
+        // the memory is ordinary memory: every float can be written and read back
+        var values = Enumerable.Range(0, 3 << 18).Select(i => (float)i).ToArray();
+        large.CopyFrom(values);
+        Assert.Equal(values, large.ToArray<float>());
+    }
+
+    [Fact]
     public void FillClearAndCopy()
     {
         using var t = Tensor.Empty(Device.Cpu, DataType.Float32, 5);
