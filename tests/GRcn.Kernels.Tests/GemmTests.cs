@@ -120,6 +120,62 @@ public sealed unsafe class GemmTests
     }
 
     [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void PackedAWithInPlaceB_MatchesMultiplySerialBitForBit(bool ta, bool scalar)
+    {
+        var rng = new Random(41 + (ta ? 1 : 0) + (scalar ? 2 : 0));
+        // n not a multiple of 16 takes the copied edge panel; m not a multiple of 6 the edge tile
+        foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 17, 63), (64, 224, 196), (196, 40, 64), (13, 33, GemmCpu.KC) })
+        foreach (float beta in new[] { 0f, 0.5f })
+        {
+            int lda = (ta ? m : k) + 3, ldb = n + 21, ldc = n + 5;
+            var a = Random(rng, (ta ? k : m) * lda);
+            var b = Random(rng, k * ldb);
+            var c = Random(rng, m * ldc);
+            var want = (float[])c.Clone();
+            var packed = new float[GemmCpu.PackedASize(m, k)];
+            GemmCpu.ForceScalar = scalar;
+            try
+            {
+                fixed (float* pa = a)
+                fixed (float* pb = b)
+                fixed (float* pc = c)
+                fixed (float* pw = want)
+                fixed (float* pp = packed)
+                {
+                    GemmCpu.PackA(ta, pa, lda, m, k, pp);
+                    GemmCpu.MultiplyPackedA(pp, m, n, k, 0.75f, pb, ldb, beta, pc, ldc);
+                    GemmCpu.MultiplySerial(ta, false, m, n, k, 0.75f, pa, lda, pb, ldb, beta, pw, ldc);
+                }
+            }
+            finally
+            {
+                GemmCpu.ForceScalar = false;
+            }
+            Assert.Equal(want, c);
+        }
+    }
+
+    [Fact]
+    public void PackedA_RejectsDepthBeyondOneSlice()
+    {
+        var packed = new float[GemmCpu.PackedASize(6, GemmCpu.KC + 1)];
+        var b = new float[16 * (GemmCpu.KC + 1)];
+        var c = new float[6 * 16];
+        fixed (float* pp = packed)
+        fixed (float* pb = b)
+        fixed (float* pc = c)
+        {
+            float* p = pp, q = pb, r = pc;
+            Assert.Throws<ArgumentOutOfRangeException>(() => GemmCpu.PackA(false, q, GemmCpu.KC + 1, 6, GemmCpu.KC + 1, p));
+            Assert.Throws<ArgumentOutOfRangeException>(() => GemmCpu.MultiplyPackedA(p, 6, 16, GemmCpu.KC + 1, 1f, q, 16, 0f, r, 16));
+        }
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void RowBias_MatchesBetaOneOnBiasFilledC(bool scalar)

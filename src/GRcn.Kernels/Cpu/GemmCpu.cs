@@ -85,6 +85,64 @@ internal static unsafe class GemmCpu
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>
         Multiply(serial: true, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
+    /// <summary>Floats <see cref="PackA(bool, float*, int, int, int, float*)"/> writes for an m×k op(A).</summary>
+    public static int PackedASize(int m, int k) => CeilDiv(m, MR) * MR * k;
+
+    /// <summary>
+    /// Packs all of op(A) (m×k, k ≤ <see cref="KC"/>) into <see cref="PackedASize"/> floats at
+    /// <paramref name="dst"/>, as panels of <see cref="MR"/> rows (rows past m zero), for
+    /// <see cref="MultiplyPackedA"/>: an operand used by many products is packed once.
+    /// </summary>
+    public static void PackA(bool transposeA, float* a, int lda, int m, int k, float* dst)
+    {
+        if (k > KC) throw new ArgumentOutOfRangeException(nameof(k), k, $"a pre-packed A holds at most KC = {KC} columns");
+        PackA(transposeA, a, lda, 0, 0, m, k, dst);
+    }
+
+    /// <summary>
+    /// C (m×n) = alpha·A·B + beta·C on the calling thread, with A pre-packed by
+    /// <see cref="PackA(bool, float*, int, int, int, float*)"/> (k ≤ <see cref="KC"/>) and B (k×n,
+    /// row pitch ldb, not transposed) read in place: every whole 16-column panel of B goes to the
+    /// micro-kernel straight from b (k lines of 64 bytes, which stay in L1 while every A panel
+    /// runs over them), only a narrower last panel is copied. Same arithmetic, in the same order,
+    /// as <see cref="MultiplySerial"/>, without its packing; meant for the many small products of
+    /// a kernel whose one operand is shared (B's row pitch should not be a multiple of 1 KiB, or
+    /// its lines pile up in a few L1 sets).
+    /// </summary>
+    public static void MultiplyPackedA(float* packedA, int m, int n, int k, float alpha, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (m <= 0 || n <= 0) return;
+        if (k <= 0)
+        {
+            ScaleOnly(m, n, beta, c, ldc);
+            return;
+        }
+        if (k > KC) throw new ArgumentOutOfRangeException(nameof(k), k, $"a pre-packed A holds at most KC = {KC} columns");
+        bool simd = UseSimd, overwrite = beta == 0f;
+        var source = new MatrixB(false, b, ldb);
+        float* edge = null;
+        for (int jr = 0; jr < n; jr += NR)
+        {
+            int nr = Math.Min(NR, n - jr);
+            float* panel = b + jr;
+            int pitch = ldb;
+            if (nr < NR || !simd)
+            {
+                edge = edge == null ? Buffer(ref t_packB, NR * KC) : edge;
+                source.Pack(0, jr, k, nr, edge);
+                panel = edge;
+                pitch = NR;
+            }
+            for (int ir = 0; ir < m; ir += MR)
+            {
+                int mr = Math.Min(MR, m - ir);
+                float* cTile = c + (long)ir * ldc + jr;
+                if (simd) Kernel6x16(k, packedA + (long)ir * k, panel, pitch, cTile, ldc, mr, nr, alpha, beta, overwrite, null);
+                else KernelScalar(k, packedA + (long)ir * k, panel, cTile, ldc, mr, nr, alpha, beta, overwrite, null);
+            }
+        }
+    }
+
     private static void Multiply(bool serial, bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
@@ -216,7 +274,7 @@ internal static unsafe class GemmCpu
                 int mr = Math.Min(MR, mc - ir);
                 float* cTile = cBlock + (long)ir * ldc + jr;
                 float* bias = rowBias == null ? null : rowBias + ir;
-                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
+                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, NR, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
                 else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
             }
         }
@@ -424,12 +482,14 @@ internal static unsafe class GemmCpu
     }
 
     /// <summary>
-    /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·16 + j] over kc steps, then
+    /// The AVX2/FMA micro-kernel: acc (6×16) = Σ_p a[p·6 + r]·b[p·ldb + j] over kc steps, then
     /// C[r, j] = alpha·acc + scaleC·C (or alpha·acc when <paramref name="overwrite"/>, plus
-    /// rowBias[r] when that is not null) on the valid mr×nr corner.
+    /// rowBias[r] when that is not null) on the valid mr×nr corner. <paramref name="ldb"/> is
+    /// <see cref="NR"/> for a packed B panel, or B's own row pitch when 16 columns of it are read
+    /// in place (<see cref="MultiplyPackedA"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, int mr, int nr,
+    private static void Kernel6x16(int kc, float* a, float* b, int ldb, float* c, int ldc, int mr, int nr,
         float alpha, float scaleC, bool overwrite, float* rowBias)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -445,7 +505,7 @@ internal static unsafe class GemmCpu
         {
             Step6x16(b, a, ref c00, ref c01, ref c10, ref c11, ref c20, ref c21, ref c30, ref c31, ref c40, ref c41, ref c50, ref c51);
             a += MR;
-            b += NR;
+            b += ldb;
         }
 
         if (mr == MR && nr == NR)
