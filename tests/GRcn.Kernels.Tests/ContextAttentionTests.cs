@@ -97,6 +97,7 @@ public class ContextAttentionTests
     [InlineData(3, 8, 2, 2, 1, 7, 7, 48, 2)]     // few query rows, M = 49 and D = 48
     [InlineData(2, 130, 3, 3, 2, 12, 11, 132, 2)] // M, C and D above GemmCpu.MC
     [InlineData(70, 4, 7, 7, 1, 2, 2, 4, 2)]     // 3430 query rows in one chunk: many full column strips
+    [InlineData(3, 8, 3, 3, 2, 17, 16, 8, 2)]    // M = 272 above GemmCpu.KC: head products without pre-packed K_h, V_h
     public void RandomShapes_MatchReference(int k, int c, int qh, int qw, int n, int mh, int mw, int d, int h)
     {
         var dims = new Dims(k, c, qh * qw, n, mh * mw, d, h);
