@@ -1,3 +1,4 @@
+using GRcn.Kernels.Cpu;
 using GRcn.Kernels.Tests.Reference;
 using Dims = GRcn.Kernels.Tests.Reference.ContextAttentionReference.Dims;
 
@@ -131,6 +132,37 @@ public class ContextAttentionTests
         using var again = ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
         AssertClose(want.P, again.P.ToArray<float>(), "dp (saved)");
         AssertClose(want.Wk, again.Wk.ToArray<float>(), "dw_k (saved)");
+    }
+
+    [Theory]
+    [InlineData(1L)]      // one head at a time
+    [InlineData(3000L)]   // two of the three (a head's scores: M × pitch = 15 × 80 = 1200 floats)
+    public void HeadsInSmallerGroups_GiveTheSameResults_BitForBit(long budget)
+    {
+        // K, C, Q, N, M, D, H: 3 heads; the budget decides how many run as one set of work items
+        var dims = new Dims(6, 12, 12, 2, 15, 9, 3);
+        var cs = MakeCase(19, dims);
+        using var run = new Run(cs, 3, 4, 3, 5);
+        using var y = run.Forward();
+        using var grads = run.Backward();
+        using var saved = new ContextAttentionSaved();
+        ContextAttentionCpu.TestGroupScoreBudget = budget;
+        try
+        {
+            using var yGroup = run.Forward();
+            using var gradsGroup = run.Backward();
+            using var ySaved = ContextAttention.Forward(run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+            using var gradsSaved = ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+            Assert.Equal(y.ToArray<float>(), yGroup.ToArray<float>());
+            Assert.Equal(y.ToArray<float>(), ySaved.ToArray<float>());
+            foreach (var (want, got) in new[] { (grads.P, gradsGroup.P), (grads.G, gradsGroup.G), (grads.Wq, gradsGroup.Wq), (grads.Wk, gradsGroup.Wk),
+                         (grads.P, gradsSaved.P), (grads.G, gradsSaved.G), (grads.Wq, gradsSaved.Wq), (grads.Wk, gradsSaved.Wk) })
+                Assert.Equal(want.ToArray<float>(), got.ToArray<float>());
+        }
+        finally
+        {
+            ContextAttentionCpu.TestGroupScoreBudget = null;
+        }
     }
 
     [Fact]

@@ -125,6 +125,20 @@ internal static unsafe class ContextAttentionCpu
         return (lines | 1) * 16;
     }
 
+    /// <summary>Floats of score matrices (M × rows) the heads of one group may hold in scratch at once.</summary>
+    private const long GroupScoreBudget = 1L << 23;
+
+    /// <summary>
+    /// Heads whose blocks run as one set of work items (see <see cref="HeadBlocks.RunForward"/>),
+    /// each with its own scores (and score gradients) in scratch: every head when that fits
+    /// <see cref="GroupScoreBudget"/> (32 MiB).
+    /// </summary>
+    private static int HeadGroup(in ContextAttentionGeometry geo) =>
+        (int)Math.Clamp((TestGroupScoreBudget ?? GroupScoreBudget) / ((long)Pitch(ChunkRois(geo) * geo.Q) * Math.Max(1, geo.M)), 1, Math.Max(1, geo.Heads));
+
+    /// <summary>Test hook: replaces <see cref="GroupScoreBudget"/> for calls started on this thread (smaller groups of heads).</summary>
+    [ThreadStatic] internal static long? TestGroupScoreBudget;
+
     /// <summary>
     /// Whether the per-head products run on pre-packed K_h and V_h (<see cref="GemmCpu.MultiplyPackedA"/>):
     /// AVX2/FMA present and M, dk, cv within one packed slice of k.
@@ -142,10 +156,10 @@ internal static unsafe class ContextAttentionCpu
             : Align(GemmCpu.PackedASize(geo.M, geo.Dk)) + Align(GemmCpu.PackedASize(geo.Cv, geo.M));
 
     /// <summary>
-    /// Scratch layout (in floats): Kᵀ (D × M), Pᵀ (C × rows), Qᵀ (D × rows), Aᵀ (M × rows)
-    /// [, dKᵀ (D × M), dOᵀ (C × rows), dQᵀ (D × rows), dSᵀ (M × rows), dV_h and dK_h of one head
-    /// and chunk (M × cv, M × dk)], then every head's pre-packed operands; the (· × rows)
-    /// matrices with row pitch <see cref="Pitch"/>.
+    /// Scratch layout (in floats): Kᵀ (D × M), Pᵀ (C × rows), Qᵀ (D × rows), Aᵀ (M × rows, one per
+    /// head of a group) [, dKᵀ (D × M), dOᵀ (C × rows), dQᵀ (D × rows), dSᵀ (M × rows) and dV_h,
+    /// dK_h (M × cv, M × dk), one of each per head of a group], then every head's pre-packed
+    /// operands; the (· × rows) matrices with row pitch <see cref="Pitch"/>.
     /// </summary>
     private readonly struct Layout
     {
@@ -154,7 +168,8 @@ internal static unsafe class ContextAttentionCpu
         public Layout(in ContextAttentionGeometry geo, bool backward)
         {
             long ld = Pitch(ChunkRois(geo) * geo.Q);
-            long md = Align((long)geo.M * geo.D), rc = Align(ld * geo.C), rd = Align(ld * geo.D), rm = Align(ld * geo.M);
+            int group = HeadGroup(geo);
+            long md = Align((long)geo.M * geo.D), rc = Align(ld * geo.C), rd = Align(ld * geo.D), rm = Align(ld * geo.M * group);
             Keys = 0;
             Gathered = Keys + md;
             Queries = Gathered + rc;
@@ -167,7 +182,7 @@ internal static unsafe class ContextAttentionCpu
                 DQueries = DOut + rc;
                 DScores = DQueries + rd;
                 DReduce = DScores + rm;
-                end = DReduce + Align((long)geo.M * (geo.Cv + geo.Dk));
+                end = DReduce + Align((long)geo.M * (geo.Cv + geo.Dk) * group);
             }
             else DKeys = DOut = DQueries = DScores = DReduce = end;
             Packed = end;
@@ -254,6 +269,8 @@ internal static unsafe class ContextAttentionCpu
         float* keysT = scratch + lay.Keys, gathered = scratch + lay.Gathered, queriesT = scratch + lay.Queries, attnT = scratch + lay.Scores;
         float* packed = PrePack(geo) ? scratch + lay.Packed : null;
         long perHead = PackedPerHead(geo, backward: false);
+        int group = HeadGroup(geo);
+        HeadBlocks* heads = stackalloc HeadBlocks[group];
         float scale = 1f / MathF.Sqrt(dk);
         long cq = (long)C * Q, cm = (long)C * M;
         int chunk = ChunkRois(geo);
@@ -282,12 +299,17 @@ internal static unsafe class ContextAttentionCpu
                         GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, ld, 0f, qT, ld);
                         // Pᵀ is no longer needed: its buffer collects Oᵀ (C × rows), head h in rows h·cv ..
                         float* outT = gathered;
-                        for (int h = 0; h < H; h++)
+                        for (int h0 = 0; h0 < H; h0 += group)
                         {
-                            float* aT = save == null ? attnT : save + (D + (long)h * M) * ld;
-                            var head = new HeadBlocks(qT + (long)h * dk * ld, keysT + (long)h * dk * M, gn + (long)h * cv * M, aT,
-                                outT + (long)h * cv * ld, null, null, rows, ld, M, dk, cv, scale, packed == null ? null : packed + h * perHead);
-                            head.RunForward();
+                            int hn = Math.Min(group, H - h0);
+                            for (int i = 0; i < hn; i++)
+                            {
+                                int h = h0 + i;
+                                float* aT = save == null ? attnT + (long)i * M * ld : save + (D + (long)h * M) * ld;
+                                heads[i] = new HeadBlocks(qT + (long)h * dk * ld, keysT + (long)h * dk * M, gn + (long)h * cv * M, aT,
+                                    outT + (long)h * cv * ld, null, null, rows, ld, M, dk, cv, scale, packed == null ? null : packed + h * perHead);
+                            }
+                            HeadBlocks.RunForward(heads, hn);
                         }
                         ScatterAdd(p, outT, order + c0, rc, C, Q, y, ld);
                         if (save != null) save += (D + (long)H * M) * ld;
@@ -316,6 +338,8 @@ internal static unsafe class ContextAttentionCpu
         float* dReduce = scratch + lay.DReduce;
         float* packed = PrePack(geo) ? scratch + lay.Packed : null;
         long perHead = PackedPerHead(geo, backward: true);
+        int group = HeadGroup(geo);
+        HeadBlocks* heads = stackalloc HeadBlocks[group];
         float scale = 1f / MathF.Sqrt(dk);
         long cm = (long)C * M;
         int chunk = ChunkRois(geo);
@@ -346,15 +370,20 @@ internal static unsafe class ContextAttentionCpu
                         Gather(gy, order + c0, rc, C, Q, dOutT, ld);
                         float* qT = saved == null ? queriesT : saved;
                         if (saved == null) GemmCpu.Multiply(false, false, D, rows, C, 1f, wq, C, gathered, ld, 0f, qT, ld);
-                        for (int h = 0; h < H; h++)
+                        for (int h0 = 0; h0 < H; h0 += group)
                         {
-                            float* qhT = qT + (long)h * dk * ld, khT = keysT + (long)h * dk * M;
-                            float* vhT = gn + (long)h * cv * M;            // V_hᵀ (cv × M)
-                            float* dOhT = dOutT + (long)h * cv * ld;        // dO_hᵀ (cv × rows)
-                            float* aT = saved == null ? attnT : saved + (D + (long)h * M) * ld;
-                            var head = new HeadBlocks(qhT, khT, vhT, aT, dOhT, dScoresT, dQueriesT + (long)h * dk * ld, rows, ld, M, dk, cv, scale,
-                                packed == null ? null : packed + h * perHead);
-                            head.RunBackward(recompute: saved == null, ggn + (long)h * cv * M, dKeysT + (long)h * dk * M, dReduce);
+                            int hn = Math.Min(group, H - h0);
+                            for (int i = 0; i < hn; i++)
+                            {
+                                int h = h0 + i;
+                                float* qhT = qT + (long)h * dk * ld, khT = keysT + (long)h * dk * M;
+                                float* vhT = gn + (long)h * cv * M;            // V_hᵀ (cv × M)
+                                float* dOhT = dOutT + (long)h * cv * ld;        // dO_hᵀ (cv × rows)
+                                float* aT = saved == null ? attnT + (long)i * M * ld : saved + (D + (long)h * M) * ld;
+                                heads[i] = new HeadBlocks(qhT, khT, vhT, aT, dOhT, dScoresT + (long)i * M * ld, dQueriesT + (long)h * dk * ld,
+                                    rows, ld, M, dk, cv, scale, packed == null ? null : packed + h * perHead);
+                            }
+                            HeadBlocks.RunBackward(heads, hn, recompute: saved == null, ggn + (long)h0 * cv * M, dKeysT + (long)h0 * dk * M, dReduce);
                         }
                         // dw_q += dQᵀ·P (D × C)
                         GemmCpu.Multiply(false, true, D, C, rows, 1f, dQueriesT, ld, gathered, ld, 1f, gwq, C);
@@ -456,32 +485,60 @@ internal static unsafe class ContextAttentionCpu
         /// <summary>Floating-point operations of one block's products (the item cost for <see cref="Parallelism.For"/>).</summary>
         private long BlockCost => 2L * Width * m * (dk + cv);
 
-        /// <summary>Aᵀ and Oᵀ_h of every block.</summary>
-        public void RunForward() =>
-            Parallelism.For(_blocks, BlockCost, this, static (h, b0, b1) =>
-            {
-                for (int b = b0; b < b1; b++) h.Forward(b);
-            }, _blocks);
+        /// <summary>Floating-point operations of one of the two reductions (dV_hᵀ or dK_hᵀ) over the whole chunk.</summary>
+        private long ReduceCost => 2L * rows * m * Math.Max(cv, dk);
+
+        /// <summary>Floats of dV_hᵀ (cv × M) and of dK_hᵀ (dk × M), and of this head's reduction scratch.</summary>
+        private (long DV, long DK, long Scratch) Sizes => ((long)cv * m, (long)dk * m, (long)m * (cv + dk));
+
+        /// <summary>Register-tile row panels of the M positions (the most parts a reduction can be cut into).</summary>
+        private int PositionPanels => (m + GemmCpu.MR - 1) / GemmCpu.MR;
 
         /// <summary>
-        /// dS and dQ_hᵀ of every block (recomputing Aᵀ first when <paramref name="recompute"/>),
-        /// then dV_hᵀ (cv × M) += dO_hᵀ·A into <paramref name="dV"/> and dK_hᵀ (dk × M) += Q_hᵀ·dS/√dk
-        /// into <paramref name="dK"/>, each split into parts of the M context positions that run on
-        /// one thread each (see <see cref="Reduce"/>; <paramref name="scratch"/> holds M·(cv + dk) floats).
+        /// Aᵀ and Oᵀ_h of every block of <paramref name="count"/> heads (same chunk, their own
+        /// score buffers), all blocks of all of them as one set of work items: one barrier per
+        /// group of heads, and a worker that falls behind is evened out over many items.
         /// </summary>
-        public void RunBackward(bool recompute, float* dV, float* dK, float* scratch)
+        public static void RunForward(HeadBlocks* heads, int count)
         {
-            Parallelism.For(_blocks, (recompute ? 2 : 1) * BlockCost, (head: this, recompute), static (st, b0, b1) =>
+            int blocks = heads[0]._blocks;
+            Parallelism.For(count * blocks, heads[0].BlockCost, (p: (nint)heads, blocks), static (st, i0, i1) =>
             {
-                for (int b = b0; b < b1; b++) st.head.Backward(b, st.recompute);
-            }, _blocks);
+                for (int i = i0; i < i1; i++) ((HeadBlocks*)st.p)[i / st.blocks].Forward(i % st.blocks);
+            }, count * blocks);
+        }
+
+        /// <summary>
+        /// For <paramref name="count"/> heads (same chunk; head i's dS in its own buffer): dS and
+        /// dQ_hᵀ of every block (recomputing Aᵀ first when <paramref name="recompute"/>), then
+        /// dV_hᵀ (cv × M) += dO_hᵀ·A into dV + i·cv·M and dK_hᵀ (dk × M) += Q_hᵀ·dS/√dk into
+        /// dK + i·dk·M, in parts of the M context positions that run on one thread each (see
+        /// <see cref="Reduce"/>; <paramref name="scratch"/> holds M·(cv + dk) floats per head).
+        /// Each phase is one set of work items over all the heads.
+        /// </summary>
+        public static void RunBackward(HeadBlocks* heads, int count, bool recompute, float* dV, float* dK, float* scratch)
+        {
+            ref readonly var h0 = ref heads[0];
+            int blocks = h0._blocks;
+            Parallelism.For(count * blocks, (recompute ? 2 : 1) * h0.BlockCost, (p: (nint)heads, blocks, recompute), static (st, i0, i1) =>
+            {
+                for (int i = i0; i < i1; i++) ((HeadBlocks*)st.p)[i / st.blocks].Backward(i % st.blocks, st.recompute);
+            }, count * blocks);
             // Enough parts of the M positions (whole register-tile rows) that every thread gets one.
-            int parts = Math.Clamp(Parallelism.Threads / 2, 1, (m + GemmCpu.MR - 1) / GemmCpu.MR);
-            Parallelism.For(2 * parts, 2L * rows * m * Math.Max(cv, dk) / parts, (head: this, dV: (nint)dV, dK: (nint)dK, t: (nint)scratch, parts),
+            int parts = Math.Clamp((Parallelism.Threads + 2 * count - 1) / (2 * count), 1, h0.PositionPanels);
+            int items = 2 * parts;
+            var sizes = h0.Sizes;
+            Parallelism.For(count * items, h0.ReduceCost / parts,
+                (p: (nint)heads, dV: (nint)dV, dK: (nint)dK, t: (nint)scratch, sizes, parts, items),
                 static (st, i0, i1) =>
                 {
-                    for (int i = i0; i < i1; i++) st.head.Reduce(i % 2 == 0, i / 2, st.parts, (float*)st.dV, (float*)st.dK, (float*)st.t);
-                });
+                    for (int i = i0; i < i1; i++)
+                    {
+                        int h = i / st.items, r = i % st.items;
+                        ((HeadBlocks*)st.p)[h].Reduce(r % 2 == 0, r / 2, st.parts, (float*)st.dV + h * st.sizes.DV,
+                            (float*)st.dK + h * st.sizes.DK, (float*)st.t + h * st.sizes.Scratch);
+                    }
+                }, count * items);
         }
 
         /// <summary>Columns [b·Width, b·Width + width) of every operand of block b (width 0 for a block past the end).</summary>
