@@ -148,13 +148,18 @@ internal static unsafe partial class Conv2dCpu
                 *(long*)(dst + width - 2) = *(long*)(src + width - 2);
                 continue;
             }
-            // columns col0 + t for t in [t0, t1) lie inside the row
-            int t0 = src == null ? width : Math.Clamp(-col0, 0, width);
-            int t1 = src == null ? width : Math.Clamp(w - col0, t0, width);
-            int t = 0;
-            for (; t < t0; t++) dst[t] = 0f;
+            // The first and last tile of a row, and rows above or below the image: zero the whole
+            // segment (24 floats ≥ width), then copy the columns col0 + t, t in [t0, t1), that lie
+            // inside the row over it, 8 at a time.
+            Avx.Store(dst, Vector256<float>.Zero);
+            Avx.Store(dst + 8, Vector256<float>.Zero);
+            Avx.Store(dst + 16, Vector256<float>.Zero);
+            if (src == null) continue;
+            int t0 = Math.Clamp(-col0, 0, width);
+            int t1 = Math.Clamp(w - col0, t0, width);
+            int t = t0;
+            for (; t + 8 <= t1; t += 8) Avx.Store(dst + t, Avx.LoadVector256(src + col0 + t));
             for (; t < t1; t++) dst[t] = src[col0 + t];
-            for (; t < width; t++) dst[t] = 0f;
         }
     }
 
