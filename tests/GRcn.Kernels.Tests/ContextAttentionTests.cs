@@ -166,6 +166,34 @@ public class ContextAttentionTests
     }
 
     [Fact]
+    public void OneThreadAndThree_GiveTheSameResults_BitForBit()
+    {
+        // 70 RoIs × 49 positions: several blocks per head, so the block sums of dK and dV matter
+        var dims = new Dims(70, 8, 49, 1, 9, 8, 2);
+        var cs = MakeCase(23, dims);
+        using var run = new Run(cs, 7, 7, 3, 3);
+        int threads = Parallelism.Threads;
+        float[][] Results()
+        {
+            using var y = run.Forward();
+            using var grads = run.Backward();
+            return [y.ToArray<float>(), grads.P.ToArray<float>(), grads.G.ToArray<float>(), grads.Wq.ToArray<float>(), grads.Wk.ToArray<float>()];
+        }
+        try
+        {
+            Parallelism.Threads = 1;
+            var one = Results();
+            Parallelism.Threads = 3;
+            var three = Results();
+            for (int i = 0; i < one.Length; i++) Assert.Equal(one[i], three[i]);
+        }
+        finally
+        {
+            Parallelism.Threads = threads;
+        }
+    }
+
+    [Fact]
     public void SavedFromOtherInputs_IsNotUsed()
     {
         var dims = new Dims(5, 8, 9, 2, 16, 8, 2);

@@ -63,10 +63,11 @@ internal sealed unsafe partial class CpuBackend : IContextAttentionBackend
 /// </para>
 /// <para>
 /// Parallelism: the projections and weight gradients are parallel GEMMs (tiles of C split across
-/// workers); per head, the column blocks are <see cref="Parallelism.For"/> items (each one's
-/// products on one thread, <see cref="GemmCpu.MultiplySerial"/>), and so are the parts of
-/// dK_hᵀ and dV_hᵀ, the heads of the packing and the RoIs of the gathers and scatters. Images, chunks and heads run in
-/// sequence and every item writes its own outputs, so accumulation order is deterministic.
+/// workers); the column blocks of all heads of a chunk are <see cref="Parallelism.For"/> items
+/// (each one's products on one thread, <see cref="GemmCpu.MultiplySerial"/>), and so are the
+/// parts of dK_hᵀ and dV_hᵀ, the heads of the packing and the RoIs of the gathers and scatters.
+/// Images and chunks run in sequence and every item writes its own outputs, and no sum is split
+/// by worker, so the results are deterministic and the same for any number of threads.
 /// Scratch (keys, gathered operands, queries, scores, their gradients) is one block from the CPU
 /// device's caching allocator, so repeated calls reuse the same memory.
 /// </para>
