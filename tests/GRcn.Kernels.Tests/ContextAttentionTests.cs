@@ -134,6 +134,19 @@ public class ContextAttentionTests
         AssertClose(want.Wk, again.Wk.ToArray<float>(), "dw_k (saved)");
     }
 
+    /// <summary>y, then dp, dg, dw_q, dw_k of one forward and backward (with <paramref name="saved"/> when given).</summary>
+    private static float[][] Outputs(Run run, ContextAttentionSaved? saved = null)
+    {
+        using var y = saved is null ? run.Forward() : ContextAttention.Forward(run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+        using var grads = saved is null ? run.Backward() : ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
+        return [y.ToArray<float>(), grads.P.ToArray<float>(), grads.G.ToArray<float>(), grads.Wq.ToArray<float>(), grads.Wk.ToArray<float>()];
+    }
+
+    private static void AssertSame(float[][] want, float[][] got)
+    {
+        for (int i = 0; i < want.Length; i++) Assert.Equal(want[i], got[i]);
+    }
+
     [Theory]
     [InlineData(1L)]      // one head at a time
     [InlineData(3000L)]   // two of the three (a head's scores: M × pitch = 15 × 80 = 1200 floats)
@@ -141,23 +154,14 @@ public class ContextAttentionTests
     {
         // K, C, Q, N, M, D, H: 3 heads; the budget decides how many run as one set of work items
         var dims = new Dims(6, 12, 12, 2, 15, 9, 3);
-        var cs = MakeCase(19, dims);
-        using var run = new Run(cs, 3, 4, 3, 5);
-        using var y = run.Forward();
-        using var grads = run.Backward();
+        using var run = new Run(MakeCase(19, dims), 3, 4, 3, 5);
+        var all = Outputs(run);
         using var saved = new ContextAttentionSaved();
         ContextAttentionCpu.TestGroupScoreBudget = budget;
         try
         {
-            using var yGroup = run.Forward();
-            using var gradsGroup = run.Backward();
-            using var ySaved = ContextAttention.Forward(run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
-            using var gradsSaved = ContextAttention.Backward(run.Gy, run.P, run.G, run.Bi, run.Wq, run.Wk, run.Heads, saved);
-            Assert.Equal(y.ToArray<float>(), yGroup.ToArray<float>());
-            Assert.Equal(y.ToArray<float>(), ySaved.ToArray<float>());
-            foreach (var (want, got) in new[] { (grads.P, gradsGroup.P), (grads.G, gradsGroup.G), (grads.Wq, gradsGroup.Wq), (grads.Wk, gradsGroup.Wk),
-                         (grads.P, gradsSaved.P), (grads.G, gradsSaved.G), (grads.Wq, gradsSaved.Wq), (grads.Wk, gradsSaved.Wk) })
-                Assert.Equal(want.ToArray<float>(), got.ToArray<float>());
+            AssertSame(all, Outputs(run));
+            AssertSame(all, Outputs(run, saved));
         }
         finally
         {
@@ -168,24 +172,16 @@ public class ContextAttentionTests
     [Fact]
     public void OneThreadAndThree_GiveTheSameResults_BitForBit()
     {
-        // 70 RoIs × 49 positions: several blocks per head, so the block sums of dK and dV matter
+        // 70 RoIs × 49 positions: several column blocks per head, as many as the threads allow
         var dims = new Dims(70, 8, 49, 1, 9, 8, 2);
-        var cs = MakeCase(23, dims);
-        using var run = new Run(cs, 7, 7, 3, 3);
+        using var run = new Run(MakeCase(23, dims), 7, 7, 3, 3);
         int threads = Parallelism.Threads;
-        float[][] Results()
-        {
-            using var y = run.Forward();
-            using var grads = run.Backward();
-            return [y.ToArray<float>(), grads.P.ToArray<float>(), grads.G.ToArray<float>(), grads.Wq.ToArray<float>(), grads.Wk.ToArray<float>()];
-        }
         try
         {
             Parallelism.Threads = 1;
-            var one = Results();
+            var one = Outputs(run);
             Parallelism.Threads = 3;
-            var three = Results();
-            for (int i = 0; i < one.Length; i++) Assert.Equal(one[i], three[i]);
+            AssertSame(one, Outputs(run));
         }
         finally
         {
