@@ -95,8 +95,13 @@ internal static unsafe class GemmCpu
     /// </summary>
     public static void PackA(bool transposeA, float* a, int lda, int m, int k, float* dst)
     {
-        if (k > KC) throw new ArgumentOutOfRangeException(nameof(k), k, $"a pre-packed A holds at most KC = {KC} columns");
+        CheckPackedDepth(k);
         PackA(transposeA, a, lda, 0, 0, m, k, dst);
+    }
+
+    private static void CheckPackedDepth(int k)
+    {
+        if (k > KC) throw new ArgumentOutOfRangeException(nameof(k), k, $"a pre-packed A holds at most KC = {KC} columns");
     }
 
     /// <summary>
@@ -117,7 +122,7 @@ internal static unsafe class GemmCpu
             ScaleOnly(m, n, beta, c, ldc);
             return;
         }
-        if (k > KC) throw new ArgumentOutOfRangeException(nameof(k), k, $"a pre-packed A holds at most KC = {KC} columns");
+        CheckPackedDepth(k);
         bool simd = UseSimd, overwrite = beta == 0f;
         var source = new MatrixB(false, b, ldb);
         float* edge = null;
@@ -133,13 +138,7 @@ internal static unsafe class GemmCpu
                 panel = edge;
                 pitch = NR;
             }
-            for (int ir = 0; ir < m; ir += MR)
-            {
-                int mr = Math.Min(MR, m - ir);
-                float* cTile = c + (long)ir * ldc + jr;
-                if (simd) Kernel6x16(k, packedA + (long)ir * k, panel, pitch, cTile, ldc, mr, nr, alpha, beta, overwrite, null);
-                else KernelScalar(k, packedA + (long)ir * k, panel, cTile, ldc, mr, nr, alpha, beta, overwrite, null);
-            }
+            Panel(k, packedA, panel, pitch, c + jr, ldc, m, nr, alpha, beta, overwrite, null, simd);
         }
     }
 
@@ -266,17 +265,25 @@ internal static unsafe class GemmCpu
         float alpha, float scaleC, bool overwrite, float* rowBias, bool simd)
     {
         for (int jr = 0; jr < nc; jr += NR)
+            Panel(kc, pa, pb + (long)jr * kc, NR, cBlock + jr, ldc, mc, Math.Min(NR, nc - jr), alpha, scaleC, overwrite, rowBias, simd);
+    }
+
+    /// <summary>
+    /// Runs the micro-kernel for one B panel (nr ≤ 16 columns, row pitch ldb: <see cref="NR"/> when
+    /// packed; the scalar kernel needs it packed) against every MR-row panel of a packed mc×kc A
+    /// block, into C's columns at <paramref name="cPanel"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Panel(int kc, float* pa, float* bPanel, int ldb, float* cPanel, int ldc, int mc, int nr,
+        float alpha, float scaleC, bool overwrite, float* rowBias, bool simd)
+    {
+        for (int ir = 0; ir < mc; ir += MR)
         {
-            int nr = Math.Min(NR, nc - jr);
-            float* bPanel = pb + (long)jr * kc;
-            for (int ir = 0; ir < mc; ir += MR)
-            {
-                int mr = Math.Min(MR, mc - ir);
-                float* cTile = cBlock + (long)ir * ldc + jr;
-                float* bias = rowBias == null ? null : rowBias + ir;
-                if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, NR, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
-                else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
-            }
+            int mr = Math.Min(MR, mc - ir);
+            float* cTile = cPanel + (long)ir * ldc;
+            float* bias = rowBias == null ? null : rowBias + ir;
+            if (simd) Kernel6x16(kc, pa + (long)ir * kc, bPanel, ldb, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
+            else KernelScalar(kc, pa + (long)ir * kc, bPanel, cTile, ldc, mr, nr, alpha, scaleC, overwrite, bias);
         }
     }
 
