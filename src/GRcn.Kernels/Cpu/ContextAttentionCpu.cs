@@ -151,10 +151,22 @@ internal static unsafe class ContextAttentionCpu
     /// Floats of one head's pre-packed operands: K_h (M × dk) and V_hᵀ (cv × M) for the forward;
     /// K_h, V_h (M × cv) and K_hᵀ (dk × M) for the backward (see <see cref="PackHeads"/>).
     /// </summary>
-    private static long PackedPerHead(in ContextAttentionGeometry geo, bool backward) =>
-        !PrePack(geo) ? 0 : backward
-            ? Align(GemmCpu.PackedASize(geo.M, geo.Dk)) + Align(GemmCpu.PackedASize(geo.M, geo.Cv)) + Align(GemmCpu.PackedASize(geo.Dk, geo.M))
-            : Align(GemmCpu.PackedASize(geo.M, geo.Dk)) + Align(GemmCpu.PackedASize(geo.Cv, geo.M));
+    private static long PackedPerHead(in ContextAttentionGeometry geo, bool backward)
+    {
+        if (!PrePack(geo)) return 0;
+        var at = PackedOffsets(geo.M, geo.Dk, geo.Cv);
+        return backward ? at.Kt + Align(GemmCpu.PackedASize(geo.Dk, geo.M)) : at.V + Align(GemmCpu.PackedASize(geo.Cv, geo.M));
+    }
+
+    /// <summary>
+    /// Where a head's pre-packed operands start in its region (floats): K_h at 0, then V (V_hᵀ in
+    /// the forward's region, V_h in the backward's), then, backward only, K_hᵀ.
+    /// </summary>
+    private static (long V, long Kt) PackedOffsets(int m, int dk, int cv)
+    {
+        long v = Align(GemmCpu.PackedASize(m, dk));
+        return (v, v + Align(GemmCpu.PackedASize(m, cv)));
+    }
 
     /// <summary>
     /// Scratch layout (in floats): Kᵀ (D × M), Pᵀ (C × rows), Qᵀ (D × rows), Aᵀ (M × rows, one per
@@ -206,20 +218,19 @@ internal static unsafe class ContextAttentionCpu
             static (st, h0, h1) =>
             {
                 var (k, v, p, perHead, m, dk, cv, backward) = st;
+                var at = PackedOffsets(m, dk, cv);
                 for (int h = h0; h < h1; h++)
                 {
                     float* khT = (float*)k + (long)h * dk * m, vhT = (float*)v + (long)h * cv * m;
                     float* dst = (float*)p + h * perHead;
                     GemmCpu.PackA(true, khT, m, m, dk, dst);
-                    dst += Align(GemmCpu.PackedASize(m, dk));
                     if (!backward)
                     {
-                        GemmCpu.PackA(false, vhT, m, cv, m, dst);
+                        GemmCpu.PackA(false, vhT, m, cv, m, dst + at.V);
                         continue;
                     }
-                    GemmCpu.PackA(true, vhT, m, m, cv, dst);
-                    dst += Align(GemmCpu.PackedASize(m, cv));
-                    GemmCpu.PackA(false, khT, m, dk, m, dst);
+                    GemmCpu.PackA(true, vhT, m, m, cv, dst + at.V);
+                    GemmCpu.PackA(false, khT, m, dk, m, dst + at.Kt);
                 }
             });
     }
@@ -468,10 +479,10 @@ internal static unsafe class ContextAttentionCpu
     {
         private readonly nint _q = (nint)qhT, _k = (nint)khT, _v = (nint)vhT, _a = (nint)aT, _o = (nint)o, _dS = (nint)dS, _dQ = (nint)dQ;
 
-        // Pre-packed operands (or 0): K_h (M × dk); then V_hᵀ (cv × M) in the forward's region, V_h (M × cv) in the backward's, followed by K_hᵀ (dk × M).
+        // Pre-packed operands (or 0), see PackedOffsets: K_h; V_hᵀ (forward) or V_h (backward); K_hᵀ (backward).
         private readonly nint _pK = (nint)packed;
-        private readonly nint _pV = packed == null ? 0 : (nint)(packed + Align(GemmCpu.PackedASize(m, dk)));
-        private readonly nint _pKt = packed == null ? 0 : (nint)(packed + Align(GemmCpu.PackedASize(m, dk)) + Align(GemmCpu.PackedASize(m, cv)));
+        private readonly nint _pV = packed == null ? 0 : (nint)(packed + PackedOffsets(m, dk, cv).V);
+        private readonly nint _pKt = packed == null ? 0 : (nint)(packed + PackedOffsets(m, dk, cv).Kt);
 
         /// <summary>
         /// Blocks: at least rows / <see cref="Block"/>, rounded up to a multiple of the thread
