@@ -24,7 +24,7 @@ internal sealed unsafe class CpuMemoryPool
     /// Whether blocks of at least <see cref="HugePageBytes"/> are huge-page aligned and advised
     /// (default: on where madvise exists; <c>GRCN_CPU_HUGE_PAGES=0</c> turns it off).
     /// </summary>
-    internal static bool HugePages { get; set; } =
+    internal static bool HugePages { get; } =
         s_madvise != null && Environment.GetEnvironmentVariable("GRCN_CPU_HUGE_PAGES") != "0";
 
     private static delegate* unmanaged<nint, nuint, int, int> LoadMadvise()
