@@ -92,6 +92,64 @@ public sealed class Conv2dTests
     }
 
     [Fact]
+    public void WinogradForward_RandomGeometries_MatchReference()
+    {
+        // Geometries the Winograd F(2×2, 3×3) kernel takes: odd output sizes (half tiles at the
+        // right and bottom edge), padding 0–2 (patches outside the image), tile rows that end
+        // inside a block and blocks that span tile rows and images, output channels not a multiple
+        // of 6, C above one GEMM k slice (partial sums over slices), with and without bias.
+        var rng = new Random(47);
+        for (int i = 0; i < 16; i++)
+        {
+            int ph = rng.Next(0, 3), pw = rng.Next(0, 3);
+            int c = i == 0 ? 300 : rng.Next(Conv2dCpu.WinogradMinChannels, 48);
+            int o = rng.Next(Conv2dCpu.WinogradMinChannels, 40);
+            int w = 18 - 2 * pw + rng.Next(0, 40), h = 4 - 2 * ph + rng.Next(0, 14);
+            var k = new Conv2dCase(rng.Next(1, 3), c, h, w, o, 3, 3, PadH: ph, PadW: pw, Bias: rng.Next(3) > 0);
+            AssertPath(k, Conv2dCpu.UseWinograd, "Winograd");
+            CrossCheckForward(k, rng);
+        }
+    }
+
+    [Fact]
+    public void WinogradInputGradient_MatchesReference()
+    {
+        // Stride-1 dX is the forward convolution of dY with the flipped filters: Winograd again.
+        var k = new Conv2dCase(2, 20, 13, 37, 24, 3, 3, PadH: 1, PadW: 1);
+        AssertPath(k, Conv2dCpu.UseWinograd, "Winograd");
+        CrossCheck(k, new Random(9));
+    }
+
+    [Fact]
+    public void WinogradDirectAndGemmForward_AllMatchReference()
+    {
+        var k = new Conv2dCase(1, 32, 11, 34, 19, 3, 3, PadH: 1, PadW: 1);
+        CrossCheckForward(k, new Random(6));
+        Conv2dCpu.DisableWinograd = true;
+        try
+        {
+            AssertPath(k, Conv2dCpu.UseDirect, "direct");
+            CrossCheckForward(k, new Random(6));
+            Conv2dCpu.ForceGemmForward = true;
+            CrossCheckForward(k, new Random(6));
+        }
+        finally
+        {
+            Conv2dCpu.DisableWinograd = false;
+            Conv2dCpu.ForceGemmForward = false;
+        }
+    }
+
+    private delegate bool PathTest(in Conv2dGeometry g);
+
+    private static void AssertPath(Conv2dCase k, PathTest takes, string path)
+    {
+        using var tx = Tensor.Zeros(Device.Cpu, k.N, k.C, k.H, k.W);
+        using var tw = Tensor.Zeros(Device.Cpu, k.O, k.C, k.KH, k.KW);
+        Assert.True(takes(Conv2d.Resolve(tx, tw, null, k.Options)), $"{k} should take the {path} path");
+    }
+
+    [Fact]
     public void DirectForward_RandomGeometries_MatchReference()
     {
         // Geometries the direct 3-wide kernel takes: tiles of 16 and 8 columns and partial ones,
@@ -99,17 +157,23 @@ public sealed class Conv2dTests
         // not a multiple of 6 (4-row and partial panels), C·KH above one chunk of 96 rows, few
         // output rows (output channels split across workers), several images.
         var rng = new Random(31);
-        for (int i = 0; i < 40; i++)
+        Conv2dCpu.DisableWinograd = true;
+        try
         {
-            int kh = rng.Next(1, 6), ph = rng.Next(0, 4), pw = rng.Next(0, 3);
-            int c = i % 5 == 0 ? rng.Next(33, 60) : rng.Next(1, 12);
-            int w = 10 - 2 * pw + rng.Next(0, 50);
-            int h = Math.Max(1, kh - 2 * ph) + rng.Next(0, 12);
-            var k = new Conv2dCase(rng.Next(1, 3), c, h, w, rng.Next(4, 20), kh, 3, PadH: ph, PadW: pw, Bias: rng.Next(3) > 0);
-            using (var tx = Tensor.Zeros(Device.Cpu, k.N, k.C, k.H, k.W))
-            using (var tw = Tensor.Zeros(Device.Cpu, k.O, k.C, k.KH, k.KW))
-                Assert.True(Conv2dCpu.UseDirect(Conv2d.Resolve(tx, tw, null, k.Options)), $"{k} should take the direct path");
-            CrossCheckForward(k, rng);
+            for (int i = 0; i < 40; i++)
+            {
+                int kh = rng.Next(1, 6), ph = rng.Next(0, 4), pw = rng.Next(0, 3);
+                int c = i % 5 == 0 ? rng.Next(33, 60) : rng.Next(1, 12);
+                int w = 10 - 2 * pw + rng.Next(0, 50);
+                int h = Math.Max(1, kh - 2 * ph) + rng.Next(0, 12);
+                var k = new Conv2dCase(rng.Next(1, 3), c, h, w, rng.Next(4, 20), kh, 3, PadH: ph, PadW: pw, Bias: rng.Next(3) > 0);
+                AssertPath(k, Conv2dCpu.UseDirect, "direct");
+                CrossCheckForward(k, rng);
+            }
+        }
+        finally
+        {
+            Conv2dCpu.DisableWinograd = false;
         }
     }
 

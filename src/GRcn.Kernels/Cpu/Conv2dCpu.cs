@@ -1,6 +1,8 @@
-// conv2d on the CPU: forward is the direct kernel of Conv2dCpu.Direct.cs for 3-wide stride-1
-// kernels over few channels, else one GEMM per image whose B panels are gathered straight from x
-// (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the input plane directly);
+// conv2d on the CPU: forward is Winograd F(2×2, 3×3) (Conv2dCpu.Winograd.cs) for 3×3 stride-1
+// kernels over at least 16 input and output channels, the direct kernel of Conv2dCpu.Direct.cs
+// for other 3-wide stride-1 kernels over few channels, else one GEMM per image whose B panels are
+// gathered straight from x (implicit im2col; a 1×1, stride-1, unpadded convolution multiplies the
+// input plane directly);
 // the weight gradient is one GEMM per image whose B panels are gathered from x the same way;
 // the input gradient is, for stride 1, the forward convolution of dY with the flipped filters
 // (same kernels, no column buffer), else GEMM + col2im.
@@ -66,6 +68,11 @@ internal static unsafe partial class Conv2dCpu
         long inImage = (long)g.C * g.H * g.W;
         long outImage = g.O * outPlane;
         if (g.O == 0 || outPlane == 0) return;
+        if (UseWinograd(g))
+        {
+            ForwardWinograd(x, w, bias, y, g);
+            return;
+        }
         if (UseDirect(g))
         {
             ForwardDirect(x, w, bias, y, g);
