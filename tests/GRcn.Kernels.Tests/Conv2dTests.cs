@@ -178,6 +178,17 @@ public sealed class Conv2dTests
     }
 
     [Fact]
+    public void DirectForward_StreamedOutput_MatchesReference()
+    {
+        // An output of at least DirectStreamingBytes goes out through non-temporal stores (whole
+        // tiles) and regular ones (the 8-column tail, the 4-row panel of 16 channels).
+        var k = new Conv2dCase(1, 3, 400, 328, 16, 3, 3, PadH: 1, PadW: 1);
+        Assert.True((long)k.O * k.OH * k.OW * sizeof(float) >= Conv2dCpu.DirectStreamingBytes);
+        AssertPath(k, Conv2dCpu.UseDirect, "direct");
+        CrossCheckForward(k, new Random(11));
+    }
+
+    [Fact]
     public void DirectAndGemmForward_BothMatchReference()
     {
         var k = new Conv2dCase(2, 7, 9, 37, 11, 3, 3, PadH: 1, PadW: 1);

@@ -4,7 +4,8 @@
 // over every (c, u, v). Instead of im2col's KH·3 copies of x, each tile copies the 18 input
 // columns it reads from each (c, u) row once into a small contiguous buffer (zeros for padding),
 // and the three taps v load it at offsets 0, 1, 2. The weights are packed once per call into
-// panels of 6 output channels, k-major.
+// panels of 6 output channels, k-major. A large output (the first layer's) is written with
+// non-temporal stores.
 // Parallelism: the output rows of all images (with the output channels split too when there
 // are few rows) are cut into contiguous chunks of a few rows (16 per worker) claimed by the
 // workers; each item writes its own tiles.
@@ -42,6 +43,14 @@ internal static unsafe partial class Conv2dCpu
 
     [ThreadStatic] private static float[]? t_directWeights;
 
+    /// <summary>
+    /// Smallest output (bytes) the direct kernel writes with non-temporal stores: one that outgrows
+    /// the caches would be evicted before the next layer reads it anyway, and streaming stores skip
+    /// the read-for-ownership of every line (the 3-channel first layer of VGG, 30 MB of output for
+    /// 27 products per value: 24 % faster).
+    /// </summary>
+    internal const long DirectStreamingBytes = 8 << 20;
+
     /// <summary>Whether the direct kernel computes this forward convolution.</summary>
     internal static bool UseDirect(in Conv2dGeometry g) =>
         !ForceGemmForward && Avx2.IsSupported && Fma.IsSupported &&
@@ -61,7 +70,7 @@ internal static unsafe partial class Conv2dCpu
     private const int SegmentStride = 24;
 
     /// <summary>The arguments of one direct convolution, shared read-only by the workers.</summary>
-    private readonly struct DirectJob(float* x, float* panels, float* bias, float* y, Conv2dGeometry g, int oGroups)
+    private readonly struct DirectJob(float* x, float* panels, float* bias, float* y, Conv2dGeometry g, int oGroups, bool streaming)
     {
         private readonly nint _x = (nint)x, _panels = (nint)panels, _bias = (nint)bias, _y = (nint)y;
 
@@ -93,12 +102,15 @@ internal static unsafe partial class Conv2dCpu
                     }
                 }
                 float* yRow = (float*)_y + n * g.O * outPlane + (long)oh * g.OW;
+                // Whole 6×16 tiles of a single chunk go out as full 64-byte lines, streamed when
+                // the row and every channel plane start on a line.
+                bool stream = streaming && pairs <= DirectChunkRows && ((nint)yRow & 63) == 0 && (outPlane & 15) == 0;
                 for (int ow0 = 0; ow0 < g.OW; ow0 += DirectNR)
                 {
                     int cols = Math.Min(DirectNR, g.OW - ow0);
                     int width = cols > 8 ? DirectNR + 2 : 8 + 2;
                     // The output lines of the next tile, fetched ahead so the stores do not wait for them.
-                    if (ow0 + 2 * DirectNR <= g.OW)
+                    if (!stream && ow0 + 2 * DirectNR <= g.OW)
                     {
                         for (int o = p0 * DirectMR; o < Math.Min(g.O, p1 * DirectMR); o++) Sse.Prefetch0(yRow + o * outPlane + ow0 + 2 * DirectNR - 1);
                     }
@@ -117,12 +129,14 @@ internal static unsafe partial class Conv2dCpu
                             float* yt = yRow + o0 * outPlane + ow0;
                             float* b = (float*)_bias == null ? null : (float*)_bias + o0;
                             if (cols > 8 && mr <= 4) Tile4x16(a, seg, qn, yt, outPlane, mr, cols, b, first);
-                            else if (cols > 8) Tile16(a, seg, qn, yt, outPlane, mr, cols, b, first);
+                            else if (cols > 8) Tile16(a, seg, qn, yt, outPlane, mr, cols, b, first, stream);
                             else Tile8(a, seg, qn, yt, outPlane, mr, cols, b, first);
                         }
                     }
                 }
             }
+            // streamed stores are weakly ordered: drain them before the caller reads y
+            if (streaming) Sse.StoreFence();
         }
     }
 
@@ -166,10 +180,11 @@ internal static unsafe partial class Conv2dCpu
     /// <summary>
     /// One 6×16 tile: acc[r, j] = Σ over packed rows q &lt; pairs and taps v &lt; 3 of
     /// a[(q·3 + v)·6 + r] · seg[q·24 + j + v], then for r &lt; mr, j &lt; cols
-    /// y[r·ldy + j] = acc + bias[r] on the first chunk, y += acc on later ones.
+    /// y[r·ldy + j] = acc + bias[r] on the first chunk (streamed, for a whole tile, when
+    /// <paramref name="stream"/>), y += acc on later ones.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile16(float* a, float* seg, int pairs, float* y, long ldy, int mr, int cols, float* bias, bool first)
+    private static void Tile16(float* a, float* seg, int pairs, float* y, long ldy, int mr, int cols, float* bias, bool first, bool stream)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -183,7 +198,16 @@ internal static unsafe partial class Conv2dCpu
         }
         if (mr == DirectMR && cols == DirectNR)
         {
-            if (first)
+            if (first && stream)
+            {
+                StreamBias(y, c00, c01, bias, 0);
+                StreamBias(y + ldy, c10, c11, bias, 1);
+                StreamBias(y + 2 * ldy, c20, c21, bias, 2);
+                StreamBias(y + 3 * ldy, c30, c31, bias, 3);
+                StreamBias(y + 4 * ldy, c40, c41, bias, 4);
+                StreamBias(y + 5 * ldy, c50, c51, bias, 5);
+            }
+            else if (first)
             {
                 StoreBias(y, c00, c01, bias, 0);
                 StoreBias(y + ldy, c10, c11, bias, 1);
@@ -289,6 +313,15 @@ internal static unsafe partial class Conv2dCpu
         Avx.Store(y + 8, hi + vb);
     }
 
+    /// <summary>As <see cref="StoreBias"/> with non-temporal stores (y 32-byte aligned).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StreamBias(float* y, Vector256<float> lo, Vector256<float> hi, float* bias, int r)
+    {
+        var vb = bias == null ? Vector256<float>.Zero : Vector256.Create(bias[r]);
+        Avx.StoreAlignedNonTemporal(y, lo + vb);
+        Avx.StoreAlignedNonTemporal(y + 8, hi + vb);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StoreAdd(float* y, Vector256<float> lo, Vector256<float> hi)
     {
@@ -345,7 +378,7 @@ internal static unsafe partial class Conv2dCpu
         int threads = Parallelism.Threads;
         // Few rows: split the output channels as well so every worker has several items.
         int oGroups = rowsTotal >= 4 * threads ? 1 : Math.Min(panelCount, (4 * threads + rowsTotal - 1) / rowsTotal);
-        var job = new DirectJob(x, panels, bias, y, g, oGroups);
+        var job = new DirectJob(x, panels, bias, y, g, oGroups, (long)g.N * g.O * g.OH * g.OW * sizeof(float) >= DirectStreamingBytes);
         long cost = (long)g.OW * kdim * DirectMR * ((panelCount + oGroups - 1) / oGroups);
         // Chunks of a few rows (16 per thread): when one worker falls behind, the other is left
         // at most one such chunk (about 1 ms for 64 channels at 150 × 200) to wait for.
