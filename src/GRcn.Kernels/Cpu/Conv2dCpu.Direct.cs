@@ -198,23 +198,14 @@ internal static unsafe partial class Conv2dCpu
         }
         if (mr == DirectMR && cols == DirectNR)
         {
-            if (first && stream)
+            if (first)
             {
-                StreamBias(y, c00, c01, bias, 0);
-                StreamBias(y + ldy, c10, c11, bias, 1);
-                StreamBias(y + 2 * ldy, c20, c21, bias, 2);
-                StreamBias(y + 3 * ldy, c30, c31, bias, 3);
-                StreamBias(y + 4 * ldy, c40, c41, bias, 4);
-                StreamBias(y + 5 * ldy, c50, c51, bias, 5);
-            }
-            else if (first)
-            {
-                StoreBias(y, c00, c01, bias, 0);
-                StoreBias(y + ldy, c10, c11, bias, 1);
-                StoreBias(y + 2 * ldy, c20, c21, bias, 2);
-                StoreBias(y + 3 * ldy, c30, c31, bias, 3);
-                StoreBias(y + 4 * ldy, c40, c41, bias, 4);
-                StoreBias(y + 5 * ldy, c50, c51, bias, 5);
+                StoreBias(y, c00, c01, bias, 0, stream);
+                StoreBias(y + ldy, c10, c11, bias, 1, stream);
+                StoreBias(y + 2 * ldy, c20, c21, bias, 2, stream);
+                StoreBias(y + 3 * ldy, c30, c31, bias, 3, stream);
+                StoreBias(y + 4 * ldy, c40, c41, bias, 4, stream);
+                StoreBias(y + 5 * ldy, c50, c51, bias, 5, stream);
             }
             else
             {
@@ -305,21 +296,19 @@ internal static unsafe partial class Conv2dCpu
         StoreEdge(acc, 8, y, ldy, mr, cols, bias, first);
     }
 
+    /// <summary>y[0..16) = (lo, hi) + bias[r], with non-temporal stores when <paramref name="stream"/> (y then 32-byte aligned).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreBias(float* y, Vector256<float> lo, Vector256<float> hi, float* bias, int r)
+    private static void StoreBias(float* y, Vector256<float> lo, Vector256<float> hi, float* bias, int r, bool stream)
     {
         var vb = bias == null ? Vector256<float>.Zero : Vector256.Create(bias[r]);
+        if (stream)
+        {
+            Avx.StoreAlignedNonTemporal(y, lo + vb);
+            Avx.StoreAlignedNonTemporal(y + 8, hi + vb);
+            return;
+        }
         Avx.Store(y, lo + vb);
         Avx.Store(y + 8, hi + vb);
-    }
-
-    /// <summary>As <see cref="StoreBias"/> with non-temporal stores (y 32-byte aligned).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StreamBias(float* y, Vector256<float> lo, Vector256<float> hi, float* bias, int r)
-    {
-        var vb = bias == null ? Vector256<float>.Zero : Vector256.Create(bias[r]);
-        Avx.StoreAlignedNonTemporal(y, lo + vb);
-        Avx.StoreAlignedNonTemporal(y + 8, hi + vb);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

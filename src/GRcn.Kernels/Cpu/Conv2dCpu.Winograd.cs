@@ -355,42 +355,25 @@ internal static unsafe partial class Conv2dCpu
     private static void TransformOutput(float* m, long xiStride, Vector256<float> bias, float* y0, float* y1)
     {
         // Aᵀ·M: rows (m0 + m1 + m2, m1 − m2 − m3), column by column
-        Vector256<float> p0, p1, p2, p3, q0, q1, q2, q3;
-        {
-            var a = Avx.LoadVector256(m);
-            var b = Avx.LoadVector256(m + 4 * xiStride);
-            var c = Avx.LoadVector256(m + 8 * xiStride);
-            var d = Avx.LoadVector256(m + 12 * xiStride);
-            p0 = a + b + c;
-            q0 = b - c - d;
-        }
-        {
-            var a = Avx.LoadVector256(m + xiStride);
-            var b = Avx.LoadVector256(m + 5 * xiStride);
-            var c = Avx.LoadVector256(m + 9 * xiStride);
-            var d = Avx.LoadVector256(m + 13 * xiStride);
-            p1 = a + b + c;
-            q1 = b - c - d;
-        }
-        {
-            var a = Avx.LoadVector256(m + 2 * xiStride);
-            var b = Avx.LoadVector256(m + 6 * xiStride);
-            var c = Avx.LoadVector256(m + 10 * xiStride);
-            var d = Avx.LoadVector256(m + 14 * xiStride);
-            p2 = a + b + c;
-            q2 = b - c - d;
-        }
-        {
-            var a = Avx.LoadVector256(m + 3 * xiStride);
-            var b = Avx.LoadVector256(m + 7 * xiStride);
-            var c = Avx.LoadVector256(m + 11 * xiStride);
-            var d = Avx.LoadVector256(m + 15 * xiStride);
-            p3 = a + b + c;
-            q3 = b - c - d;
-        }
+        RowsOfAtM(m, xiStride, out var p0, out var q0);
+        RowsOfAtM(m + xiStride, xiStride, out var p1, out var q1);
+        RowsOfAtM(m + 2 * xiStride, xiStride, out var p2, out var q2);
+        RowsOfAtM(m + 3 * xiStride, xiStride, out var p3, out var q3);
         // (Aᵀ·M)·A: columns (r0 + r1 + r2, r1 − r2 − r3)
         StoreInterleaved(y0, p0 + p1 + p2 + bias, p1 - p2 - p3 + bias);
         StoreInterleaved(y1, q0 + q1 + q2 + bias, q1 - q2 - q3 + bias);
+    }
+
+    /// <summary>Column ν of Aᵀ·M (M[ξ][ν] at m + 4ξ·xiStride): p = m0 + m1 + m2, q = m1 − m2 − m3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowsOfAtM(float* m, long xiStride, out Vector256<float> p, out Vector256<float> q)
+    {
+        var a = Avx.LoadVector256(m);
+        var b = Avx.LoadVector256(m + 4 * xiStride);
+        var c = Avx.LoadVector256(m + 8 * xiStride);
+        var d = Avx.LoadVector256(m + 12 * xiStride);
+        p = a + b + c;
+        q = b - c - d;
     }
 
     /// <summary>dst[2k] = a[k], dst[2k + 1] = b[k] for k &lt; 8.</summary>
