@@ -601,7 +601,7 @@ internal static unsafe class ContextAttentionCpu
         /// </summary>
         private void Reduce(bool values, int part, int parts, float* dV, float* dK, float* scratch)
         {
-            int panels = (m + GemmCpu.MR - 1) / GemmCpu.MR;
+            int panels = PositionPanels;
             int i0 = panels * part / parts * GemmCpu.MR, i1 = Math.Min(m, panels * (part + 1) / parts * GemmCpu.MR);
             if (i0 >= i1) return;
             if (values)

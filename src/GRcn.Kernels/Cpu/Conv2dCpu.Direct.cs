@@ -102,9 +102,9 @@ internal static unsafe partial class Conv2dCpu
                     }
                 }
                 float* yRow = (float*)_y + n * g.O * outPlane + (long)oh * g.OW;
-                // Whole 6×16 tiles of a single chunk go out as full 64-byte lines, streamed when
-                // the row and every channel plane start on a line.
-                bool stream = streaming && pairs <= DirectChunkRows && ((nint)yRow & 63) == 0 && (outPlane & 15) == 0;
+                // Whole 6×16 tiles go out as full 64-byte lines, streamed when the row and every
+                // channel plane start on a line.
+                bool stream = streaming && ((nint)yRow & 63) == 0 && (outPlane & 15) == 0;
                 for (int ow0 = 0; ow0 < g.OW; ow0 += DirectNR)
                 {
                     int cols = Math.Min(DirectNR, g.OW - ow0);
@@ -162,19 +162,28 @@ internal static unsafe partial class Conv2dCpu
                 *(long*)(dst + width - 2) = *(long*)(src + width - 2);
                 continue;
             }
-            // The first and last tile of a row, and rows above or below the image: zero the whole
-            // segment (24 floats ≥ width), then copy the columns col0 + t, t in [t0, t1), that lie
-            // inside the row over it, 8 at a time.
-            Avx.Store(dst, Vector256<float>.Zero);
-            Avx.Store(dst + 8, Vector256<float>.Zero);
-            Avx.Store(dst + 16, Vector256<float>.Zero);
-            if (src == null) continue;
-            int t0 = Math.Clamp(-col0, 0, width);
-            int t1 = Math.Clamp(w - col0, t0, width);
-            int t = t0;
-            for (; t + 8 <= t1; t += 8) Avx.Store(dst + t, Avx.LoadVector256(src + col0 + t));
-            for (; t < t1; t++) dst[t] = src[col0 + t];
+            // The first and last tile of a row, and rows above or below the image.
+            CopyClipped(src, col0, width, w, dst);
         }
+    }
+
+    /// <summary>
+    /// dst[t] = row[col0 + t] for t &lt; width (at most 24) where the row exists and col0 + t lies
+    /// in [0, w), else 0: all 24 floats of dst are zeroed, then the columns inside the row copied
+    /// over them, 8 at a time. A segment at the image's edge (direct and Winograd kernels).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyClipped(float* row, int col0, int width, int w, float* dst)
+    {
+        Avx.Store(dst, Vector256<float>.Zero);
+        Avx.Store(dst + 8, Vector256<float>.Zero);
+        Avx.Store(dst + 16, Vector256<float>.Zero);
+        if (row == null) return;
+        int t0 = Math.Clamp(-col0, 0, width);
+        int t1 = Math.Clamp(w - col0, t0, width);
+        int t = t0;
+        for (; t + 8 <= t1; t += 8) Avx.Store(dst + t, Avx.LoadVector256(row + col0 + t));
+        for (; t < t1; t++) dst[t] = row[col0 + t];
     }
 
     /// <summary>
@@ -367,7 +376,9 @@ internal static unsafe partial class Conv2dCpu
         int threads = Parallelism.Threads;
         // Few rows: split the output channels as well so every worker has several items.
         int oGroups = rowsTotal >= 4 * threads ? 1 : Math.Min(panelCount, (4 * threads + rowsTotal - 1) / rowsTotal);
-        var job = new DirectJob(x, panels, bias, y, g, oGroups, (long)g.N * g.O * g.OH * g.OW * sizeof(float) >= DirectStreamingBytes);
+        // Streamed only when y is written once: a single chunk of (c, u) rows, no partial sums.
+        bool streaming = (long)g.N * g.O * g.OH * g.OW * sizeof(float) >= DirectStreamingBytes && g.C * g.KH <= DirectChunkRows;
+        var job = new DirectJob(x, panels, bias, y, g, oGroups, streaming);
         long cost = (long)g.OW * kdim * DirectMR * ((panelCount + oGroups - 1) / oGroups);
         // Chunks of a few rows (16 per thread): when one worker falls behind, the other is left
         // at most one such chunk (about 1 ms for 64 channels at 150 × 200) to wait for.

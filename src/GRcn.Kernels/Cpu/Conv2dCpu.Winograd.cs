@@ -10,7 +10,6 @@
 // vector. U is computed once per call, straight into the GEMM's packed A layout, split by
 // panels of output channels.
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -52,8 +51,8 @@ internal static unsafe partial class Conv2dCpu
     private static void ForwardWinograd(float* x, float* w, float* bias, float* y, in Conv2dGeometry g)
     {
         int slices = (g.C + GemmCpu.KC - 1) / GemmCpu.KC;
-        long perPosition = 0;
-        for (int s = 0; s < slices; s++) perPosition += GemmCpu.PackedASize(g.O, SliceDepth(g.C, s));
+        // the packed size is linear in k, so position ξ's slices take PackedASize(O, C) floats together
+        long perPosition = GemmCpu.PackedASize(g.O, g.C);
         float* u = Aligned(ref t_winogradWeights, 16 * perPosition);
         int panels = (g.O + GemmCpu.MR - 1) / GemmCpu.MR;
         Parallelism.For(panels, 16L * GemmCpu.MR * g.C * 9, (w: (nint)w, u: (nint)u, g.O, g.C, slices, perPosition), static (st, p0, p1) =>
@@ -65,7 +64,7 @@ internal static unsafe partial class Conv2dCpu
         int tilesH = (g.OH + 1) / 2, tilesW = (g.OW + 1) / 2;
         long tiles = (long)g.N * tilesH * tilesW;
         int blocks = checked((int)((tiles + blockTiles - 1) / blockTiles));
-        var job = new WinogradJob(x, u, perPosition, bias, y, g, blockTiles, tilesH, tilesW, tiles);
+        var job = new WinogradJob(x, u, perPosition, slices, bias, y, g, blockTiles, tilesH, tilesW, tiles);
         Parallelism.For(blocks, 16L * 2 * g.O * g.C * blockTiles, job, static (j, start, end) => j.Run(start, end));
     }
 
@@ -76,7 +75,8 @@ internal static unsafe partial class Conv2dCpu
     /// U = G·w[o, c]·Gᵀ for the output channels of panel <paramref name="panel"/> (MR of them; rows
     /// past O zero), written where <see cref="GemmCpu.PackA(bool, float*, int, int, int, float*)"/>
     /// would put U_ξ (O × C): position ξ's region starts at ξ·perPosition and holds its k slices one
-    /// after another, slice s of depth kc as panels of MR rows, (panel·kc + c')·MR + r.
+    /// after another (slice s at PackedASize(O, s·KC)), slice s of depth kc as panels of MR rows,
+    /// (panel·kc + c')·MR + r.
     /// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
     /// </summary>
     private static void TransformWeights(float* w, float* u, int o, int c, int slices, long perPosition, int panel)
@@ -86,11 +86,10 @@ internal static unsafe partial class Conv2dCpu
         for (int r = 0; r < MR; r++)
         {
             int oc = panel * MR + r;
-            long sliceStart = 0;
             for (int s = 0; s < slices; s++)
             {
                 int kc = SliceDepth(c, s);
-                float* dst = u + sliceStart + (long)panel * kc * MR + r;
+                float* dst = u + GemmCpu.PackedASize(o, s * GemmCpu.KC) + (long)panel * kc * MR + r;
                 for (int ci = 0; ci < kc; ci++)
                 {
                     float* d = dst + ci * MR;
@@ -119,13 +118,12 @@ internal static unsafe partial class Conv2dCpu
                         d[(4 * i + 3) * perPosition] = e;
                     }
                 }
-                sliceStart += GemmCpu.PackedASize(o, kc);
             }
         }
     }
 
     /// <summary>The arguments of one Winograd convolution, shared read-only by the workers.</summary>
-    private readonly struct WinogradJob(float* x, float* u, long perPosition, float* bias, float* y, Conv2dGeometry g,
+    private readonly struct WinogradJob(float* x, float* u, long perPosition, int slices, float* bias, float* y, Conv2dGeometry g,
         int blockTiles, int tilesH, int tilesW, long tiles)
     {
         private readonly nint _x = (nint)x, _u = (nint)u, _bias = (nint)bias, _y = (nint)y;
@@ -160,17 +158,14 @@ internal static unsafe partial class Conv2dCpu
                 long t0 = (long)b * blockTiles;
                 int count = (int)Math.Min(blockTiles, tiles - t0);
                 ForEachRun(t0, count, v, ld, input: true);
-                int slices = (g.C + GemmCpu.KC - 1) / GemmCpu.KC;
                 for (int xi = 0; xi < 16; xi++)
                 {
                     // M_ξ (O × count) = U_ξ · V_ξ, over the k slices of C
-                    float* ux = (float*)_u + xi * perPosition;
                     for (int s = 0; s < slices; s++)
                     {
-                        int kc = SliceDepth(g.C, s);
-                        GemmCpu.MultiplyPackedA(ux, g.O, count, kc, 1f, v + xi * VStride + (long)s * GemmCpu.KC * ld, ld,
+                        float* us = (float*)_u + xi * perPosition + GemmCpu.PackedASize(g.O, s * GemmCpu.KC);
+                        GemmCpu.MultiplyPackedA(us, g.O, count, SliceDepth(g.C, s), 1f, v + xi * VStride + (long)s * GemmCpu.KC * ld, ld,
                             s == 0 ? 0f : 1f, m + xi * MStride, ld);
-                        ux += GemmCpu.PackedASize(g.O, kc);
                     }
                 }
                 ForEachRun(t0, count, m, ld, input: false);
@@ -235,19 +230,10 @@ internal static unsafe partial class Conv2dCpu
                         continue;
                     }
                     // At the image's edge: the patch rows, zero outside the image, copied first.
-                    int i0 = Math.Max(0, -col), i1 = Math.Min(18, g.W - col);
                     for (int r = 0; r < 4; r++)
                     {
-                        float* pr = patch + r * 24;
-                        Avx.Store(pr, Vector256<float>.Zero);
-                        Avx.Store(pr + 8, Vector256<float>.Zero);
-                        Avx.Store(pr + 16, Vector256<float>.Zero);
                         int ih = ih0 + r;
-                        if ((uint)ih >= (uint)g.H) continue;
-                        float* src = xc + (long)ih * g.W + col;
-                        int i = i0;
-                        for (; i + 8 <= i1; i += 8) Avx.Store(pr + i, Avx.LoadVector256(src + i));
-                        for (; i < i1; i++) pr[i] = src[i];
+                        CopyClipped((uint)ih < (uint)g.H ? xc + (long)ih * g.W : null, col, 18, g.W, patch + r * 24);
                     }
                     TransformInput(patch, patch + 24, patch + 48, patch + 72, vc + t, xiStride);
                 }
