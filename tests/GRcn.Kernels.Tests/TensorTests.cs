@@ -82,10 +82,17 @@ public class TensorTests
     public void DevicesParseAndCudaExplainsWhyItIsMissing()
     {
         Assert.Same(Device.Cpu, Device.Parse("CPU"));
+        Assert.Same(Device.Emulator, Device.Parse("emulator"));
+        Assert.Contains(Device.List(), d => d.Kind == DeviceKind.Emulator && d.Available && d.Name == "emulator");
         Assert.Equal("name", Assert.Throws<ArgumentException>(() => Device.Parse("tpu")).ParamName);
         var list = Device.List();
         Assert.Contains(list, d => d.Kind == DeviceKind.Cpu && d.Available);
         var cuda = Assert.Single(list, d => d.Kind == DeviceKind.Cuda);
-        if (!cuda.Available) Assert.StartsWith("no CUDA device", cuda.Description);
+        if (!cuda.Available)
+        {
+            Assert.StartsWith("no CUDA device", cuda.Description);
+            var e = Assert.Throws<PlatformNotSupportedException>(() => Device.Parse("cuda:0"));
+            Assert.Equal(cuda.Description, "no CUDA device: " + e.Message);
+        }
     }
 }

@@ -5,8 +5,10 @@ public enum DeviceKind
 {
     /// <summary>The host processor: managed kernels with AVX2/FMA intrinsics and worker threads.</summary>
     Cpu,
-    /// <summary>An NVIDIA GPU driven through the CUDA driver API.</summary>
+    /// <summary>An NVIDIA GPU, running the ILGPU kernels compiled to PTX.</summary>
     Cuda,
+    /// <summary>ILGPU's CPU accelerator emulating an NVIDIA GPU: the same kernels as <see cref="Cuda"/>, run on the host (slow; for tests and debugging).</summary>
+    Emulator,
 }
 
 /// <summary>
@@ -38,10 +40,13 @@ public abstract class Device
     /// Returns the CUDA device with the given ordinal (one instance per ordinal, created on first use).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="ordinal"/> is negative.</exception>
-    /// <exception cref="PlatformNotSupportedException">No NVIDIA driver, cuInit failed, or no such GPU; the message says why.</exception>
-    public static CudaDevice Cuda(int ordinal = 0) => CudaDevice.Get(ordinal);
+    /// <exception cref="PlatformNotSupportedException">No NVIDIA driver, no such GPU, or an unsupported one; the message says why.</exception>
+    public static GpuDevice Cuda(int ordinal = 0) => GpuDevice.GetCuda(ordinal);
 
-    /// <summary>Parses a device name: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
+    /// <summary>The emulated NVIDIA GPU: ILGPU's CPU accelerator running the same kernels as <see cref="Cuda"/> (one per process).</summary>
+    public static GpuDevice Emulator => GpuDevice.GetEmulator();
+
+    /// <summary>Parses a device name: <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c> or <c>emulator</c>.</summary>
     /// <exception cref="ArgumentException">The name is not a device name.</exception>
     public static Device Parse(string name)
     {
@@ -49,9 +54,10 @@ public abstract class Device
         string n = name.Trim().ToLowerInvariant();
         if (n == "cpu") return Cpu;
         if (n == "cuda") return Cuda(0);
+        if (n == "emulator") return Emulator;
         if (n.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(n.AsSpan(5), out int ordinal) && ordinal >= 0)
             return Cuda(ordinal);
-        throw new ArgumentException($"unknown device '{name}'; expected 'cpu', 'cuda' or 'cuda:N'", nameof(name));
+        throw new ArgumentException($"unknown device '{name}'; expected 'cpu', 'cuda', 'cuda:N' or 'emulator'", nameof(name));
     }
 
     /// <summary>Every device usable in this process, with a reason for each kind that is not.</summary>
@@ -67,6 +73,8 @@ public abstract class Device
         {
             list.Add(new("cuda", DeviceKind.Cuda, false, "no CUDA device: " + e.Message));
         }
+        list.Add(new("emulator", DeviceKind.Emulator, true,
+            "ILGPU's CPU accelerator emulating an NVIDIA GPU (warps of 32): runs the cuda kernels on the host, slowly"));
         return list;
     }
 

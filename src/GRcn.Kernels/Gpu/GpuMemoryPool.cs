@@ -1,29 +1,29 @@
-// Caching allocator for CUDA device memory. Blocks are rounded up to a size class and kept on
-// a per-class free list when released, so a loop that allocates the same shapes every step
-// stops calling cuMemAlloc (which is slow and synchronising) after its first step.
+// Caching allocator for GPU memory (a CUDA device or the emulator). Blocks are rounded up to a
+// size class and kept on a per-class free list when released, so a loop that allocates the
+// same shapes every step stops asking the driver (slow, and synchronising) after its first step.
 //
-// Stream order: all work of a CudaDevice is queued on its one stream, so a block released
-// while kernels that use it are still queued can be handed out again at once: whatever the
-// next owner queues runs after those kernels. Only giving a block back to the driver needs
-// the queued work to finish first, so the pool synchronises the stream before cuMemFree.
-namespace GRcn.Kernels.Cuda;
+// Stream order: all work of a GpuDevice is queued on its one stream, so a block released while
+// kernels that use it are still queued can be handed out again at once: whatever the next owner
+// queues runs after those kernels. Only giving a block back to the driver needs the queued work
+// to finish first, so the pool synchronises the stream before freeing.
+namespace GRcn.Kernels.Gpu;
 
-/// <summary>The raw device-memory operations the pool builds on (the driver on a GPU, a fake in tests).</summary>
-internal interface IDeviceMemory
+/// <summary>The raw device-memory operations the pool builds on (ILGPU on a device, a fake in tests).</summary>
+internal interface IDeviceMemory<TBlock> where TBlock : notnull
 {
     /// <summary>Allocates <paramref name="bytes"/> bytes of device memory.</summary>
-    /// <exception cref="CudaException">The driver failed; <see cref="CUresult.CUDA_ERROR_OUT_OF_MEMORY"/> when memory is exhausted.</exception>
-    ulong Allocate(long bytes);
+    /// <exception cref="OutOfMemoryException">Device memory is exhausted.</exception>
+    TBlock Allocate(long bytes);
 
     /// <summary>Returns a block to the driver; the stream has been synchronised.</summary>
-    void Free(ulong pointer);
+    void Free(TBlock block);
 
     /// <summary>Waits until all work queued on the device's stream has finished.</summary>
     void Synchronize();
 }
 
-/// <summary>Size-class cache of device memory blocks over an <see cref="IDeviceMemory"/>.</summary>
-internal sealed class CudaMemoryPool
+/// <summary>Size-class cache of device memory blocks over an <see cref="IDeviceMemory{TBlock}"/>.</summary>
+internal sealed class GpuMemoryPool<TBlock> where TBlock : notnull
 {
     /// <summary>Smallest block and rounding step of small blocks (cuMemAlloc aligns to at least 256 bytes).</summary>
     public const long Granularity = 512;
@@ -31,13 +31,18 @@ internal sealed class CudaMemoryPool
     private const long SmallLimit = 64 * 1024;
 
     private readonly Lock _lock = new();
-    private readonly Dictionary<long, Stack<ulong>> _free = [];
-    private readonly List<(ulong Pointer, long Size)> _deferred = [];
-    private readonly IDeviceMemory _memory;
+    private readonly Dictionary<long, Stack<TBlock>> _free = [];
+    private readonly List<(TBlock Block, long Size)> _deferred = [];
+    private readonly IDeviceMemory<TBlock> _memory;
+    private readonly string _deviceName;
     private long _cachedBytes;
     private long _heldBytes;
 
-    public CudaMemoryPool(IDeviceMemory memory) => _memory = memory;
+    public GpuMemoryPool(IDeviceMemory<TBlock> memory, string deviceName)
+    {
+        _memory = memory;
+        _deviceName = deviceName;
+    }
 
     /// <summary>
     /// Upper bound on bytes kept in the cache; a release beyond it frees the block. By default
@@ -71,8 +76,8 @@ internal sealed class CudaMemoryPool
     }
 
     /// <summary>A block of at least <paramref name="bytes"/> bytes; <paramref name="size"/> is its size class.</summary>
-    /// <exception cref="CudaException">Device memory is exhausted even after emptying the cache.</exception>
-    public ulong Rent(long bytes, out long size)
+    /// <exception cref="OutOfMemoryException">Device memory is exhausted even after emptying the cache; the message gives the size asked for.</exception>
+    public TBlock Rent(long bytes, out long size)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         size = SizeClass(bytes);
@@ -85,50 +90,58 @@ internal sealed class CudaMemoryPool
             }
         }
         FreeDeferred();
-        ulong p;
+        TBlock block;
         try
         {
-            p = _memory.Allocate(size);
+            block = _memory.Allocate(size);
         }
-        catch (CudaException e) when (e.Result == CUresult.CUDA_ERROR_OUT_OF_MEMORY)
+        catch (OutOfMemoryException)
         {
             Trim();
-            p = _memory.Allocate(size);
+            try
+            {
+                block = _memory.Allocate(size);
+            }
+            catch (OutOfMemoryException e)
+            {
+                throw new OutOfMemoryException(
+                    $"out of memory on {_deviceName}: {bytes} bytes requested ({size} with rounding), {HeldBytes} bytes held by live tensors", e);
+            }
         }
         lock (_lock) _heldBytes += size;
-        return p;
+        return block;
     }
 
     /// <summary>
     /// Takes back a block from <see cref="Rent"/>. From a finalizer (<paramref name="finalizing"/>)
     /// no driver call is made: a block the cache cannot keep is freed by the next Rent or Trim.
     /// </summary>
-    public void Return(ulong pointer, long size, bool finalizing)
+    public void Return(TBlock block, long size, bool finalizing)
     {
         lock (_lock)
         {
             if (_cachedBytes + size <= Limit)
             {
-                if (!_free.TryGetValue(size, out var stack)) _free[size] = stack = new Stack<ulong>();
-                stack.Push(pointer);
+                if (!_free.TryGetValue(size, out var stack)) _free[size] = stack = new Stack<TBlock>();
+                stack.Push(block);
                 _cachedBytes += size;
                 return;
             }
             if (finalizing)
             {
-                _deferred.Add((pointer, size));
+                _deferred.Add((block, size));
                 return;
             }
         }
         _memory.Synchronize();
-        _memory.Free(pointer);
+        _memory.Free(block);
         lock (_lock) _heldBytes -= size;
     }
 
     /// <summary>Frees every cached block (memory of live tensors is untouched).</summary>
     public void Trim()
     {
-        var blocks = new List<(ulong Pointer, long Size)>();
+        var blocks = new List<(TBlock Block, long Size)>();
         lock (_lock)
         {
             foreach (var (size, stack) in _free)
@@ -143,7 +156,7 @@ internal sealed class CudaMemoryPool
 
     private void FreeDeferred()
     {
-        List<(ulong Pointer, long Size)> blocks;
+        List<(TBlock Block, long Size)> blocks;
         lock (_lock)
         {
             if (_deferred.Count == 0) return;
@@ -153,7 +166,7 @@ internal sealed class CudaMemoryPool
         FreeAll(blocks);
     }
 
-    private void FreeAll(List<(ulong Pointer, long Size)> blocks)
+    private void FreeAll(List<(TBlock Block, long Size)> blocks)
     {
         if (blocks.Count == 0) return;
         _memory.Synchronize();
@@ -161,7 +174,7 @@ internal sealed class CudaMemoryPool
         {
             try
             {
-                _memory.Free(blocks[i].Pointer);
+                _memory.Free(blocks[i].Block);
             }
             catch
             {

@@ -1,14 +1,14 @@
-// The CUDA caching allocator's bookkeeping, run on a fake device memory that records every
+// The GPU caching allocator's bookkeeping, run on a fake device memory that records every
 // call: reuse by size class, the cache limit, emptying the cache when memory runs out,
 // synchronising before any block goes back to the driver, and finalizer-safe releases.
-using GRcn.Kernels.Cuda;
+using GRcn.Kernels.Gpu;
 
 namespace GRcn.Kernels.Tests;
 
-public class CudaMemoryPoolTests
+public class GpuMemoryPoolTests
 {
     /// <summary>Device memory of a fixed capacity; logs "alloc N", "free P" and "sync".</summary>
-    private sealed class FakeMemory(long capacity) : IDeviceMemory
+    private sealed class FakeMemory(long capacity) : IDeviceMemory<ulong>
     {
         private ulong _next = 0x1_0000_0000;
         private readonly Dictionary<ulong, long> _live = [];
@@ -19,7 +19,7 @@ public class CudaMemoryPoolTests
 
         public ulong Allocate(long bytes)
         {
-            if (LiveBytes + bytes > capacity) throw new CudaException("cuMemAlloc_v2", CUresult.CUDA_ERROR_OUT_OF_MEMORY, $"{bytes} bytes");
+            if (LiveBytes + bytes > capacity) throw new OutOfMemoryException($"{bytes} bytes");
             ulong p = _next;
             _next += (ulong)bytes;
             _live[p] = bytes;
@@ -42,25 +42,25 @@ public class CudaMemoryPoolTests
         long previous = 0;
         for (long bytes = 0; bytes < 1L << 34; bytes = bytes < 5000 ? bytes + 1 : bytes * 17 / 16)
         {
-            long c = CudaMemoryPool.SizeClass(bytes);
-            Assert.True(c >= bytes && c >= CudaMemoryPool.Granularity, $"{bytes} -> {c}");
-            Assert.Equal(0, c % CudaMemoryPool.Granularity);
+            long c = GpuMemoryPool<ulong>.SizeClass(bytes);
+            Assert.True(c >= bytes && c >= GpuMemoryPool<ulong>.Granularity, $"{bytes} -> {c}");
+            Assert.Equal(0, c % GpuMemoryPool<ulong>.Granularity);
             Assert.True(c >= previous, $"size classes must not shrink: {bytes} -> {c} after {previous}");
-            Assert.Equal(c, CudaMemoryPool.SizeClass(c));
+            Assert.Equal(c, GpuMemoryPool<ulong>.SizeClass(c));
             if (bytes > 64 * 1024) Assert.True(c - bytes <= bytes / 4, $"{bytes} -> {c}: more than 25 % slack");
             previous = c;
         }
-        Assert.Equal(512, CudaMemoryPool.SizeClass(0));
-        Assert.Equal(1024, CudaMemoryPool.SizeClass(513));
-        Assert.Equal(65536, CudaMemoryPool.SizeClass(65536));
-        Assert.Equal(81920, CudaMemoryPool.SizeClass(65537));
+        Assert.Equal(512, GpuMemoryPool<ulong>.SizeClass(0));
+        Assert.Equal(1024, GpuMemoryPool<ulong>.SizeClass(513));
+        Assert.Equal(65536, GpuMemoryPool<ulong>.SizeClass(65536));
+        Assert.Equal(81920, GpuMemoryPool<ulong>.SizeClass(65537));
     }
 
     [Fact]
     public void ReleasedBlockIsReusedForTheSameSizeClass()
     {
         var memory = new FakeMemory(1 << 20);
-        var pool = new CudaMemoryPool(memory);
+        var pool = new GpuMemoryPool<ulong>(memory, "fake:0");
         ulong a = pool.Rent(1000, out long size);
         Assert.Equal(1024, size);
         pool.Return(a, size, finalizing: false);
@@ -78,7 +78,7 @@ public class CudaMemoryPoolTests
     public void BlocksBeyondTheLimitAreFreedAfterASynchronize()
     {
         var memory = new FakeMemory(1 << 20);
-        var pool = new CudaMemoryPool(memory) { Limit = 2048 };
+        var pool = new GpuMemoryPool<ulong>(memory, "fake:0") { Limit = 2048 };
         ulong[] blocks = [pool.Rent(1024, out _), pool.Rent(1024, out _), pool.Rent(1024, out _)];
         foreach (var p in blocks) pool.Return(p, 1024, finalizing: false);
         Assert.Equal(2048, pool.CachedBytes);
@@ -90,7 +90,7 @@ public class CudaMemoryPoolTests
     public void OutOfMemoryEmptiesTheCacheAndRetries()
     {
         var memory = new FakeMemory(4096);
-        var pool = new CudaMemoryPool(memory);
+        var pool = new GpuMemoryPool<ulong>(memory, "fake:0");
         ulong a = pool.Rent(2048, out _);
         ulong b = pool.Rent(2048, out _);
         pool.Return(a, 2048, finalizing: false);
@@ -106,18 +106,17 @@ public class CudaMemoryPoolTests
     [Fact]
     public void OutOfMemoryWithNothingCachedPropagates()
     {
-        var pool = new CudaMemoryPool(new FakeMemory(4096));
+        var pool = new GpuMemoryPool<ulong>(new FakeMemory(4096), "fake:0");
         pool.Rent(4096, out _);
-        var e = Assert.Throws<CudaException>(() => pool.Rent(512, out _));
-        Assert.Equal(CUresult.CUDA_ERROR_OUT_OF_MEMORY, e.Result);
-        Assert.Equal("cuMemAlloc_v2 failed: CUDA_ERROR_OUT_OF_MEMORY (out of memory): 512 bytes", e.Message);
+        var e = Assert.Throws<OutOfMemoryException>(() => pool.Rent(100, out _));
+        Assert.Equal("out of memory on fake:0: 100 bytes requested (512 with rounding), 4096 bytes held by live tensors", e.Message);
     }
 
     [Fact]
     public void FinalizerReleaseBeyondTheLimitIsFreedByTheNextAllocation()
     {
         var memory = new FakeMemory(1 << 20);
-        var pool = new CudaMemoryPool(memory) { Limit = 0 };
+        var pool = new GpuMemoryPool<ulong>(memory, "fake:0") { Limit = 0 };
         ulong a = pool.Rent(512, out _);
         pool.Return(a, 512, finalizing: true);
         Assert.Equal(["alloc 512"], memory.Log); // no driver call from the finalizer thread
@@ -131,7 +130,7 @@ public class CudaMemoryPoolTests
     public void TrimSynchronizesThenFreesEveryCachedBlock()
     {
         var memory = new FakeMemory(1 << 20);
-        var pool = new CudaMemoryPool(memory);
+        var pool = new GpuMemoryPool<ulong>(memory, "fake:0");
         ulong a = pool.Rent(512, out _);
         ulong b = pool.Rent(100_000, out long bSize);
         ulong live = pool.Rent(512, out _);
