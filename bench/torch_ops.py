@@ -5,7 +5,7 @@ Same case names, shapes, FLOP formulas, measurement rule and JSON schema as
 `grcn bench ops`, so bench/compare.py can put the two side by side:
 
     /usr/bin/python3 bench/torch_ops.py [--threads 2] [--json FILE] [--filter NAME]...
-        [--repeats 5] [--warmup 2] [--min-time 1.0] [--max-repeats 200] [--cuda] [--list]
+        [--repeats 5] [--warmup 2] [--min-time 1.0] [--max-repeats 200] [--cuda [--tf32]] [--list]
         [--system-malloc]
 
 Measurement rule: inputs are made once (seeded random normal; RoIs and boxes uniformly
@@ -14,7 +14,10 @@ until at least `repeats` were timed and `min-time` seconds have passed, or `max-
 were timed. A forward-only case runs under torch.no_grad(); a "fwdbwd" case runs the
 forward with autograd and then torch.autograd.grad for every input the C# case
 differentiates. With --cuda everything lives on the GPU and each iteration is timed with
-CUDA events after a synchronize.
+CUDA events after a synchronize. On CUDA, matrix products and cuDNN convolutions run in
+exact FP32 (TF32 off: torch.backends.cuda.matmul.allow_tf32 and
+torch.backends.cudnn.allow_tf32 both False), the precision our kernels compute in; --tf32
+turns both on, for the figure beside it.
 
 Besides the shared cases this suite has `gemm_1024@onednn` (CPU only): the same GEMM as
 a 1×1 oneDNN convolution. Debian's torch calls the system BLAS for torch.mm,
@@ -311,6 +314,7 @@ def main():
     ap.add_argument("--max-repeats", type=int, default=200, help="timed iterations per case, at most")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (CPU)")
     ap.add_argument("--cuda", action="store_true", help="run on the GPU (cuda:0), timing with CUDA events")
+    ap.add_argument("--tf32", action="store_true", help="with --cuda: allow TF32 in matmul and cuDNN (default: exact FP32)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--system-malloc", action="store_true",
                     help="keep glibc's default malloc (which returns big freed blocks to the kernel) instead of MALLOC_TUNABLES")
@@ -333,7 +337,9 @@ def main():
             print("torch_ops.py: --cuda given but torch.cuda.is_available() is False", file=sys.stderr)
             return 2
         device = torch.device("cuda:0")
-        where = f"cuda:0 ({torch.cuda.get_device_name(0)})"
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+        where = f"cuda:0 ({torch.cuda.get_device_name(0)}, TF32 {'on' if args.tf32 else 'off'})"
     else:
         device = torch.device("cpu")
         where = f"cpu ({torch.get_num_threads()} threads)"

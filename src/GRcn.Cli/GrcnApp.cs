@@ -17,6 +17,7 @@ public static class GrcnApp
         CompareCommand.Create(),
         GoldenCommand.Create(),
         DevicesCommand.Create(),
+        CrossCheckCommand.Create(),
         BenchCommand.Create(),
     };
 
