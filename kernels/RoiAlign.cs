@@ -43,7 +43,6 @@ using GRcn.Kernels;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 
 namespace GRcn.Kernels.Gpu;
 
@@ -59,17 +58,6 @@ internal static class RoiMath
 {
     /// <summary>Channels per thread in the roi_align kernels.</summary>
     public const int Channels = 4;
-
-    /// <summary>a·b rounded to float32 and never fused with a following add (mul.rn.f32 on CUDA).</summary>
-    public static float Mul(float a, float b)
-    {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("mul.rn.f32 %0, %1, %2;", out float r, a, b);
-            return r;
-        }
-        return a * b;
-    }
 
     /// <summary>C's roundf: round half away from zero, exact for every float (not floor(x + 0.5f)).</summary>
     public static float RoundHalfAway(float v)
@@ -91,8 +79,8 @@ internal static class RoiMath
         out float start, out float bin, out int grid)
     {
         float offset = aligned != 0 ? 0.5f : 0f;
-        start = Mul(lo, scale) - offset;
-        float end = Mul(hi, scale) - offset;
+        start = ExactMath.Mul(lo, scale) - offset;
+        float end = ExactMath.Mul(hi, scale) - offset;
         float size = end - start;
         if (aligned == 0) size = XMath.Max(size, 1f);
         bin = size / pooled;
@@ -102,7 +90,7 @@ internal static class RoiMath
 
     /// <summary>Coordinate of sample <paramref name="sub"/> (of <paramref name="grid"/>) of bin <paramref name="bin"/>: (start + bin·size) + ((sub + 0.5f)·size) / grid.</summary>
     public static float SamplePosition(float start, float size, int bin, int sub, int grid) =>
-        start + Mul(bin, size) + (sub + .5f) * size / grid;
+        start + ExactMath.Mul(bin, size) + (sub + .5f) * size / grid;
 
     /// <summary>
     /// The bilinear rule along one axis of <paramref name="extent"/> cells for an in-range

@@ -41,8 +41,8 @@ internal static class RoiPoolKernels
     /// <summary>First cell and bin size of one axis: start = (int)round(lo·s), bin = max(end − start + 1, 1) / pooled.</summary>
     private static void Axis(float lo, float hi, float scale, int pooled, out int start, out float bin)
     {
-        start = (int)RoiMath.RoundHalfAway(RoiMath.Mul(lo, scale));
-        int end = (int)RoiMath.RoundHalfAway(RoiMath.Mul(hi, scale));
+        start = (int)RoiMath.RoundHalfAway(ExactMath.Mul(lo, scale));
+        int end = (int)RoiMath.RoundHalfAway(ExactMath.Mul(hi, scale));
         int size = XMath.Max(end - start + 1, 1);
         bin = (float)size / pooled;
     }
@@ -50,8 +50,8 @@ internal static class RoiPoolKernels
     /// <summary>Edges [first, last) of bin <paramref name="i"/> along one axis of <paramref name="extent"/> cells, clipped.</summary>
     private static void Edges(int i, int start, float bin, int extent, out int first, out int last)
     {
-        first = (int)XMath.Floor(RoiMath.Mul(i, bin));
-        last = (int)XMath.Ceiling(RoiMath.Mul(i + 1, bin));
+        first = (int)XMath.Floor(ExactMath.Mul(i, bin));
+        last = (int)XMath.Ceiling(ExactMath.Mul(i + 1, bin));
         first = XMath.Min(XMath.Max(first + start, 0), extent);
         last = XMath.Min(XMath.Max(last + start, 0), extent);
     }
