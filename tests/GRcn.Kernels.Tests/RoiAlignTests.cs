@@ -131,6 +131,38 @@ public class RoiAlignTests
         Assert.Equal(want, AlignOne([0, x1, y1, x2, y2], sampling, aligned), HandTolerance);
     }
 
+    /// <summary>
+    /// torchvision's float32 kernel computes the RoI size and the adaptive grid in float: y from
+    /// 0.1f to 14.1f is 14.00000038 in double (grid ceil(2.00000005) = 3) but rounds to 14 in
+    /// float (grid ceil(2) = 2). On x[h, w] = h² with 7 × 1 bins, bin i then samples rows
+    /// 2i + 0.6 and 2i + 1.6 only, and its mean is 4i² + 4.4i + 1.7 (three samples give about
+    /// 0.02 less). Forward and backward both follow the two-sample grid.
+    /// </summary>
+    [Fact]
+    public void AdaptiveGridIsTheCeilingOfTheFloatQuotient()
+    {
+        float[] xv = new float[16 * 2];
+        for (int h = 0; h < 16; h++) xv[2 * h] = xv[2 * h + 1] = h * h;
+        using var x = Tensor.FromArray(xv, 1, 1, 16, 2);
+        using var rois = Tensor.FromArray(new float[] { 0, 0, 0.1f, 1, 14.1f }, 1, 5);
+        var options = new RoiAlignOptions(7, 1, 1.0, 0, false);
+        using var y = RoiAlign.Forward(x, rois, options);
+        float[] got = y.ToArray<float>();
+        for (int i = 0; i < 7; i++) Assert.Equal(4.0 * i * i + 4.4 * i + 1.7, got[i], 1e-4);
+
+        // Bin 0's gradient: two samples (rows 0.6 and 1.6, column 0.5), each carrying 1/2, so
+        // row 0 gets 0.4 · 1/2, row 1 gets (0.6 + 0.4) · 1/2, row 2 gets 0.6 · 1/2, split over both columns.
+        var gyv = new float[7];
+        gyv[0] = 1;
+        using var gy = Tensor.FromArray(gyv, 1, 1, 7, 1);
+        using var gx = RoiAlign.Backward(gy, rois, [1, 1, 16, 2], options);
+        float[] g = gx.ToArray<float>();
+        double[] wantRows = [0.1, 0.25, 0.15];
+        for (int h = 0; h < 16; h++)
+            for (int w = 0; w < 2; w++)
+                Assert.Equal(h < 3 ? wantRows[h] : 0.0, g[2 * h + w], 1e-6);
+    }
+
     [Fact]
     public void BackwardSpreadsGradientOverFourNeighbours()
     {

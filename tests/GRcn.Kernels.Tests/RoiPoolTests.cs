@@ -171,6 +171,44 @@ public class RoiPoolTests
         Assert.Equal(new long[] { 2, 2 }, r.Argmax.ToArray<long>());
     }
 
+    /// <summary>
+    /// RoIs whose bin edges torchvision computes in float (T = float for float32 tensors): for a
+    /// RoI of L cells cut into b bins, bin i spans [floor((float)i · bin), ceil((float)(i+1) · bin))
+    /// with bin = (float)L / b, and for these lengths one edge falls on the other side of an
+    /// integer than in double (29 / 7 · 7 = 29.000000000000004 in double, 29 in float; 57f / 7f · 7f
+    /// = 57.000004 in float, 57 in double; at 14 bins it is bin 7's start). Channel 0 holds
+    /// x[0, w] = w (a bin's argmax is its last cell), channel 1 holds −w (its first cell).
+    /// Expected edges (relative to the RoI's first cell) are torchvision 0.14's float32 result.
+    /// </summary>
+    [Theory]
+    [InlineData(29, 7, 6, 24, 29)]
+    [InlineData(57, 7, 6, 48, 58)]
+    [InlineData(58, 7, 6, 49, 58)]
+    [InlineData(114, 7, 6, 97, 115)]
+    [InlineData(62, 14, 7, 30, 36)]
+    [InlineData(122, 14, 7, 61, 70)]
+    public void BinEdgesAreTorchvisionsFloat32Edges(int length, int bins, int bin, int start, int end)
+    {
+        const int width = 160, first = 3;
+        float[] xv = new float[2 * width];
+        for (int w = 0; w < width; w++)
+        {
+            xv[w] = w;
+            xv[width + w] = -w;
+        }
+        using var x = Tensor.FromArray(xv, 1, 2, 1, width);
+        // Cells first .. first + length − 1 (scale 1: the coordinates are already whole).
+        using var rois = Tensor.FromArray(new float[] { 0, first, 0, first + length - 1, 0 }, 1, 5);
+        using var r = RoiPool.Forward(x, rois, new RoiPoolOptions(1, bins, 1.0));
+        long[] argmax = r.Argmax.ToArray<long>();
+        Assert.Equal(first + end - 1, argmax[bin]);
+        Assert.Equal(first + start, argmax[bins + bin]);
+        Assert.Equal((float)(first + end - 1), r.Output.ToArray<float>()[bin]);
+        // The same bin in double arithmetic has another edge: the case tells the two apart.
+        double binD = (double)length / bins;
+        Assert.NotEqual((start, end), ((int)Math.Floor(bin * binD), (int)Math.Ceiling((bin + 1) * binD)));
+    }
+
     [Theory]
     [InlineData(40f, 27L)]   // 40/16 = 2.5 rounds up to 3: cell (3, 3)
     [InlineData(24f, 18L)]   // 1.5 rounds to 2

@@ -25,6 +25,25 @@ How the values are made
   ``output.keep`` as I64 and have no gradients (tolerance ``{}``: exact match).
 * ``torch.set_num_threads(1)``: the output is byte-identical from run to run.
 
+Float32-reference fixtures (``roi_pool_f32_*``, ``roi_align_f32_*``)
+--------------------------------------------------------------------
+torchvision computes RoIPool bin edges and RoIAlign's RoI geometry, adaptive grid, sample
+positions and bilinear weights in the tensor's own type, so a float32 user gets float
+arithmetic: a RoI 29 cells long cut into 7 bins ends its last bin at ceil(7*(29f/7f)) = 29,
+where double gives 30.  These discrete choices are part of the contract (ops.md), and a
+float64 reference cannot pin them, so these fixtures take their outputs and input
+gradients from torchvision's float32 kernels (same float32 inputs and grad_output), and
+their ``reference`` says so ("torchvision ... roi_pool, float32 ...").  Tolerances: the
+roi_pool forward output is a selection and must match exactly (``[0, 0]``); every other
+float tensor (roi_pool gradients, roi_align outputs and gradients) follows the rule below.
+They deliberately sit on float32/float64 discontinuities, so the float64 self-check below
+does not apply to them; instead the generator checks the opposite: every case marked
+sensitive (the roi_pool RoI-length cases of 29, 57, 58, 114 cells at 7 bins and 62, 122 at
+14 bins; the roi_align cases whose adaptive grid is one sample smaller in float) must have
+bins or grids that differ between float32 and float64, and torchvision's float64 result
+must FAIL the fixture's tolerance -- so an implementation doing this arithmetic in double
+is caught.  At least one RoI-length case must be such a case.
+
 Tolerance rule (the rule the sample fixtures in shared/golden-examples follow exactly)
 -------------------------------------------------------------------------------------
 For every float tensor ``output.*`` and ``grad_input.*`` (never for inputs or
@@ -70,6 +89,13 @@ from torchvision.ops import boxes as tv_boxes
 
 FORMAT = "grcn-golden/1"
 REFERENCE = "torch %s, torchvision %s, float64" % (torch.__version__, torchvision.__version__)
+
+
+def reference_f32(op):
+    """The reference string of a float32-reference fixture (the RoI ops' discrete choices)."""
+    return "torchvision %s %s, float32 (torch %s): outputs and gradients of the float kernels" % (
+        torchvision.__version__, op, torch.__version__)
+
 RTOL = 1e-4
 ATOL_REL = 2e-5
 ATOL_FLOOR = 1e-6
@@ -153,7 +179,12 @@ def worst_ratio(got, want, tol):
         return float("inf")
     if want.size == 0:
         return 0.0
-    return float((np.abs(got - want) / (atol + rtol * np.abs(want))).max())
+    err = np.abs(got - want)
+    bound = atol + rtol * np.abs(want)
+    # a zero bound (tolerance [0, 0]: exact) gives 0 where equal, inf where not
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0), np.where(err == 0, 0.0, np.inf))
+    return float(ratio.max())
 
 
 def gen_for(name):
@@ -307,6 +338,24 @@ def roi_pool_bins(rois, scale, out_hw, npdt):
     return res
 
 
+def roi_align_grids(rois, scale, out_hw, sampling_ratio, aligned, npdt):
+    """(grid_h, grid_w) of every RoI in torchvision's roi_align arithmetic with T = npdt."""
+    ph_n, pw_n = out_hw
+    s = npdt(scale)
+    off = npdt(0.5) if aligned else npdt(0.0)
+    res = []
+    for r in np.asarray(rois, dtype=np.float32):
+        x1, y1, x2, y2 = (npdt(r[i]) * s - off for i in (1, 2, 3, 4))
+        rw, rh = x2 - x1, y2 - y1
+        if not aligned:
+            rw, rh = max(rw, npdt(1.0)), max(rh, npdt(1.0))
+        if sampling_ratio > 0:
+            res.append((sampling_ratio, sampling_ratio))
+        else:
+            res.append((math.ceil(rh / npdt(ph_n)), math.ceil(rw / npdt(pw_n))))
+    return res
+
+
 def max_pool_out_size(n, k, s, p, ceil_mode):
     """PyTorch's pooling_output_shape (dilation 1), plus the naive ceil value for the notes."""
     num = n + 2 * p - (k - 1) - 1
@@ -332,6 +381,12 @@ def case(fn):
 
 
 class Case(object):
+    # f32: the reference is torchvision in float32 (see the docstring); sensitive: a float32
+    # case that must tell float32 from float64 arithmetic; length_case: one of the RoI-length cases.
+    f32 = False
+    sensitive = False
+    length_case = False
+
     def __init__(self, name, op, attrs, inputs, note):
         self.name, self.op, self.attrs, self.inputs, self.note = name, op, attrs, inputs, note
 
@@ -524,7 +579,8 @@ pool_case("max_pool2d_1x1_s2", "1x1 kernel stride 2: pure subsampling", _randn(1
 
 # ---------------------------------- roi_pool --------------------------------------
 
-def roi_case(op, name, note, x_shape, rois_fn, output_size, scale, sampling_ratio=2, aligned=False, x_fn=None):
+def roi_case(op, name, note, x_shape, rois_fn, output_size, scale, sampling_ratio=2, aligned=False, x_fn=None,
+             f32=False, sensitive=False, length_case=False):
     def build():
         g = gen_for(name)
         x = x_fn(g) if x_fn is not None else randn(g, *x_shape)
@@ -533,7 +589,9 @@ def roi_case(op, name, note, x_shape, rois_fn, output_size, scale, sampling_rati
         if op == "roi_align":
             attrs["sampling_ratio"] = int(sampling_ratio)
             attrs["aligned"] = bool(aligned)
-        return Case(name, op, attrs, OrderedDict(x=x, rois=rois), note), g
+        c = Case(name, op, attrs, OrderedDict(x=x, rois=rois), note)
+        c.f32, c.sensitive, c.length_case = f32, sensitive, length_case
+        return c, g
     CASES.append(build)
 
 
@@ -725,6 +783,87 @@ roi_case("roi_align", "roi_align_many_rois_64", "64 RoIs over 3 images, 7x7, 2 c
          (3, 2, 12, 16), lambda g: rand_rois(g, 64, 3, IMG_W16, IMG_H16), (7, 7), 1.0 / 16, 2, True)
 roi_case("roi_align", "roi_align_zero_rois", "K = 0: output (0,C,7,7), grad_input.x all zero", (2, 3, 12, 16),
          lambda g: torch.zeros(0, 5), (7, 7), 1.0 / 16, 2, True)
+
+
+# ----------------------- float32-reference RoI cases ------------------------------
+# Reference: torchvision's float32 kernels (see the docstring). Spatial scale 1/16; a RoI
+# "L cells long" covers cells c0 .. c0 + L - 1 after rounding: its image coordinates are
+# 16 * (c0 + frac) and 16 * (c0 + L - 1 + frac) with |frac| < 0.5 (exact in float32).
+
+def cells(c0, length, frac=0.0):
+    return 16.0 * (c0 + frac), 16.0 * (c0 + length - 1 + frac)
+
+
+def span_roi(b, x_cells, y_cells):
+    """[b, x1, y1, x2, y2] from (c0, length, frac) per axis."""
+    x1, x2 = cells(*x_cells)
+    y1, y2 = cells(*y_cells)
+    return [b, x1, y1, x2, y2]
+
+
+# 7 bins: 29 / 57 / 58 / 114 cells along x, along y, and both (2 images, map 64 x 120)
+LENGTH_ROIS_7 = [
+    span_roi(0, (2, 29, 0.25), (3, 7, 0.0)),
+    span_roi(1, (10, 57, -0.3125), (5, 29, 0.125)),
+    span_roi(0, (40, 58, 0.0), (4, 57, -0.25)),
+    span_roi(1, (1, 114, 0.1875), (3, 58, 0.0)),
+    span_roi(0, (0, 7, 0.0), (30, 29, 0.375)),
+    span_roi(1, (3, 114, -0.125), (50, 10, 0.0)),
+    span_roi(0, (60, 58, 0.0625), (6, 58, 0.3125)),
+]
+# 14 bins: 62 / 122 cells (1 image, map 128 x 128)
+LENGTH_ROIS_14 = [
+    span_roi(0, (2, 62, 0.25), (3, 14, 0.0)),
+    span_roi(0, (3, 122, -0.1875), (10, 20, 0.125)),
+    span_roi(0, (20, 30, 0.0), (1, 122, 0.3125)),
+    span_roi(0, (40, 62, -0.375), (50, 62, 0.0)),
+    span_roi(0, (4, 122, 0.0), (2, 122, -0.25)),
+]
+# roi_align, adaptive: RoI sizes (in cells) that are 14 / 21 in float32 but 14.0000004 / 21.0000006
+# in float64, so the grid is ceil(size / 7) = 2 / 3 in float and 3 / 4 in double
+GRID_FLIP_ROIS_16 = [
+    [0, 0.8, 1.6, 224.8, 225.6],        # 14 x 14 cells
+    [1, 1.6, 3.2, 337.6, 339.2],        # 21 x 21 cells
+    [0, 1.6, 0.8, 225.6, 336.8],        # 14 wide, 21 high
+    [1, 3.2, 8.0, 339.2, 120.0],        # 21 wide, 7 high (no flip along y)
+    [0, 40.0, 30.0, 140.0, 200.0],      # an ordinary RoI
+]
+
+roi_case("roi_pool", "roi_pool_f32_lengths_7x7", "float32 reference: RoIs 29, 57, 58 and 114 cells long (x, y and "
+         "both), 7x7 bins: the last bin ends where float arithmetic puts it (29: ceil(7*(29f/7f)) = 29, double 30; "
+         "57: float 58, double 57)", (2, 1, 64, 120), fixed(LENGTH_ROIS_7), (7, 7), 1.0 / 16,
+         f32=True, sensitive=True, length_case=True)
+roi_case("roi_pool", "roi_pool_f32_lengths_14x14", "float32 reference: RoIs 62 and 122 cells long, 14x14 bins: bin 7 "
+         "starts one cell off from double arithmetic (62: float 30, double 31; 122: float 61, double 60)",
+         (1, 2, 128, 128), fixed(LENGTH_ROIS_14), (14, 14), 1.0 / 16, f32=True, sensitive=True, length_case=True)
+roi_case("roi_pool", "roi_pool_f32_random", "float32 reference: 24 random RoIs (4 to 48 cells) on a 2x2x32x48 map, "
+         "7x7 bins", (2, 2, 32, 48), lambda g: rand_rois(g, 24, 2, 768.0, 512.0, min_wh=64.0, max_frac=1.0),
+         (7, 7), 1.0 / 16, f32=True)
+
+roi_case("roi_align", "roi_align_f32_lengths_7x7_aligned_sr2", "float32 reference: the 29/57/58/114-cell RoIs, "
+         "7x7, aligned, sampling_ratio 2", (2, 1, 64, 120), fixed(LENGTH_ROIS_7), (7, 7), 1.0 / 16, 2, True,
+         f32=True, length_case=True)
+roi_case("roi_align", "roi_align_f32_lengths_7x7_unaligned_adaptive", "float32 reference: the 29/57/58/114-cell "
+         "RoIs, 7x7, unaligned, adaptive sampling", (2, 1, 64, 120), fixed(LENGTH_ROIS_7), (7, 7), 1.0 / 16, 0, False,
+         f32=True, length_case=True)
+roi_case("roi_align", "roi_align_f32_lengths_14x14_aligned_adaptive", "float32 reference: the 62/122-cell RoIs, "
+         "14x14, aligned, adaptive sampling", (1, 2, 128, 128), fixed(LENGTH_ROIS_14), (14, 14), 1.0 / 16, 0, True,
+         f32=True, length_case=True)
+roi_case("roi_align", "roi_align_f32_lengths_14x14_unaligned_sr2", "float32 reference: the 62/122-cell RoIs, "
+         "14x14, unaligned, sampling_ratio 2", (1, 2, 128, 128), fixed(LENGTH_ROIS_14), (14, 14), 1.0 / 16, 2, False,
+         f32=True, length_case=True)
+roi_case("roi_align", "roi_align_f32_random_aligned_adaptive", "float32 reference: 16 random RoIs, 7x7, aligned, "
+         "adaptive sampling", (2, 2, 32, 48), lambda g: rand_rois(g, 16, 2, 768.0, 512.0, min_wh=16.0, max_frac=1.0),
+         (7, 7), 1.0 / 16, 0, True, f32=True)
+roi_case("roi_align", "roi_align_f32_random_unaligned_sr2", "float32 reference: 16 random RoIs, 7x7, unaligned, "
+         "sampling_ratio 2", (2, 2, 32, 48), lambda g: rand_rois(g, 16, 2, 768.0, 512.0, min_wh=16.0, max_frac=1.0),
+         (7, 7), 1.0 / 16, 2, False, f32=True)
+roi_case("roi_align", "roi_align_f32_grid_flip_unaligned_adaptive", "float32 reference: RoIs 14 or 21 cells in float "
+         "(14.0000004 / 21.0000006 in double): the adaptive grid is ceil(size/7) = 2 / 3 in float, 3 / 4 in double; "
+         "unaligned", (2, 3, 24, 30), fixed(GRID_FLIP_ROIS_16), (7, 7), 1.0 / 16, 0, False, f32=True, sensitive=True)
+roi_case("roi_align", "roi_align_f32_grid_flip_aligned_adaptive", "float32 reference: the same grid-flip RoIs, "
+         "aligned (the -0.5 offset in float)", (2, 3, 24, 30), fixed(GRID_FLIP_ROIS_16), (7, 7), 1.0 / 16, 0, True,
+         f32=True, sensitive=True)
 
 
 # ------------------------------ context_attention ---------------------------------
@@ -1005,14 +1144,38 @@ def build_fixture(c, g):
         grad_outputs = OrderedDict((k, randn(g, *v.shape)) for k, v in probe.items())
         outs64, grads64 = evaluate(op, inputs, attrs, grad_outputs, torch.float64)
         outs32, grads32 = evaluate(op, inputs, attrs, grad_outputs, torch.float32)
+        ref_outs, ref_grads = (outs32, grads32) if c.f32 else (outs64, grads64)
         tensors = [("input." + k, to_np(v)) for k, v in inputs.items()]
-        tensors += [("output." + k, to_np(v)) for k, v in outs64.items()]
+        tensors += [("output." + k, to_np(v)) for k, v in ref_outs.items()]
         tensors += [("grad_output." + k, to_np(v)) for k, v in grad_outputs.items()]
-        tensors += [("grad_input." + k, to_np(v)) for k, v in grads64.items()]
+        tensors += [("grad_input." + k, to_np(v)) for k, v in ref_grads.items()]
         tolerance = OrderedDict()
         for name, arr in tensors:
             if name.startswith("output.") or name.startswith("grad_input."):
-                tolerance[name] = tolerance_of(arr)
+                # a float32 roi_pool output is a selection of input cells: exact
+                tolerance[name] = [0.0, 0.0] if (c.f32 and op == "roi_pool" and name == "output.y") else tolerance_of(arr)
+    if grad_names is not None and c.f32:
+        # float32 reference: no float64 self-check (these cases sit on float32/float64
+        # discontinuities on purpose); a sensitive case must tell the two apart instead.
+        got64 = OrderedDict([("output." + k, v) for k, v in outs64.items()] +
+                            [("grad_input." + k, v) for k, v in grads64.items()])
+        worst64 = max(worst_ratio(to_np(got64[name]), arr, tolerance[name]) for name, arr in tensors if name in tolerance)
+        checks["f64_ratio"] = worst64
+        if op == "roi_pool":
+            b32 = roi_pool_bins(inputs["rois"], attrs["spatial_scale"], attrs["output_size"], np.float32)
+            b64 = roi_pool_bins(inputs["rois"], attrs["spatial_scale"], attrs["output_size"], np.float64)
+            moved = sum(1 for a, b in zip(b32, b64) if a != b)
+        else:
+            args = (inputs["rois"], attrs["spatial_scale"], attrs["output_size"], attrs["sampling_ratio"], attrs["aligned"])
+            moved = sum(1 for a, b in zip(roi_align_grids(*args, np.float32), roi_align_grids(*args, np.float64)) if a != b)
+        checks["rois_f32_ne_f64"] = moved
+        if c.sensitive:
+            if moved == 0:
+                raise AssertionError("%s: no RoI has other bins/grids in float64 than in float32" % c.name)
+            if not worst64 > 1.0:
+                raise AssertionError("%s: torchvision's float64 result passes the float32 fixture (ratio %.3g): "
+                                     "it would not catch double arithmetic" % (c.name, worst64))
+    elif grad_names is not None:
         # self-check: torch's own float32 kernels must pass with margin
         worst = 0.0
         got32 = OrderedDict([("output." + k, v) for k, v in outs32.items()] +
@@ -1041,7 +1204,7 @@ def build_fixture(c, g):
         ("op", op),
         ("attrs", json.dumps(attrs)),
         ("tolerance", json.dumps(tolerance)),
-        ("reference", REFERENCE),
+        ("reference", reference_f32(op) if c.f32 else REFERENCE),
         ("note", c.note),
     ])
     return encode_safetensors(tensors, meta), tensors, meta, checks
@@ -1123,6 +1286,7 @@ def main():
     per_op = OrderedDict()
     total = 0
     digest = hashlib.sha256()
+    length_cases_caught = 0
     for build in CASES:
         c, g = build()
         if args.only and args.only not in c.name:
@@ -1131,6 +1295,8 @@ def main():
         assert c.name.startswith(c.op + "_"), c.name
         seen.add(c.name)
         blob, tensors, meta, checks = build_fixture(c, g)
+        if c.length_case and checks.get("f64_ratio", 0.0) > 1.0 and checks.get("rois_f32_ne_f64", 0) > 0:
+            length_cases_caught += 1
         path = os.path.join(args.out, c.name + ".safetensors")
         with open(path, "wb") as f:
             f.write(blob)
@@ -1142,6 +1308,8 @@ def main():
         info = " ".join("%s=%s" % (k, ("%.3f" % v) if isinstance(v, float) else v) for k, v in checks.items())
         print("%-52s %8d B  %s" % (c.name, len(blob), info))
 
+    if not args.only and length_cases_caught == 0:
+        raise AssertionError("no RoI-length case gives another result in float64 than in float32")
     stale = sorted(f for f in os.listdir(args.out) if f.endswith(".safetensors") and f[:-12] not in seen)
     if stale and not args.only:
         print("WARNING: files not produced by this script:", ", ".join(stale))
@@ -1151,6 +1319,8 @@ def main():
         print("%-20s %6d %10d" % (op, cnt, size))
     print("%-20s %6d %10d  (%.2f MiB)" % ("total", sum(c for c, _ in per_op.values()), total, total / 2 ** 20))
     print("reference:", REFERENCE)
+    print("reference of the roi_*_f32_* cases:", reference_f32("roi_pool / roi_align"))
+    print("RoI-length cases that float64 arithmetic fails:", length_cases_caught)
     print("sha256 of all fixtures:", digest.hexdigest())
     return 0
 

@@ -1,9 +1,12 @@
-// roi_align on the CPU, exactly as torchvision.ops.roi_align (csrc/ops/cpu/roi_align_kernel.cpp
-// and roi_align_common.h): sample positions and bilinear weights in double, computed once per
-// sample point and reused for every channel; feature values accumulated in float. x (N, C, H, W),
-// rois (K, 5) → y (K, C, ph, pw). With AVX2 and enough sample points the kernels run on a
-// channel-blocked copy, 32 channels per FMA sweep (forward: workers take contiguous runs of
-// (RoI, channel block) items; backward: of (image, channel block) planes); otherwise per channel.
+// roi_align on the CPU, exactly as torchvision.ops.roi_align's float32 kernel
+// (csrc/ops/cpu/roi_align_kernel.cpp and roi_align_common.h with T = float): the RoI start,
+// end and size, the aligned offset, bin sizes, the adaptive grid, sample positions and
+// bilinear weights are float32 as torchvision's float kernel computes them (same expressions,
+// same order of operations), computed once per sample point and reused for every channel;
+// feature values accumulated in float. x (N, C, H, W), rois (K, 5) → y (K, C, ph, pw). With
+// AVX2 and enough sample points the kernels run on a channel-blocked copy, 32 channels per
+// FMA sweep (forward: workers take contiguous runs of (RoI, channel block) items; backward:
+// of (image, channel block) planes); otherwise per channel.
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -24,30 +27,34 @@ internal sealed unsafe partial class CpuBackend : IRoiAlignBackend
 /// <summary>RoI Align kernels on host memory.</summary>
 /// <remarks>
 /// <para>
-/// Geometry of RoI k = [b, x1, y1, x2, y2] (double): start = x1·scale − o, end = x2·scale − o with
-/// o = 0.5 when aligned, else 0; size = end − start, raised to ≥ 1 when not aligned; bin = size / pw;
-/// grid = sampling_ratio if &gt; 0, else ceil(size / pw) (which is ≤ 0 for an aligned RoI with
-/// x2 ≤ x1: such a RoI has no sample points and gives 0); likewise vertically. Sample (iy, ix) of
-/// bin (i, j) lies at y = start_h + i·bin_h + (iy + ½)·bin_h / grid_h, x likewise. A sample with
+/// Geometry of RoI k = [b, x1, y1, x2, y2], all in float (torchvision's T = float), with
+/// s = (float)spatial_scale: start = x1·s − o, end = x2·s − o with o = 0.5f when aligned, else 0;
+/// size = end − start, raised to ≥ 1 when not aligned; bin = size / (float)pw; grid =
+/// sampling_ratio if &gt; 0, else (int)ceil(size / (float)pw) (which is ≤ 0 for an aligned RoI
+/// with x2 ≤ x1: such a RoI has no sample points and gives 0); likewise vertically. Sample
+/// (iy, ix) of bin (i, j) lies at y = (start_h + (float)i·bin_h) + ((float)(iy + 0.5f)·bin_h) /
+/// (float)grid_h, each operation rounded to float in that order, x likewise. A sample with
 /// y &lt; −1, y &gt; H, x &lt; −1 or x &gt; W contributes 0 (forward: 0 × the plane's first value,
 /// as the reference, so a non-finite value there still propagates); otherwise y is raised to ≥ 0,
 /// y_low = ⌊y⌋, and when y_low ≥ H − 1 both neighbours are row H − 1 (with y = y_low); weights
-/// (1−ly)(1−lx), (1−ly)lx, ly(1−lx), ly·lx.
+/// (1−ly)(1−lx), (1−ly)lx, ly(1−lx), ly·lx with ly = y − y_low, all in float.
 /// </para>
 /// <para>
 /// Forward: x (N, C, H, W), rois (K, 5) → y (K, C, ph, pw), y = Σ samples / max(grid_h·grid_w, 1).
 /// The (RoI, channel) pairs are split across workers in contiguous ranges. A worker fills a
-/// block of sample points (positions and float weights, derived in double) for whole bins of
+/// block of sample points (positions and weights, in float) for whole bins of
 /// one RoI, then sweeps its channels over that block, so positions and weights are computed
 /// once per RoI and worker and reused for every channel. Bins with more sample points than a
 /// block holds are done in several blocks. Where AVX2 is available and the points outnumber
 /// a quarter of the map's cells, the blocked path runs instead (see <see cref="ForwardBlocked"/>
 /// and <see cref="BackwardBlocked"/>): per lane the same points, weights and order, with fused
-/// multiply-adds and a float division by the point count.
+/// multiply-adds and a float division by the point count (float(grid_h·grid_w)).
 /// </para>
 /// <para>
 /// Backward: gradX (N, C, H, W) = 0, then each valid sample adds gradY · w / (grid_h·grid_w)
-/// to its four neighbours, RoIs in increasing order (the reference's summation order). RoIs
+/// to its four neighbours, RoIs in increasing order (the reference's summation order); the
+/// weights w / count are divided once per point in float (the reference forms gradY · w first:
+/// the same value when the count is a power of two, within an ulp otherwise). RoIs
 /// are grouped by image and the (image, channel) planes are split across workers, so each
 /// plane is written by one worker only (no races, deterministic).
 /// </para>
@@ -69,11 +76,11 @@ internal static unsafe class RoiAlignCpu
     [ThreadStatic] private static float[]? t_bins;
     [ThreadStatic] private static float[]? t_stage;
 
-    /// <summary>Geometry of one RoI, in the reference's double arithmetic.</summary>
+    /// <summary>Geometry of one RoI, in the reference's float32 arithmetic (torchvision's T = float).</summary>
     private readonly struct Roi
     {
         public readonly int Batch;
-        public readonly double StartH, StartW, BinH, BinW;
+        public readonly float StartH, StartW, BinH, BinW;
         public readonly int GridH, GridW;
         /// <summary>Sample points per bin, grid_h·grid_w, or 0 when either grid size is ≤ 0.</summary>
         public readonly int Samples;
@@ -81,22 +88,28 @@ internal static unsafe class RoiAlignCpu
         public Roi(float* r, in RoiGeometry g, int samplingRatio, bool aligned, int index)
         {
             Batch = (int)r[0];
-            double offset = aligned ? 0.5 : 0.0;
-            StartW = r[1] * g.SpatialScale - offset;
-            StartH = r[2] * g.SpatialScale - offset;
-            double endW = r[3] * g.SpatialScale - offset;
-            double endH = r[4] * g.SpatialScale - offset;
-            double width = endW - StartW;
-            double height = endH - StartH;
+            // Float, as torchvision's float32 kernel: spatial_scale is passed as T, and
+            // offset_rois[i] * spatial_scale - offset is a float product then a float difference.
+            float scale = (float)g.SpatialScale;
+            float offset = aligned ? 0.5f : 0f;
+            StartW = r[1] * scale - offset;
+            StartH = r[2] * scale - offset;
+            float endW = r[3] * scale - offset;
+            float endH = r[4] * scale - offset;
+            float width = endW - StartW;
+            float height = endH - StartH;
             if (!aligned)
             {
-                width = Math.Max(width, 1.0);
-                height = Math.Max(height, 1.0);
+                width = MathF.Max(width, 1f);
+                height = MathF.Max(height, 1f);
             }
+            // static_cast<T>(roi_height) / static_cast<T>(pooled_height), in float.
             BinH = height / g.PH;
             BinW = width / g.PW;
-            double gridH = samplingRatio > 0 ? samplingRatio : Math.Ceiling(height / g.PH);
-            double gridW = samplingRatio > 0 ? samplingRatio : Math.Ceiling(width / g.PW);
+            // ceil(roi_height / pooled_height): the quotient in float (it decides the grid size),
+            // held in double only to range-check it before the int conversion.
+            double gridH = samplingRatio > 0 ? samplingRatio : MathF.Ceiling(height / g.PH);
+            double gridW = samplingRatio > 0 ? samplingRatio : MathF.Ceiling(width / g.PW);
             if (gridH <= 0 || gridW <= 0)
             {
                 GridH = GridW = Samples = 0;
@@ -136,11 +149,12 @@ internal static unsafe class RoiAlignCpu
 
     /// <summary>
     /// Bilinear neighbours and weights along one axis of a map of <paramref name="size"/>
-    /// cells; false when the coordinate is outside [−1, size].
+    /// cells; false when the coordinate is outside [−1, size]. Float, as torchvision's float32
+    /// kernel (size compared as a float; l = v − low and h = 1 − l rounded to float).
     /// </summary>
-    private static bool Axis(double v, int size, out int low, out int high, out double l, out double h)
+    private static bool Axis(float v, int size, out int low, out int high, out float l, out float h)
     {
-        if (v < -1.0 || v > size)
+        if (v < -1f || v > size)
         {
             low = high = 0;
             l = h = 0;
@@ -158,7 +172,7 @@ internal static unsafe class RoiAlignCpu
             high = low + 1;
         }
         l = v - low;
-        h = 1.0 - l;
+        h = 1f - l;
         return true;
     }
 
@@ -166,7 +180,7 @@ internal static unsafe class RoiAlignCpu
     /// Builds every sample point of bins [bin0, bin1) of RoI r back to back into buf; the points of
     /// bin b lie at buf[offs[b − bin0] .. offs[b − bin0 + 1]).
     /// </summary>
-    private static void BuildBins(in Roi r, int bin0, int bin1, in RoiGeometry g, double count, Sample* buf, int* offs)
+    private static void BuildBins(in Roi r, int bin0, int bin1, in RoiGeometry g, float count, Sample* buf, int* offs)
     {
         offs[0] = 0;
         for (int bin = bin0; bin < bin1; bin++)
@@ -177,29 +191,33 @@ internal static unsafe class RoiAlignCpu
     /// Writes the sample points [s0, s1) (row-major over the grid) of bin (i, j) of RoI
     /// <paramref name="r"/> to <paramref name="dst"/>; returns how many were written. Forward
     /// (<paramref name="count"/> = 0) keeps invalid points as zero-weight points on cell 0;
-    /// backward skips them and divides the weights by <paramref name="count"/>.
+    /// backward skips them and divides the weights by <paramref name="count"/> (in float).
+    /// Positions and weights are torchvision's float32 expressions, operation by operation.
     /// </summary>
-    private static int Build(in Roi r, int i, int j, long s0, long s1, int height, int width, double count, Sample* dst)
+    private static int Build(in Roi r, int i, int j, long s0, long s1, int height, int width, float count, Sample* dst)
     {
         bool backward = count > 0;
         int n = 0;
         int iy = (int)(s0 / r.GridW), ix = (int)(s0 % r.GridW);
-        double rowBase = r.StartH + i * r.BinH;
-        double colBase = r.StartW + j * r.BinW;
+        // roi_start_h + ph * bin_size_h: the left operand of the sample position's last addition.
+        float rowBase = r.StartH + i * r.BinH;
+        float colBase = r.StartW + j * r.BinW;
         for (long s = s0; s < s1; iy++, ix = 0)
         {
-            double y = rowBase + (double)(iy + 0.5f) * r.BinH / r.GridH;
-            bool yValid = Axis(y, height, out int yl, out int yh, out double ly, out double hy);
+            // (roi_start_h + ph * bin_size_h) + static_cast<T>(iy + .5f) * bin_size_h / static_cast<T>(grid_h),
+            // every operation in float, the product before the division.
+            float y = rowBase + (iy + 0.5f) * r.BinH / r.GridH;
+            bool yValid = Axis(y, height, out int yl, out int yh, out float ly, out float hy);
             for (; ix < r.GridW && s < s1; ix++, s++)
             {
-                double x = colBase + (double)(ix + 0.5f) * r.BinW / r.GridW;
-                bool xValid = Axis(x, width, out int xl, out int xh, out double lx, out double hx);
+                float x = colBase + (ix + 0.5f) * r.BinW / r.GridW;
+                bool xValid = Axis(x, width, out int xl, out int xh, out float lx, out float hx);
                 if (!(yValid && xValid))
                 {
                     if (!backward) dst[n++] = default;
                     continue;
                 }
-                double w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+                float w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
                 if (backward)
                 {
                     w1 /= count;
@@ -212,10 +230,10 @@ internal static unsafe class RoiAlignCpu
                 p.P2 = yl * width + xh;
                 p.P3 = yh * width + xl;
                 p.P4 = yh * width + xh;
-                p.W1 = (float)w1;
-                p.W2 = (float)w2;
-                p.W3 = (float)w3;
-                p.W4 = (float)w4;
+                p.W1 = w1;
+                p.W2 = w2;
+                p.W3 = w3;
+                p.W4 = w4;
             }
         }
         return n;
@@ -302,7 +320,7 @@ internal static unsafe class RoiAlignCpu
         }
         float* xb = x + (long)r.Batch * g.C * plane;
         int s = r.Samples;
-        double count = s;
+        float count = s;
         if (s <= BlockSamples)
         {
             int perBlock = BlockSamples / s;
@@ -317,7 +335,7 @@ internal static unsafe class RoiAlignCpu
                     float* yp = yk + (long)c * bins;
                     Sample* sp = buf;
                     for (int bin = bin0; bin < bin1; bin++, sp += s)
-                        yp[bin] = (float)(Accumulate(xp, sp, s) / count);
+                        yp[bin] = Accumulate(xp, sp, s) / count;
                 }
             }
             return;
@@ -331,7 +349,7 @@ internal static unsafe class RoiAlignCpu
                 int n = Build(r, bin / g.PW, bin % g.PW, s0, Math.Min(s, s0 + BlockSamples), g.H, g.W, 0, buf);
                 for (int c = c0; c < c1; c++) yk[(long)c * bins + bin] += Accumulate(xb + c * plane, buf, n);
             }
-            for (int c = c0; c < c1; c++) yk[(long)c * bins + bin] = (float)(yk[(long)c * bins + bin] / count);
+            for (int c = c0; c < c1; c++) yk[(long)c * bins + bin] /= count;
         }
     }
 
@@ -403,7 +421,7 @@ internal static unsafe class RoiAlignCpu
             ref readonly Roi r = ref geometry[k];
             int s = r.Samples;
             if (s == 0) continue;
-            double count = s;
+            float count = s;
             float* gk = gradY + (long)k * g.C * bins;
             if (s <= BlockSamples)
             {
@@ -670,7 +688,7 @@ internal static unsafe class RoiAlignCpu
         int bins = g.PH * g.PW;
         long planeLength = (long)g.H * g.W * width;
         int s = r.Samples;
-        double count = s;
+        float count = s;
         if (s <= ChunkSamples)
         {
             int perPiece = ChunkSamples / s;
@@ -749,7 +767,7 @@ internal static unsafe class RoiAlignCpu
                         run[2 * runLength] = imageRois[idx];
                         run[2 * runLength + 1] = binCount;
                         runLength++;
-                        double count = r.Samples;
+                        float count = r.Samples;
                         for (int bin = 0; bin < bins; bin++, binCount++)
                             offs[binCount + 1] = offs[binCount] + Build(r, bin / geo.PW, bin % geo.PW, 0, r.Samples, geo.H, geo.W, count, buf + offs[binCount]);
                     }

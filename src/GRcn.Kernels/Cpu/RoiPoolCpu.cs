@@ -1,6 +1,8 @@
-// roi_pool on the CPU, exactly as torchvision.ops.roi_pool (csrc/ops/cpu/roi_pool_kernel.cpp):
-// RoI coordinates are scaled and rounded half away from zero in double, bins are cut with
-// floor/ceil in double, max pooling keeps the first strictly greater value. x (N, C, H, W),
+// roi_pool on the CPU, exactly as torchvision.ops.roi_pool's float32 kernel
+// (csrc/ops/cpu/roi_pool_kernel.cpp with T = float): bin and coordinate arithmetic is float32
+// as torchvision's float kernel does it (spatial_scale converted to float, RoI coordinates
+// scaled in float and rounded half away from zero, bin sizes divided and bins cut with
+// floor/ceil in float), max pooling keeps the first strictly greater value. x (N, C, H, W),
 // rois (K, 5) → y, argmax (K, C, ph, pw). Forward scans 32 channels at a time with AVX2 on a
 // channel-blocked copy of x (workers take contiguous runs of (channel block, RoI) items), or
 // per channel where that does not pay; backward scatters per (image, channel) plane.
@@ -25,9 +27,12 @@ internal sealed unsafe partial class CpuBackend : IRoiPoolBackend
 /// <remarks>
 /// <para>
 /// Forward: x (N, C, H, W), rois (K, 5) rows [b, x1, y1, x2, y2] → y and argmax (K, C, ph, pw).
-/// For RoI k, start = round(x1·scale), end = round(x2·scale) (C <c>round</c>, half away from
-/// zero, in double), roi_w = max(end − start + 1, 1), bin_w = roi_w / pw; bin j spans
-/// [floor(j·bin_w), ceil((j+1)·bin_w)) + start clipped to [0, W) (likewise vertically).
+/// For RoI k, with s = (float)spatial_scale, start = round(x1·s), end = round(x2·s) (the product
+/// in float, C <c>round</c>: half away from zero), roi_w = max(end − start + 1, 1) (integers),
+/// bin_w = (float)roi_w / (float)pw in float; bin j spans [floor((float)j·bin_w),
+/// ceil((float)(j+1)·bin_w)) + start clipped to [0, W), products in float (likewise
+/// vertically). Float, as torchvision's float32 kernel: a RoI 29 cells long cut into 7 bins
+/// ends its last bin at ceil(7·(29f/7f)) = 29, where double arithmetic would give 30.
 /// An empty bin gives 0 and argmax −1; otherwise the maximum starts at −FLT_MAX and a cell
 /// wins only when strictly greater (the first maximum in row-major order wins; NaN and −∞
 /// never win, so a bin of only those gives −FLT_MAX and argmax −1). argmax = h·W + w.
@@ -66,13 +71,15 @@ internal static unsafe class RoiPoolCpu
     private static long BinEdges(float* rois, int* edges, in RoiGeometry g)
     {
         int stride = 2 * (g.PH + g.PW);
+        // torchvision's kernel takes spatial_scale as T: float for float32 tensors.
+        float scale = (float)g.SpatialScale;
         long cells = 0;
         for (int k = 0; k < g.K; k++)
         {
             float* r = rois + (long)k * 5;
             int* e = edges + (long)k * stride;
-            Axis(r[2], r[4], g.SpatialScale, g.PH, g.H, e);
-            Axis(r[1], r[3], g.SpatialScale, g.PW, g.W, e + 2 * g.PH);
+            Axis(r[2], r[4], scale, g.PH, g.H, e);
+            Axis(r[1], r[3], scale, g.PW, g.W, e + 2 * g.PH);
             long rows = 0, cols = 0;
             for (int i = 0; i < g.PH; i++) rows += Math.Max(0, e[2 * i + 1] - e[2 * i]);
             for (int j = 0; j < g.PW; j++) cols += Math.Max(0, e[2 * g.PH + 2 * j + 1] - e[2 * g.PH + 2 * j]);
@@ -82,19 +89,25 @@ internal static unsafe class RoiPoolCpu
     }
 
     /// <summary>
-    /// Bin edges along one axis. Integer arithmetic of the reference done in double, which is
-    /// exact for any in-range coordinate and saturates sensibly (clipped) for absurd ones.
+    /// Bin edges along one axis, in torchvision's float32 arithmetic (roi_pool_kernel.cpp with
+    /// T = float). The rounded coordinates and the integer arithmetic on them (start, end,
+    /// length, the offset added to each edge) are held in double, which is exact for every
+    /// in-range coordinate and saturates sensibly (clipped) for absurd ones where the
+    /// reference's int would overflow.
     /// </summary>
-    private static void Axis(float lo, float hi, double scale, int bins, int size, int* edges)
+    private static void Axis(float lo, float hi, float scale, int bins, int size, int* edges)
     {
-        double start = Math.Round(lo * scale, MidpointRounding.AwayFromZero);
-        double end = Math.Round(hi * scale, MidpointRounding.AwayFromZero);
+        // round(offset_rois[i] * spatial_scale): float product, C round (half away from zero).
+        double start = MathF.Round(lo * scale, MidpointRounding.AwayFromZero);
+        double end = MathF.Round(hi * scale, MidpointRounding.AwayFromZero);
         double length = Math.Max(end - start + 1, 1);
-        double bin = length / bins;
+        // bin_size = static_cast<T>(roi_len) / static_cast<T>(pooled): a float division.
+        float bin = (float)length / bins;
         for (int i = 0; i < bins; i++)
         {
-            double s = Math.Floor(i * bin) + start;
-            double e = Math.Ceiling((i + 1) * bin) + start;
+            // floor(static_cast<T>(i) * bin_size), ceil(static_cast<T>(i + 1) * bin_size), in float.
+            double s = MathF.Floor((float)i * bin) + start;
+            double e = MathF.Ceiling((float)(i + 1) * bin) + start;
             edges[2 * i] = (int)Math.Clamp(s, 0, size);
             edges[2 * i + 1] = (int)Math.Clamp(e, 0, size);
         }

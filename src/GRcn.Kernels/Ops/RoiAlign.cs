@@ -2,13 +2,15 @@
 // aligned), each of the ph×pw bins averages x[b, c] bilinearly sampled on a grid of
 // sampling_ratio² points (adaptive: ceil(roi_size / output_size) per axis), as
 // torchvision.ops.roi_align. Backward distributes dy over the same sample points' four
-// neighbours. Shapes: x (N, C, H, W), rois (K, 5), y (K, C, ph, pw).
+// neighbours. Shapes: x (N, C, H, W), rois (K, 5), y (K, C, ph, pw). RoI geometry, the adaptive
+// grid, sample positions and weights are float32 as in torchvision's float kernel (spatial_scale
+// as a float).
 namespace GRcn.Kernels;
 
 /// <summary>Output size, scale and sampling of RoI Align.</summary>
 /// <param name="OutputH">Bins per RoI vertically (≥ 1).</param>
 /// <param name="OutputW">Bins per RoI horizontally (≥ 1).</param>
-/// <param name="SpatialScale">Feature-map cells per input pixel (1 / stride), &gt; 0.</param>
+/// <param name="SpatialScale">Feature-map cells per input pixel (1 / stride), &gt; 0; the kernels use it rounded to float, as torchvision's float32 kernels do.</param>
 /// <param name="SamplingRatio">Sample points per bin and axis; ≤ 0 means adaptive, <c>ceil(roi_size / output_size)</c>.</param>
 /// <param name="Aligned">Shift the box by −0.5 cell so pixel centres line up (Detectron2's fix); false is the original RoIAlign.</param>
 public readonly record struct RoiAlignOptions(int OutputH, int OutputW, double SpatialScale, int SamplingRatio = 0, bool Aligned = true)

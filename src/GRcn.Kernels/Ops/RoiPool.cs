@@ -2,13 +2,14 @@
 // cells is cut into ph×pw bins (bin edges floor/ceil of fractional cuts, clipped to the map);
 // y[k, c, i, j] is the maximum of x[b, c] over bin (i, j), 0 for an empty bin, as
 // torchvision.ops.roi_pool. Backward adds dy to the winning cell (argmax, −1 for empty bins).
-// Shapes: x (N, C, H, W), rois (K, 5), y and argmax (K, C, ph, pw).
+// Shapes: x (N, C, H, W), rois (K, 5), y and argmax (K, C, ph, pw). Coordinates and bin edges
+// are computed in float32 as torchvision's float kernel computes them (spatial_scale as a float).
 namespace GRcn.Kernels;
 
 /// <summary>Output size and coordinate scale of RoI pooling.</summary>
 /// <param name="OutputH">Bins per RoI vertically (≥ 1).</param>
 /// <param name="OutputW">Bins per RoI horizontally (≥ 1).</param>
-/// <param name="SpatialScale">Feature-map cells per input pixel (1 / stride), &gt; 0.</param>
+/// <param name="SpatialScale">Feature-map cells per input pixel (1 / stride), &gt; 0; the kernels use it rounded to float, as torchvision's float32 kernels do.</param>
 public readonly record struct RoiPoolOptions(int OutputH, int OutputW, double SpatialScale)
 {
     internal void Validate()

@@ -1,15 +1,16 @@
 // Scalar oracle for roi_pool: a line-by-line transcription of torchvision's CPU kernel
-// (csrc/ops/cpu/roi_pool_kernel.cpp) with T = double, as the golden fixtures were made.
+// (csrc/ops/cpu/roi_pool_kernel.cpp) with T = float, the path torchvision takes for float32
+// tensors: spatial_scale, the scaled coordinates, bin sizes and bin edges are float.
 namespace GRcn.Kernels.Tests;
 
-/// <summary>Plain-loop torchvision.ops.roi_pool in double precision.</summary>
+/// <summary>Plain-loop torchvision.ops.roi_pool for float32 tensors.</summary>
 internal static class RoiPoolReference
 {
-    /// <summary>C <c>round</c>: to the nearest integer, halves away from zero.</summary>
-    public static int CRound(double v)
+    /// <summary>C <c>round</c> of a float: to the nearest integer, halves away from zero.</summary>
+    public static int CRound(float v)
     {
-        double t = Math.Truncate(v);
-        if (Math.Abs(v - t) >= 0.5) t += Math.Sign(v);
+        float t = MathF.Truncate(v);
+        if (MathF.Abs(v - t) >= 0.5f) t += MathF.Sign(v);
         return (int)t;
     }
 
@@ -19,25 +20,26 @@ internal static class RoiPoolReference
         int k = rois.Length / 5;
         var y = new double[k * c * ph * pw];
         var argmax = new long[y.Length];
+        float s = (float)scale; // the kernel's `const T spatial_scale`
         for (int r = 0; r < k; r++)
         {
             int b = (int)rois[r * 5];
-            int startW = CRound(rois[r * 5 + 1] * scale);
-            int startH = CRound(rois[r * 5 + 2] * scale);
-            int endW = CRound(rois[r * 5 + 3] * scale);
-            int endH = CRound(rois[r * 5 + 4] * scale);
+            int startW = CRound(rois[r * 5 + 1] * s);
+            int startH = CRound(rois[r * 5 + 2] * s);
+            int endW = CRound(rois[r * 5 + 3] * s);
+            int endH = CRound(rois[r * 5 + 4] * s);
             int roiW = Math.Max(endW - startW + 1, 1);
             int roiH = Math.Max(endH - startH + 1, 1);
-            double binH = (double)roiH / ph;
-            double binW = (double)roiW / pw;
+            float binH = (float)roiH / (float)ph;
+            float binW = (float)roiW / (float)pw;
             for (int i = 0; i < ph; i++)
             {
                 for (int j = 0; j < pw; j++)
                 {
-                    int hs = Math.Min(Math.Max((int)Math.Floor(i * binH) + startH, 0), h);
-                    int he = Math.Min(Math.Max((int)Math.Ceiling((i + 1) * binH) + startH, 0), h);
-                    int ws = Math.Min(Math.Max((int)Math.Floor(j * binW) + startW, 0), w);
-                    int we = Math.Min(Math.Max((int)Math.Ceiling((j + 1) * binW) + startW, 0), w);
+                    int hs = Math.Min(Math.Max((int)MathF.Floor((float)i * binH) + startH, 0), h);
+                    int he = Math.Min(Math.Max((int)MathF.Ceiling((float)(i + 1) * binH) + startH, 0), h);
+                    int ws = Math.Min(Math.Max((int)MathF.Floor((float)j * binW) + startW, 0), w);
+                    int we = Math.Min(Math.Max((int)MathF.Ceiling((float)(j + 1) * binW) + startW, 0), w);
                     bool empty = he <= hs || we <= ws;
                     for (int ch = 0; ch < c; ch++)
                     {
