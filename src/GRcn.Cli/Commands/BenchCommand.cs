@@ -21,7 +21,7 @@ internal static class BenchCommand
 
     private static Command CreateOps()
     {
-        var device = new Option<string>("--device") { Description = "Device to run on: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "Device to run on: cpu, cuda, cuda:N, emulator", DefaultValueFactory = _ => "cpu" };
         var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file" };
         var filter = new Option<string[]>("--filter") { Description = "Run only cases whose name contains this text (repeatable)" };
         var repeats = new Option<int>("--repeats") { Description = "Timed iterations per case, at least", DefaultValueFactory = _ => 5 };

@@ -68,6 +68,10 @@ internal static class CrossCheckCommand
             return 1;
         }
         int failed = rows.Count(r => !r.Passed);
+        if (device is GpuDevice gpu && gpu.CompiledKernels.Count > 0)
+            output.WriteLine(string.Format(inv, "{0} kernels compiled on first use in {1:0.0} s (slowest: {2})", gpu.CompiledKernels.Count,
+                gpu.CompiledKernels.Values.Sum(),
+                string.Join(", ", gpu.CompiledKernels.OrderByDescending(k => k.Value).Take(3).Select(k => string.Format(inv, "{0} {1:0.00} s", k.Key, k.Value)))));
         output.WriteLine($"crosscheck: {rows.Count - failed} of {rows.Count} tensors agree with the CPU backend{(failed > 0 ? $", {failed} differ" : "")}");
         if (jsonPath is not null)
         {

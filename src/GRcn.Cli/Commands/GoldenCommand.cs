@@ -14,7 +14,7 @@ internal static class GoldenCommand
     public static Command Create()
     {
         var dirs = new Argument<string[]>("dirs") { Description = "Folders (or files) of grcn-golden/1 fixtures", Arity = ArgumentArity.OneOrMore };
-        var device = new Option<string>("--device") { Description = "Device to run on: cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "Device to run on: cpu, cuda, cuda:N, emulator", DefaultValueFactory = _ => "cpu" };
         var quiet = new Option<bool>("--quiet") { Description = "Print only failures and the summary" };
         var command = new Command("golden", "Check golden fixtures against the kernels of a device") { dirs, device, quiet };
         command.SetAction(parse => Run(parse.GetValue(dirs)!, parse.GetValue(device)!, parse.GetValue(quiet)));
