@@ -68,6 +68,18 @@ public class GpuDeviceTests
     }
 
     [Fact]
+    public void AKernelThatFailsToLoadIsNamed()
+    {
+        Action? slot = null;
+        var e = Assert.Throws<GpuException>(() =>
+            Device.Emulator.Kernels.Kernel(ref slot, "example_kernel", _ => throw new NotSupportedException("no PTX for this")));
+        Assert.Equal("example_kernel", e.Kernel);
+        Assert.Equal("kernel example_kernel failed to compile for emulator: NotSupportedException: no PTX for this", e.Message);
+        Assert.Null(slot);
+        Assert.False(Device.Emulator.CompiledKernels.ContainsKey("example_kernel"));
+    }
+
+    [Fact]
     public void TensorsMoveBetweenEmulatorAndCpu()
     {
         var values = TestData.Uniform(2, 37);
