@@ -9,15 +9,15 @@
 //      the stable one (ties by index, NaN first, −0 = +0) whatever the sort does with ties.
 //   2. Gather: one thread per sorted position p: order[p], the box as float64 rows x1, y1, x2,
 //      y2 and area (5 × K, coalesced), and its class (batched).
-//   3. Mask: torchvision's nms_kernel: the sorted boxes in blocks of 64; group (col, row) of 64
-//      threads on the 2-D grid (colBlocks, colBlocks), upper triangle only (row ≤ col), stages
+//   3. Mask: torchvision's nms_kernel: the sorted boxes in blocks of 64; one group of 64
+//      threads per block pair (row, col) with row ≤ col (a 1-D grid over the triangle), stages
 //      the 64 boxes of column block col in shared memory; thread t builds the 64-bit word of
 //      sorted box row·64 + t against them: bit b set when it suppresses box col·64 + b (a later
 //      box: only b > t on the diagonal block; batched: only boxes of its class). mask (K, colBlocks).
 //   4. Sweep: one group walks the sorted boxes in order (torchvision's gather_keep_from_mask):
 //      every thread holds the current block's removed word in a register; when a box is kept,
 //      thread 0 writes its index and the group ORs its mask row into the removed words (global
-//      scratch, words striped over the threads), with barriers around; the count goes to count[0].
+//      scratch, words striped over the threads), then a barrier; the count goes to count[0].
 //   5. batched_nms above NmsCpu.CoordinateTrickMaxBoxes boxes (torchvision's per-class path):
 //      one thread re-orders the kept list as torch's unstable CPU sort does (PerClassOrder).
 //
@@ -27,6 +27,7 @@
 // contracts with a following add into an FMA (ILGPU's plain mul.f64 may be), so unions and IoUs
 // round exactly as the CPU's (the threshold decisions depend on the last bit).
 using ILGPU;
+using ILGPU.Algorithms;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
@@ -93,12 +94,21 @@ internal static class NmsKernels
         if (s.Batched != 0) sortedClass[p] = idxs[i];
     }
 
-    /// <summary>Step 3: the suppression bitmask (see the file comment); groups of 64 threads on a (ColBlocks, ColBlocks) grid.</summary>
+    /// <summary>Step 3: the suppression bitmask (see the file comment); groups of 64 threads, one per block pair row ≤ col.</summary>
     [Kernel]
     public static void Mask(NmsShape s, ArrayView<double> coords, ArrayView<long> sortedClass, ArrayView<ulong> mask)
     {
-        int col = Grid.IdxX, row = Grid.IdxY;
-        if (row > col) return;  // a later box never suppresses an earlier one: lower triangle unused
+        // group g → (row, col) with row ≤ col, row-major over the triangle: row r starts at
+        // g0(r) = r·cb − r(r − 1)/2; estimate r from the quadratic, then correct the rounding
+        int cb = s.ColBlocks;
+        long g = Grid.IdxX;
+        double b2 = 2.0 * cb + 1.0;
+        int row = (int)((b2 - XMath.Sqrt(b2 * b2 - 8.0 * g)) / 2.0);
+        if (row < 0) row = 0;
+        if (row > cb - 1) row = cb - 1;
+        while (row > 0 && RowStart(row, cb) > g) row--;
+        while (row < cb - 1 && RowStart(row + 1, cb) <= g) row++;
+        int col = row + (int)(g - RowStart(row, cb));
         var shared = SharedMemory.Allocate<double>(5 * BlockBoxes);
         var sharedClass = SharedMemory.Allocate<long>(BlockBoxes);
         int t = Group.IdxX;
@@ -154,8 +164,10 @@ internal static class NmsKernels
                 long rowStart = i * cb;
                 for (int w = nb + t; w < cb; w += threads) removed[w] |= mask[rowStart + w];
                 Group.Barrier();
+                // no barrier after this read: a thread already ORing the next kept box's row into
+                // word nb adds only bits after that box (its row sets later boxes only), so the
+                // slower threads' decisions up to it are the same; the next barrier re-syncs rv
                 rv = removed[nb];
-                Group.Barrier();
             }
         }
         if (t == 0) count[0] = kept;
@@ -209,6 +221,9 @@ internal static class NmsKernels
         double union = areaA + areaB - inter;
         iou[pair] = inter == 0.0 && union == 0.0 ? 0f : (float)(inter / union);
     }
+
+    /// <summary>First group of mask row r: the r earlier rows hold cb, cb − 1, …, cb − r + 1 pairs.</summary>
+    private static long RowStart(int r, int cb) => (long)r * cb - (long)r * (r - 1) / 2;
 
     private static double MaxZero(double v) => v > 0.0 ? v : 0.0;
 

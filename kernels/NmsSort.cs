@@ -5,7 +5,12 @@
 // with ulong.MaxValue); the keys are distinct, so sorting them ascending gives exactly the
 // stable order, and the low word of sorted key p is the index at position p.
 //
-// Bitonic sort of the n2 keys:
+// Up to RankSortMaxBoxes boxes (torchvision's pre-NMS sizes: 6000 .. 12000), Rank: thread i
+// counts the keys below its own (a warp reads the same key at once: one broadcast load) and
+// writes its key to that rank: K² integer compares in one launch, no barriers, below the K²/2
+// float64 IoUs of the mask.
+//
+// Above, a bitonic sort of the n2 keys:
 //   - Local: each group of C/2 threads sorts (or merges) one chunk of C ≤ MaxChunk keys in
 //     shared memory, thread t owning the compare-exchange pairs of its step; a Barrier between
 //     steps. Stage 0 runs the whole bitonic network of the chunk (k = 2 .. C); stage k > C runs
@@ -43,6 +48,17 @@ internal static class NmsSortKernels
     public static void Keys(Index1D i, int k, ArrayView<float> scores, ArrayView<ulong> keys)
     {
         keys[i] = i < k ? ((ulong)DescendingKey(scores[i]) << 32) | (uint)(int)i : ulong.MaxValue;
+    }
+
+    /// <summary>sorted[rank of keys[i]] = keys[i], for the first k (distinct) keys.</summary>
+    [Kernel]
+    public static void Rank(Index1D i, int k, ArrayView<ulong> keys, ArrayView<ulong> sorted)
+    {
+        if (i >= k) return;
+        ulong key = keys[i];
+        int rank = 0;
+        for (int j = 0; j < k; j++) rank += keys[j] < key ? 1 : 0;
+        sorted[rank] = key;
     }
 
     /// <summary>Pair t of step (k, j): positions i &lt; i + j; exchanged when out of the order of block k (ascending where i &amp; k = 0).</summary>

@@ -144,10 +144,10 @@ public class NmsTests
         Assert.Equal(sp.Length, want.Length);
         Assert.Equal(want, Nms(d, Disjoint(sp.Length), sp, 0.5));
 
-        // negative scores, ties and last-bit neighbours over the chunked path: small shared chunks
-        // put most of the sort in the global merge steps (chunks of 2 .. 64 keys, 300 .. 700 boxes)
+        // negative scores, ties and last-bit neighbours through the rank sort (chunk −1) and the
+        // bitonic sort: small shared chunks put most of it in the global merge steps
         var r = new Random(21);
-        foreach (var (k, chunk) in new[] { (300, 2), (513, 16), (700, 64), (3000, 0) })
+        foreach (var (k, chunk) in new[] { (700, -1), (300, 2), (513, 16), (700, 64), (64, 0) })
         {
             var s = new float[k];
             for (int i = 0; i < k; i++)
@@ -156,7 +156,8 @@ public class NmsTests
                 s[i] = r.Next(3) switch { 0 => v, 1 => float.BitIncrement(v), _ => r.NextSingle() * 4f - 2f };
                 if (r.Next(50) == 0) s[i] = float.NaN;
             }
-            GpuBackend.NmsSortChunk = chunk;
+            GpuBackend.NmsSortChunk = Math.Max(chunk, 0);
+            GpuBackend.NmsForceBitonic = chunk < 0 ? 0 : 1;
             try
             {
                 Assert.Equal(Nms(Device.Cpu, Disjoint(k), s, 0.5), Nms(d, Disjoint(k), s, 0.5));
@@ -164,6 +165,7 @@ public class NmsTests
             finally
             {
                 GpuBackend.NmsSortChunk = 0;
+                GpuBackend.NmsForceBitonic = 0;
             }
         }
     }
@@ -174,7 +176,7 @@ public class NmsTests
     {
         var d = GpuDevices.Get(name);
         // offset path (≤ 1000 boxes): the global score order; per-class path (> 1000): torch's unstable sort
-        foreach (var (k, classes, levels) in new[] { (1, 1, 0), (65, 3, 0), (500, 80, 0), (1000, 20, 5), (1200, 80, 0), (1500, 80, 6), (1100, 2, 3) })
+        foreach (var (k, classes, levels) in new[] { (1, 1, 0), (65, 3, 0), (500, 80, 0), (1000, 20, 5), (1001, 80, 0), (1200, 40, 6) })
         {
             var boxes = RandomBoxes(100 + k, k, extent: 60f);
             var scores = RandomScores(200 + k, k, levels);
@@ -184,7 +186,7 @@ public class NmsTests
             SameBatched(d, boxes, scores, idxs, 0.5, $"batched k={k} classes={classes} levels={levels}");
         }
         // sparse, negative and huge class ids, NaN scores, on both paths
-        foreach (int k in new[] { 200, 1100 })
+        foreach (int k in new[] { 200, 1050 })
         {
             var boxes = RandomBoxes(400 + k, k, extent: 40f);
             var scores = RandomScores(500 + k, k, levels: 7);

@@ -13,11 +13,18 @@ internal sealed partial class GpuBackend : INmsBackend
     private Action<Index1D, int, ArrayView<float>, ArrayView<ulong>>? _nmsKeys;
     private Action<KernelConfig, BitonicStep, ArrayView<ulong>>? _nmsSortLocal;
     private Action<Index1D, BitonicStep, ArrayView<ulong>>? _nmsSortGlobal;
+    private Action<Index1D, int, ArrayView<ulong>, ArrayView<ulong>>? _nmsSortRank;
     private Action<Index1D, NmsShape, ArrayView<ulong>, ArrayView<float>, ArrayView<long>, ArrayView<long>, ArrayView<double>, ArrayView<long>>? _nmsGather;
     private Action<KernelConfig, NmsShape, ArrayView<double>, ArrayView<long>, ArrayView<ulong>>? _nmsMask;
     private Action<KernelConfig, NmsShape, ArrayView<ulong>, ArrayView<long>, ArrayView<ulong>, ArrayView<long>, ArrayView<long>>? _nmsSweep;
     private Action<Index1D, NmsShape, ArrayView<float>, ArrayView<long>, ArrayView<long>, ArrayView<int>, ArrayView<float>, ArrayView<int>>? _nmsPerClassOrder;
     private Action<Index1D, int, int, ArrayView<float>, ArrayView<float>, ArrayView<float>>? _boxIou;
+
+    /// <summary>Boxes up to which the score order comes from the rank sort (above: bitonic).</summary>
+    internal const int RankSortMaxBoxes = 16384;
+
+    /// <summary>Test hook: 1 forces the bitonic sort at any size.</summary>
+    [ThreadStatic] internal static int NmsForceBitonic;
 
     /// <summary>Test hook: keys per shared-memory sort chunk (a power of two, 2 .. <see cref="NmsSortKernels.MaxChunk"/>); 0 for the default.</summary>
     [ThreadStatic] internal static int NmsSortChunk;
@@ -48,8 +55,8 @@ internal sealed partial class GpuBackend : INmsBackend
         var shape = new NmsShape(k, cb, threshold, idxs is null ? 0 : 1);
         var dev = Device;
 
-        using var keys = Tensor.Empty(dev, DataType.Int64, PowerOfTwo(k));
-        SortKeys(scores.Floats(), k, keys.Longs().Cast<ulong>());
+        using var keyBuffer = Tensor.Empty(dev, DataType.Int64, PowerOfTwo(k) + k);
+        var keys = SortKeys(scores.Floats(), k, keyBuffer.Longs().Cast<ulong>());
 
         using var order = Tensor.Empty(dev, DataType.Int64, k);
         using var coords = Tensor.Empty(dev, DataType.Int64, 5, k);
@@ -58,13 +65,14 @@ internal sealed partial class GpuBackend : INmsBackend
         var gather = Kernel(ref _nmsGather, "nms_gather",
             acc => acc.LoadAutoGroupedStreamKernel<Index1D, NmsShape, ArrayView<ulong>, ArrayView<float>, ArrayView<long>, ArrayView<long>,
                 ArrayView<double>, ArrayView<long>>(NmsKernels.Gather));
-        gather(k, shape, keys.Longs().Cast<ulong>(), boxes.Floats(), idxs is null ? ArrayView<long>.Empty : idxs.Longs(),
+        gather(k, shape, keys, boxes.Floats(), idxs is null ? ArrayView<long>.Empty : idxs.Longs(),
             order.Longs(), coords.Longs().Cast<double>(), classes);
 
         using var mask = Tensor.Empty(dev, DataType.Int64, k, cb);
         var maskKernel = Kernel(ref _nmsMask, "nms_mask",
             acc => acc.LoadStreamKernel<NmsShape, ArrayView<double>, ArrayView<long>, ArrayView<ulong>>(NmsKernels.Mask));
-        maskKernel(new KernelConfig(new Index2D(cb, cb), new Index2D(NmsKernels.BlockBoxes, 1)), shape,
+        // one group per block pair row ≤ col: cb·(cb + 1)/2 groups
+        maskKernel(new KernelConfig((int)Math.Min(int.MaxValue, (long)cb * (cb + 1) / 2), NmsKernels.BlockBoxes), shape,
             coords.Longs().Cast<double>(), classes, mask.Longs().Cast<ulong>());
 
         using var removed = Tensor.Empty(dev, DataType.Int64, cb);
@@ -92,13 +100,25 @@ internal sealed partial class GpuBackend : INmsBackend
         return (int)count.ToArray<long>()[0];
     }
 
-    /// <summary>Sorts keys (n2 = a power of two ≥ k) of the k scores ascending: the stable descending score order (kernels/NmsSort.cs).</summary>
-    private void SortKeys(ArrayView<float> scores, int k, ArrayView<ulong> keys)
+    /// <summary>
+    /// The keys of the k scores sorted ascending, the stable descending score order
+    /// (kernels/NmsSort.cs), in a part of buffer (n2 + k: n2 = a power of two ≥ max(k, 2)).
+    /// </summary>
+    private ArrayView<ulong> SortKeys(ArrayView<float> scores, int k, ArrayView<ulong> buffer)
     {
-        int n2 = (int)keys.Length;
+        int n2 = (int)(buffer.Length - k);
+        var keys = buffer.SubView(0, n2);
         var init = Kernel(ref _nmsKeys, "nms_sort_keys",
             acc => acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<ulong>>(NmsSortKernels.Keys));
         init(n2, k, scores, keys);
+        if (k <= RankSortMaxBoxes && NmsForceBitonic == 0)
+        {
+            var rank = Kernel(ref _nmsSortRank, "nms_sort_rank",
+                acc => acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<ulong>, ArrayView<ulong>>(NmsSortKernels.Rank));
+            var sorted = buffer.SubView(n2, k);
+            rank(k, k, keys, sorted);
+            return sorted;
+        }
         var local = Kernel(ref _nmsSortLocal, "nms_sort_local",
             acc => acc.LoadStreamKernel<BitonicStep, ArrayView<ulong>>(NmsSortKernels.Local));
         var global = Kernel(ref _nmsSortGlobal, "nms_sort_global",
@@ -111,6 +131,7 @@ internal sealed partial class GpuBackend : INmsBackend
             for (long j = stage >> 1; j >= chunk; j >>= 1) global(n2 / 2, new BitonicStep(n2, chunk, (int)stage, (int)j), keys);
             local(config, new BitonicStep(n2, chunk, (int)stage, 0), keys);
         }
+        return keys;
     }
 
     /// <summary>The least power of two ≥ max(k, 2).</summary>
