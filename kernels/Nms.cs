@@ -102,8 +102,8 @@ internal static class NmsKernels
         // g0(r) = r·cb − r(r − 1)/2; estimate r from the quadratic, then correct the rounding
         int cb = s.ColBlocks;
         long g = Grid.IdxX;
-        double b2 = 2.0 * cb + 1.0;
-        int row = (int)((b2 - XMath.Sqrt(b2 * b2 - 8.0 * g)) / 2.0);
+        long b2 = 2L * cb + 1;
+        int row = (int)((b2 - XMath.Sqrt((double)(b2 * b2 - 8 * g))) / 2.0);
         if (row < 0) row = 0;
         if (row > cb - 1) row = cb - 1;
         while (row > 0 && RowStart(row, cb) > g) row--;

@@ -5,6 +5,11 @@
 // and degenerate boxes, negative thresholds, batched_nms on both result-order paths with many
 // and sparse classes and tied scores; box_iou within float tolerance.
 using GRcn.Kernels.Gpu;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace GRcn.Kernels.GpuTests;
 
@@ -198,6 +203,39 @@ public class NmsTests
             scores[17] = float.NaN;
             SameBatched(d, boxes, scores, idxs, 0.4, $"batched sparse ids k={k}");
         }
+    }
+
+    /// <summary>
+    /// The float64 products of the IoU kernels are PTX mul.rn.f64, which the PTX assembler never
+    /// contracts into an FMA (ILGPU's plain mul.f64 may be): the threshold decisions depend on
+    /// the last bit, so a fused union would make cuda:N disagree with the CPU near the threshold.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(NmsKernels.Mask), false)]
+    [InlineData(nameof(NmsKernels.Gather), true)]
+    [InlineData(nameof(NmsKernels.BoxIou), true)]
+    public void Float64ProductsAreNeverFused(string kernel, bool implicitlyGrouped)
+    {
+        var method = typeof(NmsKernels).GetMethod(kernel, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public)!;
+        using var context = Context.Create(b => GpuDevice.KernelOptions(b.Cuda()));
+        using var backend = new PTXBackend(context, CudaArchitecture.SM_70, CudaInstructionSet.ISA_70, null!);
+        var entry = implicitlyGrouped
+            ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+            : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+        string ptx = ((PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization(null, null))).PTXAssembly;
+        // each Mul also leaves its emulator branch, a plain mul.f64 behind a constant-false
+        // predicate (CudaAsm.IsSupported is not folded by ILGPU, the branch is dead in ptxas):
+        // any other plain product shows up as one plain mul.f64 more than mul.rn.f64
+        int rn = Count(ptx, "mul.rn.f64"), plain = Count(ptx, "mul.f64");
+        Assert.True(rn >= 1 && plain == rn, $"{kernel}: {rn} mul.rn.f64, {plain} mul.f64");
+        Assert.DoesNotContain("fma.rn.f64", ptx);
+    }
+
+    private static int Count(string text, string what)
+    {
+        int n = 0;
+        for (int at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + 1, StringComparison.Ordinal)) n++;
+        return n;
     }
 
     [Theory]
