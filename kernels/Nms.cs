@@ -4,9 +4,9 @@
 // int64, keep (K) int64 of which the first `count` are written.
 //
 // Pipeline (everything stays on the device; only the kept count comes back to the host):
-//   1. score order: 64-bit keys (descending score key << 32 | index) bitonic-sorted ascending
-//      (kernels/NmsSort.cs); the index in the low word makes every key unique, so the order is
-//      the stable one (ties by index, NaN first, −0 = +0) whatever the sort does with ties.
+//   1. score order: 64-bit keys (descending score key << 32 | index) sorted ascending, by rank
+//      or bitonic (kernels/NmsSort.cs); the index in the low word makes every key unique, so the
+//      order is the stable one (ties by index, NaN first, −0 = +0).
 //   2. Gather: one thread per sorted position p: order[p], the box as float64 rows x1, y1, x2,
 //      y2 and area (5 × K, coalesced), and its class (batched).
 //   3. Mask: torchvision's nms_kernel: the sorted boxes in blocks of 64; one group of 64
