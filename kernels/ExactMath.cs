@@ -22,6 +22,17 @@ internal static class ExactMath
         return a * b;
     }
 
+    /// <summary>a·b rounded to float64, never fused with a following add (the NMS IoU is computed in double, as the CPU backend).</summary>
+    public static double Mul(double a, double b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("mul.rn.f64 %0, %1, %2;", out double r, a, b);
+            return r;
+        }
+        return a * b;
+    }
+
     /// <summary>a + b rounded to float32, never fused with a preceding multiply.</summary>
     public static float Add(float a, float b)
     {

@@ -29,7 +29,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 
 namespace GRcn.Kernels.Gpu;
 
@@ -40,17 +39,6 @@ internal static class NmsKernels
 {
     /// <summary>Boxes per mask word (bits of a ulong) and threads per mask group.</summary>
     public const int BlockBoxes = 64;
-
-    /// <summary>a·b in float64, never fused with a following add (see the file comment).</summary>
-    private static double Mul(double a, double b)
-    {
-        if (CudaAsm.IsSupported)
-        {
-            CudaAsm.Emit("mul.rn.f64 %0, %1, %2;", out double r, a, b);
-            return r;
-        }
-        return a * b;
-    }
 
     /// <summary>
     /// Whether kept box i suppresses box j: NmsCpu.Suppresses term for term (std::max as
@@ -67,7 +55,7 @@ internal static class NmsKernels
         double ww = xx2 - xx1, hh = yy2 - yy1;
         if (0.0 < ww && 0.0 < hh)
         {
-            double inter = Mul(ww, hh);
+            double inter = ExactMath.Mul(ww, hh);
             return inter / (iarea + jarea - inter) > threshold;
         }
         return threshold < 0.0 && iarea + jarea != 0.0;
@@ -90,7 +78,7 @@ internal static class NmsKernels
         coords[k + p] = y1;
         coords[2 * k + p] = x2;
         coords[3 * k + p] = y2;
-        coords[4 * k + p] = Mul(x2 - x1, y2 - y1);
+        coords[4 * k + p] = ExactMath.Mul(x2 - x1, y2 - y1);
         if (s.Batched != 0) sortedClass[p] = idxs[i];
     }
 
@@ -212,12 +200,12 @@ internal static class NmsKernels
         long ia = 4L * (pair / nb), ib = 4L * (pair % nb);
         double ax1 = a[ia], ay1 = a[ia + 1], ax2 = a[ia + 2], ay2 = a[ia + 3];
         double bx1 = b[ib], by1 = b[ib + 1], bx2 = b[ib + 2], by2 = b[ib + 3];
-        double areaA = Mul(ax2 - ax1, ay2 - ay1);
-        double areaB = Mul(bx2 - bx1, by2 - by1);
+        double areaA = ExactMath.Mul(ax2 - ax1, ay2 - ay1);
+        double areaB = ExactMath.Mul(bx2 - bx1, by2 - by1);
         // Math.Max(v, 0.0) / Math.Min / Math.Max of finite values as the CPU (Max(−0, 0) = +0)
         double w = MaxZero((ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1));
         double h = MaxZero((ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1));
-        double inter = Mul(w, h);
+        double inter = ExactMath.Mul(w, h);
         double union = areaA + areaB - inter;
         iou[pair] = inter == 0.0 && union == 0.0 ? 0f : (float)(inter / union);
     }
