@@ -85,7 +85,7 @@ public static class Close
         {
             if (float.IsNaN(want[i]) && float.IsNaN(got[i])) continue;
             double err = Math.Abs((double)got[i] - want[i]);
-            double ratio = err / (atol + rtol * Math.Abs(want[i]));
+            double ratio = err == 0 ? 0 : err / (atol + rtol * Math.Abs(want[i]));
             if (double.IsNaN(ratio) || ratio > worstRatio)
             {
                 worstRatio = double.IsNaN(ratio) ? double.PositiveInfinity : ratio;
