@@ -69,9 +69,10 @@ public sealed class GpuDevice : Device
           $"{MultiprocessorCount} multiprocessors (runs the cuda kernels on the host, slowly: for tests and debugging)";
 
     /// <summary>
-    /// Whether backward kernels that would scatter with float atomics (RoI pooling and RoI Align
-    /// input gradients) use their deterministic form instead: bit-identical gradients run to run,
-    /// at some cost in speed (see docs/gpu.md). Default true.
+    /// Whether backward kernels that would scatter with float atomics (the input gradients of RoI
+    /// pooling, RoI Align and max pooling) use their deterministic form instead, a gather:
+    /// bit-identical gradients run to run, at some cost in speed for the RoI ops (see docs/gpu.md).
+    /// Default true. Every other op is deterministic either way.
     /// </summary>
     public bool DeterministicBackward { get; set; } = true;
 
