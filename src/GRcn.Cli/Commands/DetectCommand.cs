@@ -77,7 +77,7 @@ internal static class DetectCommand
             string name = Path.GetFileNameWithoutExtension(path), file = name + ".png";
             for (int k = 2; !used.Add(file); k++) file = $"{name}-{k}.png";
             string target = Path.Combine(outDir, file);
-            PngCodec.Save(canvas.ToImage(), target);
+            File.WriteAllBytes(target, ImageFile.EncodePng(canvas.ToImage()));
             var shown = dets.Where(d => d.Score >= threshold).OrderByDescending(d => d.Score).ToArray();
             o.WriteLine(string.Create(inv, $"{path}: {shown.Length} detections ≥ {threshold:0.00} → {target}"));
             foreach (var d in shown)

@@ -63,8 +63,8 @@ internal static class CompareReport
 
         var apPlot = ApIouPlot(variants);
         var lossPlot = LossPlot(variants);
-        var apPng = PngCodec.Encode(apPlot.ToImage());
-        var lossPng = PngCodec.Encode(lossPlot.ToImage());
+        var apPng = ImageFile.EncodePng(apPlot.ToImage());
+        var lossPng = ImageFile.EncodePng(lossPlot.ToImage());
         File.WriteAllBytes(Path.Combine(outDir, "ap_iou.png"), apPng);
         File.WriteAllBytes(Path.Combine(outDir, "loss.png"), lossPng);
 

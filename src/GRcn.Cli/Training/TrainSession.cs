@@ -147,7 +147,7 @@ internal static class TrainSession
         string gridPath = Path.Combine(outDir, "detections.png");
         WriteDetectionGrid(gridPath, test, report, c, result.Iterations, Math.Min(s.GridImages, test.Count), s.DrawThreshold);
         string lossPath = Path.Combine(outDir, "loss.png");
-        PngCodec.Save(LossPlot($"{c.Variant} training loss", losses).ToImage(), lossPath);
+        File.WriteAllBytes(lossPath, ImageFile.EncodePng(LossPlot($"{c.Variant} training loss", losses).ToImage()));
         output.WriteLine();
         output.WriteLine($"wrote {metricsPath}, {gridPath}, {lossPath}, {lossFile}, {Path.Combine(outDir, CheckpointFile)}");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -172,7 +172,7 @@ internal static class TrainSession
         if (cells.Count == 0) return;
         string caption = string.Create(CultureInfo.InvariantCulture,
             $"{c.Variant} after {iteration} iterations. dashed: ground truth; solid: detections with score >= {threshold:0.00}");
-        PngCodec.Save(DetectionPainter.Grid(cells, 4, caption).ToImage(), path);
+        File.WriteAllBytes(path, ImageFile.EncodePng(DetectionPainter.Grid(cells, 4, caption).ToImage()));
     }
 
     /// <summary>The four loss terms and their sum against the iteration, each a moving average over about 2 % of the run.</summary>
