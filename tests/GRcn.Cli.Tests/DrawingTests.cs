@@ -132,35 +132,6 @@ public class DrawingTests
         Assert.True(dark, "yellow labels get black text");
     }
 
-    [Fact]
-    public void GridPlacesCellsAfterTheCaption()
-    {
-        var a = new Canvas(10, 10, Red);
-        var b = new Canvas(10, 10, Color.Black);
-        var g = DetectionPainter.Grid([a, b, a], 2, "X", gap: 2);
-        int top = 2 + BitmapFont.LineHeight() + 2;
-        Assert.Equal(2 + 2 * 12, g.Width);
-        Assert.Equal(top + 2 * 12, g.Height);
-        Assert.Equal(Red, g[2, top]);
-        Assert.Equal(Color.Black, g[14, top]);
-        Assert.Equal(Red, g[2, top + 12]);
-        Assert.Equal(Color.White, g[14, top + 12]);
-    }
-
-    [Fact]
-    public void DetectionPictureDrawsOnlyDetectionsAboveTheThreshold()
-    {
-        var image = new RgbImage(40, 40);
-        var dets = new[] { new Detection(new Box(5, 20, 30, 35), 0.9f, 1), new Detection(new Box(1, 1, 4, 4), 0.2f, 2) };
-        var c = DetectionPainter.Draw(image, [new ObjectAnnotation(new Box(5, 20, 30, 35), 1)], dets, ["a", "b", "c"], 0.5f);
-        Assert.Equal(Color.Palette(1), c[5, 30]);     // the detection's left edge, below its label
-        Assert.Equal(Color.Black, c[1, 1]);           // below the threshold: not drawn
-        Assert.Equal(40, c.Width);
-        var big = DetectionPainter.Draw(image, null, dets, ["a", "b", "c"], 0.5f, longSide: 80);
-        Assert.Equal(80, big.Width);
-        Assert.Equal(Color.Palette(1), big[10, 60]);
-    }
-
     [Theory]
     [InlineData(0, 1, 5, 0.2)]
     [InlineData(0, 2.7, 5, 0.5)]

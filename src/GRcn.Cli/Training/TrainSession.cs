@@ -163,7 +163,7 @@ internal static class TrainSession
     /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
     private static void WriteDetectionGrid(string path, IDetectionDataset test, EvaluationReport report, DetectorConfig c, int iteration, int count, float threshold)
     {
-        var cells = new List<Canvas>();
+        var cells = new List<RgbImage>();
         for (int i = 0; i < count && i < report.Detections.Count; i++)
         {
             var sample = test.Load(i);
@@ -172,7 +172,7 @@ internal static class TrainSession
         if (cells.Count == 0) return;
         string caption = string.Create(CultureInfo.InvariantCulture,
             $"{c.Variant} after {iteration} iterations. dashed: ground truth; solid: detections with score >= {threshold:0.00}");
-        File.WriteAllBytes(path, ImageFile.EncodePng(DetectionPainter.Grid(cells, 4, caption).ToImage()));
+        File.WriteAllBytes(path, ImageFile.EncodePng(DetectionPainter.Grid(cells, 4, caption)));
     }
 
     /// <summary>The four loss terms and their sum against the iteration, each a moving average over about 2 % of the run.</summary>
