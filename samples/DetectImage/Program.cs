@@ -14,7 +14,7 @@ if (args.Length < 1)
 using var detector = Detector.Load(args[0]);
 var names = detector.Config.ClassNames;
 
-// PNG, JPEG (with libturbojpeg0) or PPM; or the first synthetic test image
+// PNG, JPEG, BMP, GIF, WebP or PPM; or the first synthetic test image
 RgbImage image = args.Length > 1 && args[1].Length > 0
     ? ImageFile.Load(args[1])
     : new ShapesDataset(new ShapesOptions { Count = 1, Split = ShapesSplit.Test }).Load(0).Image;
@@ -39,6 +39,6 @@ foreach (var d in detections)
     for (int y = y1; y <= y2; y++) { Put(x1, y, c); Put(x2, y, c); }
 }
 string output = args.Length > 2 ? args[2] : "detections.png";
-PngCodec.Save(new RgbImage(image.Width, image.Height, pixels), output);
+File.WriteAllBytes(output, ImageFile.EncodePng(new RgbImage(image.Width, image.Height, pixels)));
 Console.WriteLine($"wrote {output}");
 return 0;

@@ -73,11 +73,11 @@ internal static class DetectCommand
             all.Add((path, dets));
             // small images are drawn twice as large so labels stay readable
             int longSide = Math.Max(image.Width, image.Height) < 256 ? 2 * Math.Max(image.Width, image.Height) : 0;
-            var canvas = DetectionPainter.Draw(image, null, dets, names, threshold, longSide);
+            var picture = DetectionPainter.Draw(image, null, dets, names, threshold, longSide);
             string name = Path.GetFileNameWithoutExtension(path), file = name + ".png";
             for (int k = 2; !used.Add(file); k++) file = $"{name}-{k}.png";
             string target = Path.Combine(outDir, file);
-            PngCodec.Save(canvas.ToImage(), target);
+            File.WriteAllBytes(target, ImageFile.EncodePng(picture));
             var shown = dets.Where(d => d.Score >= threshold).OrderByDescending(d => d.Score).ToArray();
             o.WriteLine(string.Create(inv, $"{path}: {shown.Length} detections ≥ {threshold:0.00} → {target}"));
             foreach (var d in shown)

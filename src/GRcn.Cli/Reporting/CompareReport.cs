@@ -63,8 +63,8 @@ internal static class CompareReport
 
         var apPlot = ApIouPlot(variants);
         var lossPlot = LossPlot(variants);
-        var apPng = PngCodec.Encode(apPlot.ToImage());
-        var lossPng = PngCodec.Encode(lossPlot.ToImage());
+        var apPng = apPlot;
+        var lossPng = lossPlot;
         File.WriteAllBytes(Path.Combine(outDir, "ap_iou.png"), apPng);
         File.WriteAllBytes(Path.Combine(outDir, "loss.png"), lossPng);
 
@@ -106,7 +106,7 @@ internal static class CompareReport
     }
 
     /// <summary>Mean AP over seeds at each COCO IoU threshold, one line per variant.</summary>
-    private static Canvas ApIouPlot(IReadOnlyList<CompareVariant> variants)
+    internal static byte[] ApIouPlot(IReadOnlyList<CompareVariant> variants)
     {
         var series = new List<PlotSeries>();
         for (int i = 0; i < variants.Count; i++)
@@ -116,13 +116,13 @@ internal static class CompareReport
             var points = new List<(double, double)>();
             for (int t = 0; t < CocoParameters.IouThresholds.Length; t++)
                 if (MeanStd(v.Runs.Select(r => r.ApByIou[t])) is { } s) points.Add((CocoParameters.IouThresholds[t], s.Mean));
-            series.Add(new PlotSeries(v.Variant, points, Color.Palette(i)));
+            series.Add(new PlotSeries(v.Variant, points, DetectionPainter.Palette(i)));
         }
-        return LinePlot.Render("AP against IoU threshold", "IoU threshold", "AP", series, yMin: 0, yMax: 1);
+        return Plots.Png("AP against IoU threshold", "IoU threshold", "AP", series, yMin: 0, yMax: 1);
     }
 
     /// <summary>Total training loss (moving average), averaged over seeds per iteration, one line per variant.</summary>
-    private static Canvas LossPlot(IReadOnlyList<CompareVariant> variants)
+    internal static byte[] LossPlot(IReadOnlyList<CompareVariant> variants)
     {
         var series = new List<PlotSeries>();
         for (int i = 0; i < variants.Count; i++)
@@ -132,9 +132,9 @@ internal static class CompareReport
             var perSeed = v.Runs.Select(r => TrainSession.Smooth(r.Losses, l => l.Total)).ToArray();
             int n = perSeed.Min(s => s.Count);
             var mean = Enumerable.Range(0, n).Select(j => (perSeed[0][j].X, perSeed.Average(s => s[j].Y))).ToList();
-            series.Add(new PlotSeries(v.Variant, mean, Color.Palette(i)));
+            series.Add(new PlotSeries(v.Variant, mean, DetectionPainter.Palette(i)));
         }
-        return LinePlot.Render("Training loss (mean over seeds)", "iteration", "total loss", series);
+        return Plots.Png("Training loss (mean over seeds, moving average)", "iteration", "total loss", series);
     }
 
     private static string Enc(string s) => WebUtility.HtmlEncode(s);

@@ -147,7 +147,8 @@ internal static class TrainSession
         string gridPath = Path.Combine(outDir, "detections.png");
         WriteDetectionGrid(gridPath, test, report, c, result.Iterations, Math.Min(s.GridImages, test.Count), s.DrawThreshold);
         string lossPath = Path.Combine(outDir, "loss.png");
-        PngCodec.Save(LossPlot($"{c.Variant} training loss", losses).ToImage(), lossPath);
+        File.WriteAllBytes(lossPath, LossPlot($"{c.Variant} training loss", losses));
+        File.WriteAllBytes(Path.Combine(outDir, "lr.png"), LearningRatePlot($"{c.Variant} learning-rate schedule", losses));
         output.WriteLine();
         output.WriteLine($"wrote {metricsPath}, {gridPath}, {lossPath}, {lossFile}, {Path.Combine(outDir, CheckpointFile)}");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -163,7 +164,7 @@ internal static class TrainSession
     /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
     private static void WriteDetectionGrid(string path, IDetectionDataset test, EvaluationReport report, DetectorConfig c, int iteration, int count, float threshold)
     {
-        var cells = new List<Canvas>();
+        var cells = new List<RgbImage>();
         for (int i = 0; i < count && i < report.Detections.Count; i++)
         {
             var sample = test.Load(i);
@@ -172,19 +173,30 @@ internal static class TrainSession
         if (cells.Count == 0) return;
         string caption = string.Create(CultureInfo.InvariantCulture,
             $"{c.Variant} after {iteration} iterations. dashed: ground truth; solid: detections with score >= {threshold:0.00}");
-        PngCodec.Save(DetectionPainter.Grid(cells, 4, caption).ToImage(), path);
+        File.WriteAllBytes(path, ImageFile.EncodePng(DetectionPainter.Grid(cells, 4, caption)));
     }
 
-    /// <summary>The four loss terms and their sum against the iteration, each a moving average over about 2 % of the run.</summary>
-    public static Canvas LossPlot(string title, IReadOnlyList<LossRecord> losses)
+    /// <summary>The sum and the four loss terms against the iteration, one panel each (so the small RPN terms keep their own
+    /// y range), each the raw per-iteration value (faint) under a moving average over about 2 % of the run; PNG bytes.</summary>
+    public static byte[] LossPlot(string title, IReadOnlyList<LossRecord> losses)
     {
         Func<LossTerms, double>[] terms = [l => l.Total, l => l.RpnObjectness, l => l.RpnBox, l => l.Classifier, l => l.BoxRegression];
-        string[] names = ["total", "rpn objectness", "rpn box", "classifier", "box regression"];
-        var series = new List<PlotSeries>();
+        string[] names = ["total (sum)", "rpn objectness", "rpn box", "classifier", "box regression"];
+        var panels = new List<ScottPlot.Plot>();
         for (int k = 0; k < terms.Length; k++)
-            series.Add(new PlotSeries(names[k], Smooth(losses, terms[k]), Color.Palette(k)));
-        return LinePlot.Render(title, "iteration", "loss", series);
+        {
+            var raw = losses.Select(l => ((double)l.Iteration, terms[k](l.Losses))).ToList();
+            var color = DetectionPainter.Palette(k);
+            panels.Add(Plots.Build(k == 0 ? $"{title}: {names[k]}" : names[k], "iteration", "loss",
+                [new PlotSeries("raw", raw, color, Faint: true), new PlotSeries("moving average", Smooth(losses, terms[k]), color)]));
+        }
+        return Plots.StackedPng(panels);
     }
+
+    /// <summary>The learning rate against the iteration; PNG bytes.</summary>
+    public static byte[] LearningRatePlot(string title, IReadOnlyList<LossRecord> losses) =>
+        Plots.Png(title, "iteration", "learning rate",
+            [new PlotSeries("learning rate", losses.Select(l => ((double)l.Iteration, l.LearningRate)).ToList(), DetectionPainter.Palette(0))]);
 
     /// <summary>Moving average (window about 2 % of the points) of one term, as (iteration, value) points.</summary>
     public static List<(double X, double Y)> Smooth(IReadOnlyList<LossRecord> losses, Func<LossTerms, double> term)

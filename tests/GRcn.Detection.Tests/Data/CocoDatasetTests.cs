@@ -29,9 +29,9 @@ public sealed class CocoDatasetTests
     {
         var dir = new TempDir();
         Directory.CreateDirectory(dir.File("images"));
-        PngCodec.Save(TestImages.Random(12, 9, seed: 1), dir.File("images", "a.png"));
-        PngCodec.Save(TestImages.Random(8, 6, seed: 2), dir.File("images", "b.png"));
-        PngCodec.Save(TestImages.Random(5, 5, seed: 3), dir.File("images", "c.png"));
+        File.WriteAllBytes(dir.File("images", "a.png"), ImageFile.EncodePng(TestImages.Random(12, 9, seed: 1)));
+        File.WriteAllBytes(dir.File("images", "b.png"), ImageFile.EncodePng(TestImages.Random(8, 6, seed: 2)));
+        File.WriteAllBytes(dir.File("images", "c.png"), ImageFile.EncodePng(TestImages.Random(5, 5, seed: 3)));
         File.WriteAllText(dir.File("instances.json"), json);
         return dir;
     }
@@ -113,7 +113,7 @@ public sealed class CocoDatasetTests
         File.Delete(dir.File("images", "a.png"));
         var missing = Assert.Throws<FileNotFoundException>(() => coco.Load(0));
         Assert.Contains("a.png", missing.Message);
-        PngCodec.Save(TestImages.Random(7, 7, seed: 1), dir.File("images", "a.png"));
+        File.WriteAllBytes(dir.File("images", "a.png"), ImageFile.EncodePng(TestImages.Random(7, 7, seed: 1)));
         var size = Assert.Throws<InvalidDataException>(() => coco.Load(0));
         Assert.Contains("declares 12×9", size.Message);
     }

@@ -38,7 +38,7 @@ public sealed class ImageTransformTests
     [InlineData("down")]
     public void ResizeNormalizeMatchesGeneralizedRcnnTransform(string name)
     {
-        RgbImage input = PngCodec.Load(TestImages.Fixture("resize", "input.png"));
+        RgbImage input = ImageFile.Load(TestImages.Fixture("resize", "input.png"));
         using var json = JsonDocument.Parse(File.ReadAllText(TestImages.Fixture("resize", name + ".json")));
         var root = json.RootElement;
         var spec = new ResizeSpec(root.GetProperty("min_size").GetInt32(), root.GetProperty("max_size").GetInt32());

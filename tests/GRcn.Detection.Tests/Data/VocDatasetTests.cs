@@ -30,8 +30,8 @@ public sealed class VocDatasetTests
         File.WriteAllText(dir.File("ImageSets", "Main", "trainval.txt"), "000001\n000002\n\n000005\n");
         File.WriteAllText(dir.File("ImageSets", "Main", "test.txt"), "000002\n");
         File.Copy(TestImages.Fixture("jpeg", "rgb420.jpg"), dir.File("JPEGImages", "000001.jpg"));
-        PngCodec.Save(TestImages.Random(20, 10, seed: 1), dir.File("JPEGImages", "000002.jpg"));
-        PngCodec.Save(TestImages.Random(8, 6, seed: 2), dir.File("JPEGImages", "000005.jpg"));
+        File.WriteAllBytes(dir.File("JPEGImages", "000002.jpg"), ImageFile.EncodePng(TestImages.Random(20, 10, seed: 1)));
+        File.WriteAllBytes(dir.File("JPEGImages", "000005.jpg"), ImageFile.EncodePng(TestImages.Random(8, 6, seed: 2)));
         File.WriteAllText(dir.File("Annotations", "000001.xml"),
             Xml("000001.jpg", 37, 29, Obj("dog", 1, 1, 37, 29), Obj("person", 5, 6, 20, 21, difficult: 1, truncated: 1)));
         File.WriteAllText(dir.File("Annotations", "000002.xml"), Xml("000002.jpg", 20, 10));

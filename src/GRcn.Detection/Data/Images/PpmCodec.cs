@@ -20,8 +20,11 @@ public static class PpmCodec
     }
 
     /// <summary>Decodes PPM/PGM data; <paramref name="name"/> appears in error messages.</summary>
-    /// <exception cref="InvalidDataException">Malformed or truncated data, naming <paramref name="name"/> and the problem.</exception>
-    public static RgbImage Decode(ReadOnlySpan<byte> data, string name = "PPM data")
+    /// <param name="data">The file's bytes.</param>
+    /// <param name="name">A file name for messages.</param>
+    /// <param name="maxPixels">Largest width × height accepted, checked before pixels are allocated.</param>
+    /// <exception cref="InvalidDataException">Malformed, truncated or too large data, naming <paramref name="name"/> and the problem.</exception>
+    public static RgbImage Decode(ReadOnlySpan<byte> data, string name = "PPM data", long maxPixels = 100_000_000)
     {
         if (!IsPpm(data)) throw Corrupt(name, "missing the P2/P3/P5/P6 magic number");
         char kind = (char)data[1];
@@ -32,9 +35,17 @@ public static class PpmCodec
         int maxval = (int)ReadNumber(data, ref pos, name, "maxval");
         if (width <= 0 || height <= 0) throw Corrupt(name, $"image size {width}×{height}");
         if (maxval is < 1 or > 65535) throw Corrupt(name, $"maxval {maxval} (valid: 1..65535)");
+        if ((long)width * height > maxPixels)
+            throw new InvalidDataException($"{name}: PPM header declares {width}×{height} = {(long)width * height} pixels, over the limit of {maxPixels} (ImageLoadOptions.MaxPixels)");
         if ((long)width * height * 3 > Array.MaxLength) throw Corrupt(name, $"image size {width}×{height} is too large");
         int channels = colour ? 3 : 1;
         long samples = (long)width * height * channels;
+        // A header that claims more samples than the file can hold fails before the pixels are
+        // allocated: binary samples take one or two bytes, plain ones a digit and a separator.
+        if (binary && samples * (maxval > 255 ? 2 : 1) > data.Length - pos - 1)
+            throw Corrupt(name, $"truncated raster: {Math.Max(0, data.Length - pos - 1)} of {samples * (maxval > 255 ? 2 : 1)} bytes present");
+        if (!binary && samples * 2 - 1 > data.Length - pos)
+            throw Corrupt(name, $"truncated: the header declares {width}×{height} but the file holds only {data.Length} bytes");
         var pixels = new byte[(long)width * height * 3];
 
         if (binary)

@@ -12,6 +12,9 @@ Needs Debian's python3-pil, python3-numpy, python3-torch and python3-torchvision
   palette looked up, alpha dropped). PIL decodes every PNG and must agree before it is kept.
 * ``png/pil_*.png`` + .ppm: PNGs written by PIL's own encoder.
 * ``jpeg/*.jpg`` + .ppm: small JPEGs written by PIL (libjpeg-turbo) and PIL's decode of them.
+* ``formats/*`` + .ppm: BMP (24-bit and 8-bit palette), a two-frame GIF (the .ppm is its first
+  frame), lossless WebP and a CMYK JPEG (Adobe, inverted), each written by PIL, with PIL's
+  decode to RGB. ``make_fixtures.py formats`` writes only these.
 * ``resize/<case>.png`` + .json + .f32: torchvision's GeneralizedRCNNTransform (eval mode,
   ImageNet mean/std) on the PNG: resized size, boxes and the normalised CHW image as
   little-endian float32.
@@ -173,6 +176,27 @@ def jpeg_suite():
         write_ppm(os.path.join(out, name + ".ppm"), np.array(Image.open(path).convert("RGB")))
 
 
+def formats_suite():
+    out = os.path.join(HERE, "formats")
+    os.makedirs(out, exist_ok=True)
+    yy, xx = np.mgrid[0:21, 0:30]
+    img = np.stack([xx * 8, yy * 12, (xx * yy) % 256], axis=2).astype(np.uint8)
+    img[5:12, 8:20] = [20, 200, 90]
+    second = 255 - img
+    cases = {
+        "rgb24.bmp": lambda p: Image.fromarray(img).save(p),
+        "palette8.bmp": lambda p: Image.fromarray(img).quantize(16).save(p),
+        "two_frames.gif": lambda p: Image.fromarray(img).quantize(64).save(
+            p, save_all=True, append_images=[Image.fromarray(second).quantize(64)], duration=100, loop=0),
+        "lossless.webp": lambda p: Image.fromarray(img).save(p, lossless=True),
+        "cmyk.jpg": lambda p: Image.fromarray(img).convert("CMYK").save(p, quality=95),
+    }
+    for name, save in cases.items():
+        path = os.path.join(out, name)
+        save(path)
+        write_ppm(os.path.join(out, os.path.splitext(name)[0] + ".ppm"), np.array(Image.open(path).convert("RGB")))
+
+
 def resize_suite():
     import torch
     from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -197,6 +221,11 @@ def resize_suite():
 
 
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["formats"]:
+        formats_suite()
+        sys.exit(0)
     png_suite()
     jpeg_suite()
+    formats_suite()
     resize_suite()

@@ -1,6 +1,6 @@
-// CRC-32 (ISO-HDLC, reflected polynomial 0xEDB88320), the checksum of PNG chunks; slicing by
-// eight bytes. Single-threaded, stateless.
-namespace GRcn.Detection.Data;
+// CRC-32 (ISO-HDLC, reflected polynomial 0xEDB88320), the checksum of PNG chunks, for tests that
+// craft PNG files by hand; slicing by eight bytes. Single-threaded, stateless.
+namespace GRcn.Detection.Tests.Data;
 
 /// <summary>CRC-32 as PNG and zlib's <c>crc32</c> compute it.</summary>
 internal static class Crc32

@@ -1,0 +1,80 @@
+// Plots through ScottPlot 5 (on SkiaSharp), in the shipped DejaVu Sans: line plots with a title,
+// labelled axes and a legend, as PNG; and stacks of such panels in one PNG, so that a small term
+// (the RPN losses) gets its own y range instead of a flat line on a shared axis.
+using SkiaSharp;
+
+namespace GRcn.Cli.Drawing;
+
+/// <summary>One line: its name, points and colour; a thin, faded line when <paramref name="Faint"/>.</summary>
+internal sealed record PlotSeries(string Name, IReadOnlyList<(double X, double Y)> Points, SKColor Color, bool Faint = false);
+
+internal static class Plots
+{
+    private static readonly Lazy<string> FontName = new(RegisterFonts);
+
+    /// <summary>Writes the embedded fonts where ScottPlot can load them and makes them its default.</summary>
+    private static string RegisterFonts()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "grcn-fonts-" + Environment.ProcessId);
+        Directory.CreateDirectory(dir);
+        foreach (bool bold in new[] { false, true })
+        {
+            string path = Path.Combine(dir, bold ? "DejaVuSans-Bold.ttf" : "DejaVuSans.ttf");
+            File.WriteAllBytes(path, Fonts.File(bold));
+            ScottPlot.Fonts.AddFontFile(Fonts.Family, path, bold: bold, italic: false);
+        }
+        ScottPlot.Fonts.Default = Fonts.Family;
+        return Fonts.Family;
+    }
+
+    /// <summary>A ScottPlot plot of <paramref name="series"/> with title, axis labels and legend.</summary>
+    public static ScottPlot.Plot Build(string title, string xLabel, string yLabel, IReadOnlyList<PlotSeries> series, double? yMin = null, double? yMax = null)
+    {
+        string font = FontName.Value;
+        var plot = new ScottPlot.Plot();
+        plot.Font.Set(font);
+        foreach (var s in series)
+        {
+            if (s.Points.Count == 0) continue;
+            var line = plot.Add.Scatter(s.Points.Select(p => p.X).ToArray(), s.Points.Select(p => p.Y).ToArray());
+            line.LegendText = s.Name;
+            line.MarkerSize = s.Points.Count <= 12 ? 5 : 0;
+            line.LineWidth = s.Faint ? 1 : 2;
+            line.Color = new ScottPlot.Color(s.Color.Red, s.Color.Green, s.Color.Blue, s.Faint ? (byte)70 : (byte)255);
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.Font.Set(font);
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        plot.Axes.AutoScale();
+        if (yMin is not null || yMax is not null)
+        {
+            var limits = plot.Axes.GetLimits();
+            plot.Axes.SetLimitsY(yMin ?? limits.Bottom, yMax ?? limits.Top);
+        }
+        return plot;
+    }
+
+    /// <summary>One plot as PNG bytes.</summary>
+    public static byte[] Png(string title, string xLabel, string yLabel, IReadOnlyList<PlotSeries> series,
+        int width = 800, int height = 450, double? yMin = null, double? yMax = null) =>
+        Build(title, xLabel, yLabel, series, yMin, yMax).GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+
+    /// <summary>Plots stacked top to bottom into one PNG, each <paramref name="width"/> × <paramref name="panelHeight"/>.</summary>
+    public static byte[] StackedPng(IReadOnlyList<ScottPlot.Plot> panels, int width = 800, int panelHeight = 260)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(width, panelHeight * panels.Count, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using var canvas = new SKCanvas(bitmap);
+        canvas.Clear(SKColors.White);
+        for (int i = 0; i < panels.Count; i++)
+        {
+            byte[] png = panels[i].GetImageBytes(width, panelHeight, ScottPlot.ImageFormat.Png);
+            using var panel = SKBitmap.Decode(png);
+            canvas.DrawBitmap(panel, 0, i * panelHeight, new SKSamplingOptions(SKFilterMode.Nearest), null);
+        }
+        canvas.Flush();
+        using SKData data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
+    }
+}
