@@ -356,6 +356,25 @@ public sealed class Detector : IDisposable
         }
     }
 
+    /// <summary>
+    /// Loads a torchvision <c>FasterRCNN</c> state dict (safetensors, torchvision's key names) into this
+    /// detector: a VGG16 trunk (<c>backbone.N.*</c> = <c>vgg16().features[:30]</c>) with TwoMLPHead, or a
+    /// ResNet C4 trunk with layer4 as the box head; RPNHead and FastRCNNPredictor in both
+    /// (docs/torchvision-weights.md gives every key). Every parameter must be found and no entry may be
+    /// left over (num_batches_tracked aside); otherwise nothing is loaded. The detector's
+    /// configuration (classes, width, pooler, anchors, input sizes) must be the one the weights were
+    /// trained with: only shapes can be checked.
+    /// </summary>
+    /// <exception cref="ArgumentException">The variant is a layout torchvision's FasterRCNN cannot express (split, context, other heads).</exception>
+    /// <exception cref="Nn.StateDictException">A key is missing or left over, or a shape differs.</exception>
+    public Nn.StateDictLoadResult LoadTorchvision(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        TorchvisionDetectorWeights.CheckLayout(Config);
+        var backbone = Config.Backbone;
+        return Nn.StateDict.LoadRenamed(_net, SafeTensorsFile.Read(path), key => TorchvisionDetectorWeights.Rename(key, backbone));
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -59,6 +59,21 @@ public static class StateDict
         return LoadEntries(module, entries, file.Source, prefix, strict, ignore);
     }
 
+    /// <summary>
+    /// Loads <paramref name="module"/>'s parameters from a safetensors file whose entry names are
+    /// translated by <paramref name="rename"/> (source key → module parameter name; return the key
+    /// unchanged when no rule applies, so it is reported as unexpected under its own name).
+    /// Strict: every parameter must be found.
+    /// </summary>
+    internal static StateDictLoadResult LoadRenamed(Module module, SafeTensorsFile file, Func<string, string> rename, Func<string, bool>? ignore = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentNullException.ThrowIfNull(rename);
+        var entries = file.Tensors.Select(info => new Entry(rename(info.Name), info.Shape, info.DType, p => CopyFromFile(file, info, p)));
+        return LoadEntries(module, entries, file.Source, "", strict: true, ignore);
+    }
+
     /// <summary>Loads <paramref name="module"/>'s parameters from a name → tensor map (float32 tensors, any device); see the file overload.</summary>
     /// <exception cref="StateDictException">A shape or dtype mismatch, or (strict) missing/unexpected names.</exception>
     public static StateDictLoadResult Load(Module module, IReadOnlyDictionary<string, Tensor> tensors, string prefix = "", bool strict = true, Func<string, bool>? ignore = null)
