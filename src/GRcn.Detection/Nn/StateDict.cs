@@ -70,7 +70,7 @@ public static class StateDict
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(rename);
-        var entries = file.Tensors.Select(info => new Entry(rename(info.Name), info.Shape, info.DType, p => CopyFromFile(file, info, p)));
+        var entries = file.Tensors.Select(info => new Entry(rename(info.Name), info.Shape, info.DType, p => CopyFromFile(file, info, p), info.Name));
         return LoadEntries(module, entries, file.Source, "", strict: true, ignore);
     }
 
@@ -114,7 +114,11 @@ public static class StateDict
         SafeTensorsWriter.Write(path, module.NamedParameters().Select(p => KeyValuePair.Create(prefix + p.Name, p.Parameter.Value)), metadata);
     }
 
-    private readonly record struct Entry(string Key, int[] Shape, string DType, Action<Parameter> CopyInto);
+    /// <summary>A source tensor: the name it loads under, and (when renamed) the name the source gives it, for messages.</summary>
+    private readonly record struct Entry(string Key, int[] Shape, string DType, Action<Parameter> CopyInto, string? SourceKey = null)
+    {
+        public string Shown => SourceKey is null || SourceKey == Key ? Key : $"{SourceKey}' (as '{Key})";
+    }
 
     private static StateDictLoadResult LoadEntries(Module module, IEnumerable<Entry> source, string sourceName, string prefix, bool strict, Func<string, bool>? ignore)
     {
@@ -143,10 +147,10 @@ public static class StateDict
                 continue;
             }
             if (e.DType is not ("F32" or "F64" or "F16" or "BF16"))
-                throw new StateDictException($"{sourceName}: '{e.Key}' has dtype {e.DType}; parameter '{name}' needs a floating-point tensor (F32, F64, F16 or BF16)", e.Key);
+                throw new StateDictException($"{sourceName}: '{e.Shown}' has dtype {e.DType}; parameter '{name}' needs a floating-point tensor (F32, F64, F16 or BF16)", e.Key);
             if (!p!.Value.Shape.SequenceEqual(e.Shape))
                 throw new StateDictException(
-                    $"{sourceName}: '{e.Key}' has shape {Tensor.FormatShape(e.Shape)}; parameter '{name}' expects {p.Value.ShapeString}", e.Key);
+                    $"{sourceName}: '{e.Shown}' has shape {Tensor.FormatShape(e.Shape)}; parameter '{name}' expects {p.Value.ShapeString}", e.SourceKey ?? e.Key);
             seen.Add(name);
             matched.Add((name, p, e));
         }
