@@ -68,7 +68,7 @@ internal static class BenchTrainStep
             {
                 var px = new float[3 * size * size];
                 for (int i = 0; i < px.Length; i++) px[i] = (float)rng.NextDouble();
-                return new PreparedImage(px, size, size, 1f,
+                return new PreparedImage(px, size, size, size, size,
                     [0.1f * s, 0.1f * s, 0.4f * s, 0.5f * s, 0.5f * s, 0.2f * s, 0.9f * s, 0.6f * s, 0.3f * s, 0.6f * s, 0.6f * s, 0.95f * s], [0, 1, 2]);
             }).ToArray();
             var train = Time(() => det.TrainStep(batch), warmup, repeats);

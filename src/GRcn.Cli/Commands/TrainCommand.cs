@@ -45,7 +45,8 @@ internal static class TrainCommand
                 {
                     return TrainSession.Run(settings, o, e, interactive, token).ExitCode;
                 }
-                catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or PlatformNotSupportedException or UnauthorizedAccessException)
+                catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or PlatformNotSupportedException or UnauthorizedAccessException
+                                           or GRcn.Detection.Nn.StateDictException)
                 {
                     e.WriteLine($"grcn train: {ex.Message}");
                     return 2;

@@ -12,7 +12,7 @@ internal sealed class TrainOptions
     public readonly Option<string> Backbone = new("--backbone") { Description = "vgg16, resnet50 or resnet101", DefaultValueFactory = _ => "vgg16" };
     public readonly Option<double?> Width = new("--width") { Description = "Backbone channel width multiplier (default: 0.125 on shapes, 1 otherwise; pretrained --weights need 1)" };
     public readonly Option<int?> GroupNorm = new("--group-norm") { Description = "VGG16: group norm with G groups after every convolution, 0 for none (default: 32 when training from scratch, 0 with --weights)" };
-    public readonly Option<string?> Weights = new("--weights") { Description = "torchvision backbone weights (safetensors state dict) to start from; default: from scratch" };
+    public readonly Option<string?> Weights = new("--weights") { Description = "torchvision weights (safetensors state dict) to start from: a backbone, or a whole FasterRCNN of the faster-rcnn layouts (docs/torchvision-weights.md); default: from scratch" };
     public readonly Option<int?> Iterations = new("--iters") { Description = "Training iterations (default: 10000 on shapes, 180000 on VOC, 320000 on COCO)" };
     public readonly Option<int?> Batch = new("--batch") { Description = "Images per iteration (default: 2 on shapes, 1 otherwise)" };
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate, reached after a linear warm-up from lr/10 (default: 0.002 on shapes, 0.001 otherwise)" };

@@ -14,6 +14,7 @@ using GRcn.Detection.Model;
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
 using GRcn.Kernels;
+using GRcn.Kernels.Serialization;
 
 namespace GRcn.Cli.Training;
 
@@ -63,8 +64,17 @@ internal static class TrainSession
             detector = Detector.Create(s.BuildConfig(train.ClassNames), device, s.Seed, s.BuildTrainingOptions());
             if (s.Weights is not null)
             {
-                int n = BackboneWeights.Load(detector, s.Weights);
-                output.WriteLine($"loaded {n} backbone tensors from {s.Weights}");
+                // a whole torchvision FasterRCNN (it has RPN weights) or a backbone alone
+                if (SafeTensorsFile.Read(s.Weights).Contains("rpn.head.cls_logits.weight"))
+                {
+                    var r = detector.LoadTorchvision(s.Weights);
+                    output.WriteLine($"loaded {r.Loaded.Count} torchvision FasterRCNN tensors from {s.Weights}");
+                }
+                else
+                {
+                    int n = BackboneWeights.Load(detector, s.Weights);
+                    output.WriteLine($"loaded {n} backbone tensors from {s.Weights}");
+                }
             }
             else
                 ScratchInit.HeInitRoiHeads(detector, s.Seed);

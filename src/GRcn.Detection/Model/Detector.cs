@@ -16,14 +16,19 @@ namespace GRcn.Detection.Model;
 
 using Detection = GRcn.Detection.Data.Detection;
 
-/// <summary>An image ready for the network: normalised CHW pixels at the resized size, ground truth in resized pixels.</summary>
+/// <summary>
+/// An image ready for the network: normalised CHW pixels at the resized size, ground truth in resized
+/// pixels, and the original size, by which detections are mapped back per axis (torchvision's
+/// resize_boxes: x · (OriginalWidth / Width), y · (OriginalHeight / Height), float32).
+/// </summary>
 /// <param name="Pixels">3 × Height × Width floats, normalised.</param>
 /// <param name="Height">Resized height.</param>
 /// <param name="Width">Resized width.</param>
-/// <param name="Scale">Resized size / original size.</param>
+/// <param name="OriginalHeight">Height of the image before resizing (Height when it was not resized).</param>
+/// <param name="OriginalWidth">Width of the image before resizing.</param>
 /// <param name="Boxes">Ground-truth boxes, 4 floats each (x1, y1, x2, y2) in resized pixels (empty at inference).</param>
 /// <param name="Labels">0-based class of each box.</param>
-public sealed record PreparedImage(float[] Pixels, int Height, int Width, float Scale, float[] Boxes, int[] Labels)
+public sealed record PreparedImage(float[] Pixels, int Height, int Width, int OriginalHeight, int OriginalWidth, float[] Boxes, int[] Labels)
 {
     /// <summary>
     /// The network input of a loaded sample (resized, flipped and normalised by the data loader).
@@ -39,7 +44,7 @@ public sealed record PreparedImage(float[] Pixels, int Height, int Width, float 
             var b = objects[i].Box;
             (boxes[4 * i], boxes[4 * i + 1], boxes[4 * i + 2], boxes[4 * i + 3]) = (b.X1, b.Y1, b.X2, b.Y2);
         }
-        return new PreparedImage(sample.Pixels.ToArray(), sample.Height, sample.Width, (float)sample.Scale, boxes, objects.Select(o => o.Label).ToArray());
+        return new PreparedImage(sample.Pixels.ToArray(), sample.Height, sample.Width, sample.OriginalHeight, sample.OriginalWidth, boxes, objects.Select(o => o.Label).ToArray());
     }
 }
 
@@ -174,7 +179,10 @@ public sealed class Detector : IDisposable
         return _net.Forward(g, images, Describe(batch), training: true, new SplitMix64(sampleSeed)).Terms;
     }
 
-    /// <summary>Detections for each prepared image, boxes in original image pixels (resized / Scale).</summary>
+    /// <summary>
+/// Detections for each prepared image, boxes in original image pixels: each axis multiplied by
+/// original / resized size (<see cref="LoadedSample.ToOriginal"/>'s rule, torchvision's postprocess).
+/// </summary>
     public IReadOnlyList<Detection>[] Detect(IReadOnlyList<PreparedImage> images)
     {
         Validate(images, nameof(images), training: false);
@@ -201,7 +209,7 @@ public sealed class Detector : IDisposable
         var norm = new ImageNormalization(new ChannelValues(m[0], m[1], m[2]), new ChannelValues(sd[0], sd[1], sd[2]));
         var chw = new float[3 * w * h];
         new ImageResizer().ResizeNormalize(image, w, h, false, norm, chw);
-        return new PreparedImage(chw, h, w, (float)spec.ScaleFor(image.Width, image.Height), [], []);
+        return new PreparedImage(chw, h, w, image.Height, image.Width, [], []);
     }
 
     /// <summary>Detections of one prepared image.</summary>
@@ -214,7 +222,7 @@ public sealed class Detector : IDisposable
     }
 
     private static BatchImage[] Describe(IReadOnlyList<PreparedImage> batch) =>
-        batch.Select(b => new BatchImage(b.Height, b.Width, b.Scale, b.Boxes, b.Labels)).ToArray();
+        batch.Select(b => new BatchImage(b.Height, b.Width, b.OriginalHeight, b.OriginalWidth, b.Boxes, b.Labels)).ToArray();
 
     private void Validate(IReadOnlyList<PreparedImage> batch, string name, bool training)
     {
@@ -225,7 +233,8 @@ public sealed class Detector : IDisposable
             var b = batch[i] ?? throw new ArgumentException($"image {i} is null", name);
             if (b.Height < 1 || b.Width < 1 || b.Pixels.Length != 3L * b.Height * b.Width)
                 throw new ArgumentException($"image {i}: Pixels must hold 3 × {b.Height} × {b.Width} floats; got {b.Pixels.Length}", name);
-            if (!(b.Scale > 0)) throw new ArgumentException($"image {i}: Scale must be positive; got {b.Scale}", name);
+            if (b.OriginalHeight < 1 || b.OriginalWidth < 1)
+                throw new ArgumentException($"image {i}: the original size must be positive; got {b.OriginalWidth} × {b.OriginalHeight}", name);
             if (b.Boxes.Length != 4 * b.Labels.Length)
                 throw new ArgumentException($"image {i}: Boxes must hold 4 floats per label ({4 * b.Labels.Length}); got {b.Boxes.Length}", name);
             if (!training) continue;
@@ -345,6 +354,25 @@ public sealed class Detector : IDisposable
             d.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Loads a torchvision <c>FasterRCNN</c> state dict (safetensors, torchvision's key names) into this
+    /// detector: a VGG16 trunk (<c>backbone.N.*</c> = <c>vgg16().features[:30]</c>) with TwoMLPHead, or a
+    /// ResNet C4 trunk with layer4 as the box head; RPNHead and FastRCNNPredictor in both
+    /// (docs/torchvision-weights.md gives every key). Every parameter must be found and no entry may be
+    /// left over (num_batches_tracked aside); otherwise nothing is loaded. The detector's
+    /// configuration (classes, width, pooler, anchors, input sizes) must be the one the weights were
+    /// trained with: only shapes can be checked.
+    /// </summary>
+    /// <exception cref="ArgumentException">The variant is a layout torchvision's FasterRCNN cannot express (split, context, other heads).</exception>
+    /// <exception cref="Nn.StateDictException">A key is missing or left over, or a shape differs.</exception>
+    public Nn.StateDictLoadResult LoadTorchvision(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        TorchvisionDetectorWeights.CheckLayout(Config);
+        var backbone = Config.Backbone;
+        return Nn.StateDict.LoadRenamed(_net, SafeTensorsFile.Read(path), key => TorchvisionDetectorWeights.Rename(key, backbone));
     }
 
     /// <inheritdoc/>

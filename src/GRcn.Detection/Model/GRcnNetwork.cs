@@ -18,8 +18,8 @@ namespace GRcn.Detection.Model;
 
 using Detection = GRcn.Detection.Data.Detection;
 
-/// <summary>One image of a prepared batch: resized size, ground truth in resized pixels (0-based labels), scale from the original.</summary>
-internal readonly record struct BatchImage(int Height, int Width, float Scale, float[] Boxes, int[] Labels);
+/// <summary>One image of a prepared batch: resized size, original size, ground truth in resized pixels (0-based labels).</summary>
+internal readonly record struct BatchImage(int Height, int Width, int OriginalHeight, int OriginalWidth, float[] Boxes, int[] Labels);
 
 /// <summary>Loss terms of one training step.</summary>
 /// <param name="RpnObjectness">RPN binary cross-entropy.</param>
@@ -316,7 +316,7 @@ internal sealed class GRcnNetwork : Module
         {
             int r = perImage[i].Length / 4;
             detections[i] = PostProcess.Run(lh.AsSpan(start * _k1, r * _k1), dh.AsSpan(start * 4 * _k1, r * 4 * _k1), perImage[i], _k1,
-                batch[i].Height, batch[i].Width, batch[i].Scale, _c.RoiHeads, _coder);
+                batch[i].Height, batch[i].Width, batch[i].OriginalHeight, batch[i].OriginalWidth, _c.RoiHeads, _coder);
             start += r;
         }
         return (null, default, detections);

@@ -59,6 +59,21 @@ public static class StateDict
         return LoadEntries(module, entries, file.Source, prefix, strict, ignore);
     }
 
+    /// <summary>
+    /// Loads <paramref name="module"/>'s parameters from a safetensors file whose entry names are
+    /// translated by <paramref name="rename"/> (source key → module parameter name; return the key
+    /// unchanged when no rule applies, so it is reported as unexpected under its own name).
+    /// Strict: every parameter must be found.
+    /// </summary>
+    internal static StateDictLoadResult LoadRenamed(Module module, SafeTensorsFile file, Func<string, string> rename, Func<string, bool>? ignore = null)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentNullException.ThrowIfNull(rename);
+        var entries = file.Tensors.Select(info => new Entry(rename(info.Name), info.Shape, info.DType, p => CopyFromFile(file, info, p), info.Name));
+        return LoadEntries(module, entries, file.Source, "", strict: true, ignore);
+    }
+
     /// <summary>Loads <paramref name="module"/>'s parameters from a name → tensor map (float32 tensors, any device); see the file overload.</summary>
     /// <exception cref="StateDictException">A shape or dtype mismatch, or (strict) missing/unexpected names.</exception>
     public static StateDictLoadResult Load(Module module, IReadOnlyDictionary<string, Tensor> tensors, string prefix = "", bool strict = true, Func<string, bool>? ignore = null)
@@ -99,7 +114,11 @@ public static class StateDict
         SafeTensorsWriter.Write(path, module.NamedParameters().Select(p => KeyValuePair.Create(prefix + p.Name, p.Parameter.Value)), metadata);
     }
 
-    private readonly record struct Entry(string Key, int[] Shape, string DType, Action<Parameter> CopyInto);
+    /// <summary>A source tensor: the name it loads under, and (when renamed) the name the source gives it, for messages.</summary>
+    private readonly record struct Entry(string Key, int[] Shape, string DType, Action<Parameter> CopyInto, string? SourceKey = null)
+    {
+        public string Shown => SourceKey is null || SourceKey == Key ? Key : $"{SourceKey}' (as '{Key})";
+    }
 
     private static StateDictLoadResult LoadEntries(Module module, IEnumerable<Entry> source, string sourceName, string prefix, bool strict, Func<string, bool>? ignore)
     {
@@ -128,10 +147,10 @@ public static class StateDict
                 continue;
             }
             if (e.DType is not ("F32" or "F64" or "F16" or "BF16"))
-                throw new StateDictException($"{sourceName}: '{e.Key}' has dtype {e.DType}; parameter '{name}' needs a floating-point tensor (F32, F64, F16 or BF16)", e.Key);
+                throw new StateDictException($"{sourceName}: '{e.Shown}' has dtype {e.DType}; parameter '{name}' needs a floating-point tensor (F32, F64, F16 or BF16)", e.Key);
             if (!p!.Value.Shape.SequenceEqual(e.Shape))
                 throw new StateDictException(
-                    $"{sourceName}: '{e.Key}' has shape {Tensor.FormatShape(e.Shape)}; parameter '{name}' expects {p.Value.ShapeString}", e.Key);
+                    $"{sourceName}: '{e.Shown}' has shape {Tensor.FormatShape(e.Shape)}; parameter '{name}' expects {p.Value.ShapeString}", e.SourceKey ?? e.Key);
             seen.Add(name);
             matched.Add((name, p, e));
         }

@@ -1,7 +1,8 @@
 // Inference output of the RoI head (torchvision's postprocess_detections): per RoI, softmax
 // class scores and class-specific boxes decoded from the deltas, clipped to the image; every
 // (RoI, object class) pair with score > threshold and a non-degenerate box is a candidate;
-// per-class NMS; the top detections by score are kept.
+// per-class NMS; the top detections by score are kept; their boxes are mapped to the original
+// image per axis as torchvision's GeneralizedRCNNTransform.postprocess (resize_boxes) does.
 using GRcn.Detection.Boxes;
 using GRcn.Detection.Data;
 using GRcn.Detection.Variants;
@@ -15,12 +16,16 @@ internal static class PostProcess
 {
     /// <summary>
     /// Detections of one image from logits (R, K+1) and deltas (R, 4(K+1)) of its RoIs (R×4),
-    /// in the resized image's coordinates divided by <paramref name="scale"/> (original pixels).
-    /// Labels are 0-based object classes.
+    /// in original image pixels: resized coordinates times <paramref name="originalWidth"/> / <paramref name="width"/>
+    /// (x) and <paramref name="originalHeight"/> / <paramref name="height"/> (y). Labels are 0-based object classes.
     /// </summary>
     public static List<Detection> Run(ReadOnlySpan<float> logits, ReadOnlySpan<float> deltas, ReadOnlySpan<float> rois, int classesWithBackground,
-        int height, int width, float scale, RoiHeadSettings s, BoxCoder coder)
+        int height, int width, int originalHeight, int originalWidth, RoiHeadSettings s, BoxCoder coder)
     {
+        // resize_boxes: ratio = torch.tensor(original, float32) / torch.tensor(resized, float32), one
+        // float32 quotient per axis, then one float32 product per coordinate (not a division by the
+        // resize rule's scale: a rounded resized side makes the two differ by up to half a pixel).
+        float ratioX = (float)originalWidth / width, ratioY = (float)originalHeight / height;
         int r = rois.Length / 4, k1 = classesWithBackground;
         var candBoxes = new List<float>();
         var candScores = new List<float>();
@@ -59,7 +64,7 @@ internal static class PostProcess
         {
             int c = (int)kept[j];
             result.Add(new Detection(
-                new Box(candBoxes[4 * c] / scale, candBoxes[4 * c + 1] / scale, candBoxes[4 * c + 2] / scale, candBoxes[4 * c + 3] / scale),
+                new Box(candBoxes[4 * c] * ratioX, candBoxes[4 * c + 1] * ratioY, candBoxes[4 * c + 2] * ratioX, candBoxes[4 * c + 3] * ratioY),
                 candScores[c], (int)candLabels[c] - 1));
         }
         return result;

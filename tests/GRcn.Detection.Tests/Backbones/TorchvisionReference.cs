@@ -37,32 +37,11 @@ internal sealed class TorchvisionReference : IDisposable
     /// <summary>Runs the script for <paramref name="arch"/>; fails the test (never skips) when torch is unavailable.</summary>
     public static TorchvisionReference Generate(string arch)
     {
-        if (!File.Exists(Python))
-            Assert.Fail($"{Python} not found: the torchvision parity tests need Debian's python3 with torch and torchvision; {InstallHint}");
-        string script = Path.Combine(AppContext.BaseDirectory, "Backbones", "torchvision_parity.py");
-        Assert.True(File.Exists(script), $"parity script missing from the test output: {script}");
         string dir = Path.Combine(Path.GetTempPath(), $"grcn-tv-{arch}-{Environment.ProcessId}-{Guid.NewGuid():N}");
         System.IO.Directory.CreateDirectory(dir);
         try
         {
-            var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            psi.ArgumentList.Add(script);
-            psi.ArgumentList.Add(arch);
-            psi.ArgumentList.Add(dir);
-            psi.Environment["OMP_NUM_THREADS"] = "4";
-            using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
-            {
-                p.Kill(entireProcessTree: true);
-                Assert.Fail($"{script} {arch} did not finish in 5 minutes");
-            }
-            p.WaitForExit();
-            if (p.ExitCode == 3)
-                Assert.Fail($"{Python} cannot import torch/torchvision: {InstallHint}. ({stderr.Result.Trim()})");
-            if (p.ExitCode != 0)
-                Assert.Fail($"{script} {arch} exited with {p.ExitCode}:\n{stderr.Result}\n{stdout.Result}");
+            RunScript(Path.Combine("Backbones", "torchvision_parity.py"), [arch, dir]);
             return new TorchvisionReference(dir);
         }
         catch
@@ -72,9 +51,41 @@ internal sealed class TorchvisionReference : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="relativeScript"/> (copied to the test output) with Debian's python and
+    /// <paramref name="args"/>; returns its stdout. Fails the test (never skips) when torch is
+    /// unavailable (the scripts exit 3), the script fails or runs past 5 minutes.
+    /// </summary>
+    public static string RunScript(string relativeScript, IReadOnlyList<string> args)
+    {
+        if (!File.Exists(Python))
+            Assert.Fail($"{Python} not found: the torchvision parity tests need Debian's python3 with torch and torchvision; {InstallHint}");
+        string script = Path.Combine(AppContext.BaseDirectory, relativeScript);
+        Assert.True(File.Exists(script), $"parity script missing from the test output: {script}");
+        var psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(script);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["OMP_NUM_THREADS"] = "4";
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string what = $"{script} {string.Join(' ', args)}";
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"{what} did not finish in 5 minutes");
+        }
+        p.WaitForExit();
+        if (p.ExitCode == 3)
+            Assert.Fail($"{Python} cannot import torch/torchvision: {InstallHint}. ({stderr.Result.Trim()})");
+        if (p.ExitCode != 0)
+            Assert.Fail($"{what} exited with {p.ExitCode}:\n{stderr.Result}\n{stdout.Result}");
+        return stdout.Result;
+    }
+
     public void Dispose() => TryDelete(Directory);
 
-    private static void TryDelete(string dir)
+    internal static void TryDelete(string dir)
     {
         try { System.IO.Directory.Delete(dir, recursive: true); }
         catch (IOException) { }

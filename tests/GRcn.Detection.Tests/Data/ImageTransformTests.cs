@@ -18,11 +18,33 @@ public sealed class ImageTransformTests
     [InlineData(2000, 500, 600, 1000, 0.5, 1000, 250)]  // the longer side binds
     [InlineData(600, 600, 600, 1000, 1.0, 600, 600)]
     [InlineData(23, 17, 30, 35, 1.5217391, 34, 25)]      // float32 35/23 is just below 35/23: 34, not 35
+    [InlineData(200, 285, 160, 240, 0.79999995, 159, 227)] // (1/200)·160 in float32 is below 0.8: 159, not 160
+    [InlineData(333, 200, 160, 240, 0.72072071, 240, 144)]
     public void ResizeRuleMatchesTorchvision(int w, int h, int minSize, int maxSize, double scale, int ow, int oh)
     {
         var spec = new ResizeSpec(minSize, maxSize);
         Assert.Equal(scale, spec.ScaleFor(w, h), 1e-6);
         Assert.Equal((ow, oh), spec.OutputSize(w, h));
+    }
+
+    [Fact]
+    public void BilinearWeightsArePyTorchs()
+    {
+        // torch 1.13's F.interpolate(mode="bilinear", align_corners=False) of a 333-wide row holding
+        // a single 1 at column 3, resized to 599: the weights of column 3 in outputs 4..7, bit for bit.
+        // (Source indices computed in float alone give 0.0016694069 for output 4.)
+        var row = new RgbImage(333, 1);
+        row.Pixels[9] = row.Pixels[10] = row.Pixels[11] = 1;
+        var unit = new ImageNormalization(new(0f, 0f, 0f), new(1f, 1f, 1f), PixelScale: 1f);
+        var actual = new float[3 * 599];
+        new ImageResizer().ResizeNormalize(row, 599, 1, false, unit, actual);
+        float[] expected = [0.0016695261001586914f, 0.5575960874557495f, 0.8864773511886597f, 0.33055078983306885f];
+        for (int c = 0; c < 3; c++)
+        {
+            Assert.Equal(expected, actual.AsSpan(c * 599 + 4, 4).ToArray());
+            Assert.Equal(0f, actual[c * 599 + 3]);
+            Assert.Equal(0f, actual[c * 599 + 8]);
+        }
     }
 
     [Fact]

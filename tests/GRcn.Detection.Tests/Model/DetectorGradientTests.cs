@@ -16,7 +16,7 @@ public sealed class DetectorGradientTests
         int h = batch[0].Height, w = batch[0].Width;
         var px = batch.SelectMany(b => b.Pixels).ToArray();
         var images = g.Constant(Tensor.FromSpan<float>(Device.Cpu, px, batch.Length, 3, h, w));
-        var (loss, terms, _) = net.Forward(g, images, batch.Select(b => new BatchImage(b.Height, b.Width, b.Scale, b.Boxes, b.Labels)).ToArray(),
+        var (loss, terms, _) = net.Forward(g, images, batch.Select(b => new BatchImage(b.Height, b.Width, b.OriginalHeight, b.OriginalWidth, b.Boxes, b.Labels)).ToArray(),
             training: true, new SplitMix64(21));
         if (record) g.Backward(loss!);
         graph = g;

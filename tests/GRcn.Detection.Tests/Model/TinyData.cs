@@ -42,7 +42,7 @@ internal static class TinyData
         float[] mean = [0.485f, 0.456f, 0.406f], std = [0.229f, 0.224f, 0.225f];
         for (int c = 0; c < 3; c++)
             for (int i = 0; i < size * size; i++) rgb[c * size * size + i] = (rgb[c * size * size + i] - mean[c]) / std[c];
-        return new PreparedImage(rgb, size, size, 1f, [.. boxes], [.. labels]);
+        return new PreparedImage(rgb, size, size, size, size, [.. boxes], [.. labels]);
     }
 
     public static PreparedImage[] Batch(int start, int count, int size = 64) => Enumerable.Range(start, count).Select(i => Image(i, size)).ToArray();

@@ -107,10 +107,16 @@ public sealed class LoadedSample
     public ReadOnlySpan<float> Pixels => (_buffer ?? throw new ObjectDisposedException(nameof(LoadedSample), "the batch holding this sample was disposed"))
         .AsSpan(0, 3 * Width * Height);
 
-    /// <summary>Maps a box in this sample's resized (mirrored when flipped) coordinates back to the original image.</summary>
+    /// <summary>
+    /// Maps a box in this sample's resized (mirrored when flipped) coordinates back to the original
+    /// image by the rule detections use (<see cref="Model.Detector.Detect(IReadOnlyList{Model.PreparedImage})"/>):
+    /// x · (OriginalWidth / Width), y · (OriginalHeight / Height), float32 quotients and products as
+    /// torchvision's resize_boxes computes them.
+    /// </summary>
     public Box ToOriginal(Box box)
     {
-        var b = new Box(box.X1 / ScaleX, box.Y1 / ScaleY, box.X2 / ScaleX, box.Y2 / ScaleY);
+        float rx = (float)OriginalWidth / Width, ry = (float)OriginalHeight / Height;
+        var b = ImageTransforms.Scale(box, rx, ry);
         return Flipped ? ImageTransforms.FlipHorizontal(b, OriginalWidth) : b;
     }
 

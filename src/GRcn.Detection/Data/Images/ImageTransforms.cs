@@ -1,7 +1,8 @@
 // The detection pipeline's image geometry: torchvision GeneralizedRCNNTransform's resize rule
 // (shorter side → S unless the longer side would pass L), bilinear resizing with PyTorch's
 // F.interpolate(mode="bilinear", align_corners=False, recompute_scale_factor=True) sampling
-// (half-pixel centres, source coordinate clamped at 0, no antialiasing), horizontal flips of
+// (half-pixel centres, source coordinate clamped at 0, no antialiasing; source indices and
+// weights computed with PyTorch's effective float/double mix, see Row), horizontal flips of
 // images and boxes, and conversion to a normalised float CHW buffer ((v/255 − mean) / std per
 // channel, computed as (v·scale − mean)·(1/std)). Resize, flip and normalisation fuse into one
 // pass over the output: per output pixel four source reads per channel. torchvision normalises
@@ -11,7 +12,8 @@ namespace GRcn.Detection.Data;
 
 /// <summary>
 /// torchvision's detection resize rule: scale = min(<see cref="MinSize"/> / shorter side,
-/// <see cref="MaxSize"/> / longer side), computed in float32 as torchvision 0.14 does; the
+/// <see cref="MaxSize"/> / longer side), computed in float32 as torchvision 0.14 does (a reciprocal
+/// times the target, see <see cref="ScaleFor"/>); the
 /// output is floor(side × scale) in double (F.interpolate's size rule), at least 1.
 /// </summary>
 /// <param name="MinSize">Target of the shorter side, S (the paper uses 600).</param>
@@ -24,9 +26,13 @@ public readonly record struct ResizeSpec(int MinSize, int MaxSize)
         Validate();
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(width, 0);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(height, 0);
-        // float32 quotients: 35 / 23 rounds below 35/23, so a 23-pixel side becomes 34, not 35.
+        // torchvision computes self_min_size / min_size with a Python float over a float32 tensor,
+        // which torch evaluates as min_size.reciprocal() * self_min_size: two float32 roundings, not
+        // one quotient. 160 / 200 is then 0.79999995, not 0.8, and a 200-pixel side becomes 159
+        // (checked against _resize_image_and_masks on 3000 random sizes). Likewise 35 / 23 rounds
+        // below 35/23, so a 23-pixel side becomes 34, not 35.
         float shorter = Math.Min(width, height), longer = Math.Max(width, height);
-        return Math.Min((float)MinSize / shorter, (float)MaxSize / longer);
+        return Math.Min(1f / shorter * MinSize, 1f / longer * MaxSize);
     }
 
     /// <summary>The resized size: floor(width × scale) × floor(height × scale), each at least 1.</summary>
@@ -114,7 +120,7 @@ public sealed class ImageResizer
             float* r = dst, g = dst + plane, b = dst + 2 * plane;
             for (int oy = 0; oy < outHeight; oy++)
             {
-                Row(yScale, oy, source.Height, out int y0, out int y1, out float wy0, out float wy1);
+                Row(yScale, oy, source.Height, outHeight, out int y0, out int y1, out float wy0, out float wy1);
                 byte* top = px + (long)y0 * rowBytes, bottom = px + (long)y1 * rowBytes;
                 long o = (long)oy * outWidth;
                 for (int ox = 0; ox < outWidth; ox++)
@@ -150,7 +156,7 @@ public sealed class ImageResizer
         float yScale = (float)source.Height / outHeight;
         for (int oy = 0; oy < outHeight; oy++)
         {
-            Row(yScale, oy, source.Height, out int y0, out int y1, out float wy0, out float wy1);
+            Row(yScale, oy, source.Height, outHeight, out int y0, out int y1, out float wy0, out float wy1);
             ReadOnlySpan<byte> top = px.Slice(y0 * rowBytes, rowBytes), bottom = px.Slice(y1 * rowBytes, rowBytes);
             Span<byte> dstRow = outPx.Slice(oy * outWidth * 3, outWidth * 3);
             for (int ox = 0; ox < outWidth; ox++)
@@ -179,7 +185,7 @@ public sealed class ImageResizer
         float xScale = (float)srcWidth / outWidth;
         for (int ox = 0; ox < outWidth; ox++)
         {
-            Row(xScale, ox, srcWidth, out int i0, out int i1, out float w0, out float w1);
+            Row(xScale, ox, srcWidth, outWidth, out int i0, out int i1, out float w0, out float w1);
             _x0[ox] = 3 * i0; _x1[ox] = 3 * i1;
             _wx0[ox] = w0; _wx1[ox] = w1;
         }
@@ -187,13 +193,26 @@ public sealed class ImageResizer
         _tableOutWidth = outWidth;
     }
 
-    // PyTorch's area_pixel_compute_source_index (align_corners=False) and the linear weights:
-    // src = max(scale · (dst + 0.5) − 0.5, 0); i0 = floor(src); i1 = i0 + 1 unless i0 is the last index.
-    private static void Row(float scale, int dst, int inputSize, out int i0, out int i1, out float w0, out float w1)
+    // PyTorch's area_pixel_compute_source_index (align_corners=False) and the linear weights, with
+    // the arithmetic torch 1.13's CPU upsample_bilinear2d effectively uses: the scale is the float32
+    // quotient input / output (compute_scales_value: recompute_scale_factor=True passes no scale),
+    // the source index scale · (dst + 0.5) − 0.5 is computed in double (the 0.5 literals are double),
+    // clamped at 0; i0 = trunc(src), i1 = i0 + 1 unless i0 is the last index;
+    // λ1 = clamp(src − i0, 0, 1) from the double index, rounded to float once; λ0 = 1 − λ1 in float.
+    // Equal sizes copy (λ0 = 1, λ1 = 0). Checked weight by weight against F.interpolate on
+    // one-hot rows (333 → 599, 1000 → 1777, 600 → 337, …): bit-equal.
+    private static void Row(float scale, int dst, int inputSize, int outputSize, out int i0, out int i1, out float w0, out float w1)
     {
-        float src = MathF.Max(scale * (dst + 0.5f) - 0.5f, 0f);
+        if (inputSize == outputSize)
+        {
+            i0 = i1 = dst;
+            w0 = 1f;
+            w1 = 0f;
+            return;
+        }
+        double src = Math.Max((double)scale * (dst + 0.5) - 0.5, 0.0);
         i0 = Math.Min((int)src, inputSize - 1);
-        float lambda = Math.Clamp(src - i0, 0f, 1f);
+        float lambda = (float)Math.Clamp(src - i0, 0.0, 1.0);
         i1 = i0 < inputSize - 1 ? i0 + 1 : i0;
         w1 = lambda;
         w0 = 1f - lambda;
