@@ -152,23 +152,41 @@ internal static class RoiMath
 
 internal static class RoiAlignKernels
 {
+    /// <summary>
+    /// The output item of a forward / atomic-backward thread: item = ((k·groups + g)·ph + i)·pw + j
+    /// is bin (i, j) of RoI k for channels c0 = 4g .. c0 + nc − 1, with the RoI's image b and its
+    /// sample geometry; false past the last RoI.
+    /// </summary>
+    private static bool OutputItem(long item, in RoiAlignParams p, ArrayView<float> rois,
+        out int k, out int b, out int c0, out int nc, out int i, out int j,
+        out float startH, out float binH, out int gridH, out float startW, out float binW, out int gridW)
+    {
+        long t = item;
+        j = (int)(t % p.PW);
+        t /= p.PW;
+        i = (int)(t % p.PH);
+        t /= p.PH;
+        c0 = (int)(t % p.ChannelGroups) * RoiMath.Channels;
+        k = (int)(t / p.ChannelGroups);
+        b = 0;
+        nc = 0;
+        startH = binH = startW = binW = 0f;
+        gridH = gridW = 0;
+        if (k >= p.K) return false;
+        nc = XMath.Min(RoiMath.Channels, p.C - c0);
+        long r = (long)k * 5;
+        b = (int)rois[r];
+        RoiMath.AlignAxis(rois[r + 1], rois[r + 3], p.Scale, p.Aligned, p.PW, p.SamplingRatio, out startW, out binW, out gridW);
+        RoiMath.AlignAxis(rois[r + 2], rois[r + 4], p.Scale, p.Aligned, p.PH, p.SamplingRatio, out startH, out binH, out gridH);
+        return true;
+    }
+
     /// <summary>Forward: item = ((k·groups + g)·ph + i)·pw + j, channels 4g .. 4g + 3.</summary>
     [Kernel]
     public static void Forward(Index1D index, RoiAlignParams p, ArrayView<float> x, ArrayView<float> rois, ArrayView<float> y)
     {
-        long t = p.Base + index;
-        int j = (int)(t % p.PW);
-        t /= p.PW;
-        int i = (int)(t % p.PH);
-        t /= p.PH;
-        int c0 = (int)(t % p.ChannelGroups) * RoiMath.Channels;
-        int k = (int)(t / p.ChannelGroups);
-        if (k >= p.K) return;
-        int nc = XMath.Min(RoiMath.Channels, p.C - c0);
-        long r = (long)k * 5;
-        int b = (int)rois[r];
-        RoiMath.AlignAxis(rois[r + 1], rois[r + 3], p.Scale, p.Aligned, p.PW, p.SamplingRatio, out float startW, out float binW, out int gridW);
-        RoiMath.AlignAxis(rois[r + 2], rois[r + 4], p.Scale, p.Aligned, p.PH, p.SamplingRatio, out float startH, out float binH, out int gridH);
+        if (!OutputItem(p.Base + index, p, rois, out int k, out int b, out int c0, out int nc, out int i, out int j,
+                out float startH, out float binH, out int gridH, out float startW, out float binW, out int gridW)) return;
         long plane = (long)p.H * p.W;
         long x0 = ((long)b * p.C + c0) * plane;
         float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f;
@@ -205,19 +223,8 @@ internal static class RoiAlignKernels
     [Kernel]
     public static void BackwardAtomic(Index1D index, RoiAlignParams p, ArrayView<float> gradY, ArrayView<float> rois, ArrayView<float> gradX)
     {
-        long t = p.Base + index;
-        int j = (int)(t % p.PW);
-        t /= p.PW;
-        int i = (int)(t % p.PH);
-        t /= p.PH;
-        int c0 = (int)(t % p.ChannelGroups) * RoiMath.Channels;
-        int k = (int)(t / p.ChannelGroups);
-        if (k >= p.K) return;
-        int nc = XMath.Min(RoiMath.Channels, p.C - c0);
-        long r = (long)k * 5;
-        int b = (int)rois[r];
-        RoiMath.AlignAxis(rois[r + 1], rois[r + 3], p.Scale, p.Aligned, p.PW, p.SamplingRatio, out float startW, out float binW, out int gridW);
-        RoiMath.AlignAxis(rois[r + 2], rois[r + 4], p.Scale, p.Aligned, p.PH, p.SamplingRatio, out float startH, out float binH, out int gridH);
+        if (!OutputItem(p.Base + index, p, rois, out int k, out int b, out int c0, out int nc, out int i, out int j,
+                out float startH, out float binH, out int gridH, out float startW, out float binW, out int gridW)) return;
         int bins = p.PH * p.PW;
         long o = ((long)k * p.C + c0) * bins + i * p.PW + j;
         float g0 = gradY[o];

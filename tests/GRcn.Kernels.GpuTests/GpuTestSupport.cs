@@ -41,6 +41,25 @@ public static class GpuDevices
 
     /// <summary>The device of a name from <see cref="Names"/>.</summary>
     public static GpuDevice Get(string name) => (GpuDevice)Device.Parse(name);
+
+    /// <summary>Runs <paramref name="body"/> with <see cref="GpuDevice.DeterministicBackward"/> set as given, then restores it.</summary>
+    public static T WithDeterminism<T>(GpuDevice d, bool deterministic, Func<T> body)
+    {
+        bool before = d.DeterministicBackward;
+        d.DeterministicBackward = deterministic;
+        try
+        {
+            return body();
+        }
+        finally
+        {
+            d.DeterministicBackward = before;
+        }
+    }
+
+    /// <inheritdoc cref="WithDeterminism{T}(GpuDevice, bool, Func{T})"/>
+    public static void WithDeterminism(GpuDevice d, bool deterministic, Action body) =>
+        WithDeterminism(d, deterministic, () => { body(); return 0; });
 }
 
 /// <summary>A fact that needs a real NVIDIA GPU; skipped, with the reason, where none opens.</summary>

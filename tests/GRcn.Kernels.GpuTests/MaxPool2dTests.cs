@@ -135,17 +135,6 @@ public class MaxPool2dTests
         Assert.Equal([0L, 2L], s.Indices.ToArray<long>());
     }
 
-    private static Tensor Backward(GpuDevice d, Tensor gradY, Tensor indices, int h, int w, MaxPool2dOptions o, bool deterministic)
-    {
-        bool before = d.DeterministicBackward;
-        d.DeterministicBackward = deterministic;
-        try
-        {
-            return MaxPool2d.Backward(gradY, indices, h, w, o);
-        }
-        finally
-        {
-            d.DeterministicBackward = before;
-        }
-    }
+    private static Tensor Backward(GpuDevice d, Tensor gradY, Tensor indices, int h, int w, MaxPool2dOptions o, bool deterministic) =>
+        GpuDevices.WithDeterminism(d, deterministic, () => MaxPool2d.Backward(gradY, indices, h, w, o));
 }
