@@ -64,46 +64,10 @@ internal static class GemmKernels
 
         for (int k0 = 0; k0 < s.K; k0 += TileK)
         {
-            if (s.TransA == 0)
-            {
-                // A is M×K: thread reads k = k0 + tid % 16 of rows tid / 16 + 16·r.
-                int kk = tid % TileK, gk = k0 + kk;
-                for (int r = 0; r < 4; r++)
-                {
-                    int mm = tid / TileK + 16 * r, gm = m0 + mm;
-                    sa[kk * Pitch + mm] = gm < s.M && gk < s.K ? a[aBase + (long)gm * s.Lda + gk] : 0f;
-                }
-            }
-            else
-            {
-                // A is stored K×M: thread reads m = m0 + tid % 64 of rows k0 + tid / 64 + 4·r.
-                int mm = tid % TileM, gm = m0 + mm;
-                for (int r = 0; r < 4; r++)
-                {
-                    int kk = tid / TileM + 4 * r, gk = k0 + kk;
-                    sa[kk * Pitch + mm] = gm < s.M && gk < s.K ? a[aBase + (long)gk * s.Lda + gm] : 0f;
-                }
-            }
-            if (s.TransB == 0)
-            {
-                // B is K×N: thread reads n = n0 + tid % 64 of rows k0 + tid / 64 + 4·r.
-                int nn = tid % TileN, gn = n0 + nn;
-                for (int r = 0; r < 4; r++)
-                {
-                    int kk = tid / TileN + 4 * r, gk = k0 + kk;
-                    sb[kk * Pitch + nn] = gn < s.N && gk < s.K ? b[bBase + (long)gk * s.Ldb + gn] : 0f;
-                }
-            }
-            else
-            {
-                // B is stored N×K: thread reads k = k0 + tid % 16 of rows n0 + tid / 16 + 16·r.
-                int kk = tid % TileK, gk = k0 + kk;
-                for (int r = 0; r < 4; r++)
-                {
-                    int nn = tid / TileK + 16 * r, gn = n0 + nn;
-                    sb[kk * Pitch + nn] = gn < s.N && gk < s.K ? b[bBase + (long)gn * s.Ldb + gk] : 0f;
-                }
-            }
+            // op(A) is read along k where A is row-major (TransA = 0), along m where it is stored K×M;
+            // op(B) along n where B is stored K×N (TransB = 0), along k where it is stored N×K.
+            StageSlab(a, aBase, s.Lda, s.TransA == 0, m0, s.M, k0, s.K, sa, tid);
+            StageSlab(b, bBase, s.Ldb, s.TransB != 0, n0, s.N, k0, s.K, sb, tid);
             Group.Barrier();
             for (int k = 0; k < TileK; k++)
             {
@@ -123,6 +87,26 @@ internal static class GemmKernels
         Store(s, c, cBase, row + 16, col, c10, c11, c12, c13);
         Store(s, c, cBase, row + 32, col, c20, c21, c22, c23);
         Store(s, c, cBase, row + 48, col, c30, c31, c32, c33);
+    }
+
+    /// <summary>
+    /// Stages the 64 (outer) × 16 (k) slab of one operand starting at (outer0, k0) into shared
+    /// memory as slab[k·Pitch + outer], zero outside the matrix. With <paramref name="kContiguous"/>
+    /// the operand is stored outer-major (element (o, k) at o·ld + k): thread tid reads k = tid % 16 of
+    /// rows tid / 16 + 16·r (16 threads per 64-byte run); otherwise it is stored k-major (element
+    /// (o, k) at k·ld + o): thread tid reads o = tid % 64 of rows k0 + tid / 64 + 4·r.
+    /// </summary>
+    private static void StageSlab(ArrayView<float> src, long srcBase, int ld, bool kContiguous, int outer0, int outerLimit,
+        int k0, int kLimit, ArrayView<float> slab, int tid)
+    {
+        for (int r = 0; r < 4; r++)
+        {
+            int kk = kContiguous ? tid % TileK : tid / TileM + 4 * r;
+            int oo = kContiguous ? tid / TileK + 16 * r : tid % TileM;
+            int gk = k0 + kk, go = outer0 + oo;
+            long at = kContiguous ? srcBase + (long)go * ld + gk : srcBase + (long)gk * ld + go;
+            slab[kk * Pitch + oo] = go < outerLimit && gk < kLimit ? src[at] : 0f;
+        }
     }
 
     /// <summary>Stores the sums of columns col + 16·j of one row of C (those inside C), scaled by alpha and blended with beta·C.</summary>
