@@ -11,8 +11,9 @@ namespace GRcn.Detection.Data;
 
 /// <summary>
 /// torchvision's detection resize rule: scale = min(<see cref="MinSize"/> / shorter side,
-/// <see cref="MaxSize"/> / longer side), computed in float32 as torchvision 0.14 does; the
-/// output is floor(side × scale) in double (F.interpolate's size rule), at least 1.
+/// <see cref="MaxSize"/> / longer side), computed in float32 as torchvision 0.14 does (a Python
+/// number divided by a float32 tensor: the tensor's reciprocal times the number); the output is
+/// floor(side × scale) in double (F.interpolate's size rule), at least 1.
 /// </summary>
 /// <param name="MinSize">Target of the shorter side, S (the paper uses 600).</param>
 /// <param name="MaxSize">Cap on the longer side, L (1000).</param>
@@ -24,9 +25,13 @@ public readonly record struct ResizeSpec(int MinSize, int MaxSize)
         Validate();
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(width, 0);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(height, 0);
-        // float32 quotients: 35 / 23 rounds below 35/23, so a 23-pixel side becomes 34, not 35.
+        // torchvision computes self_min_size / min_size with min_size a float32 tensor, and PyTorch's
+        // scalar / tensor is tensor.reciprocal() * scalar: two float32 roundings, not one. The exact
+        // quotient differs on about a quarter of all sides: 30 / 41 rounds to just above 30/41 (a
+        // 41-pixel side would become 30) while (1/41)·30 rounds below it, so torchvision gives 29.
+        // 35 / 23 rounds below 35/23 either way: a 23-pixel side becomes 34, not 35.
         float shorter = Math.Min(width, height), longer = Math.Max(width, height);
-        return Math.Min((float)MinSize / shorter, (float)MaxSize / longer);
+        return Math.Min(1f / shorter * MinSize, 1f / longer * MaxSize);
     }
 
     /// <summary>The resized size: floor(width × scale) × floor(height × scale), each at least 1.</summary>
