@@ -84,6 +84,21 @@ public class PlotTests
     }
 
     [Fact]
+    public void FontsReachScottPlotFromMemory()
+    {
+        Plots.Build("T", "x", "y", []);
+        Assert.IsType<EmbeddedFontResolver>(ScottPlot.Fonts.FontResolvers[0]);
+        Assert.Equal(Fonts.Family, ScottPlot.Fonts.Default);
+        Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "grcn-fonts-" + Environment.ProcessId)), "font files written to a temp folder");
+        var resolver = new EmbeddedFontResolver();
+        using var regular = resolver.CreateTypeface("DejaVu Sans", ScottPlot.FontWeight.Normal, ScottPlot.FontSlant.Upright, ScottPlot.FontSpacing.Normal);
+        using var bold = resolver.CreateTypeface("dejavu sans", bold: true, italic: false);
+        Assert.Equal(("DejaVu Sans", 400), (regular!.FamilyName, regular.FontStyle.Weight));
+        Assert.Equal(("DejaVu Sans", 700), (bold!.FamilyName, bold.FontStyle.Weight));
+        Assert.Null(resolver.CreateTypeface("Arial", bold: false, italic: false));
+    }
+
+    [Fact]
     public void WriteSavesPngAndSvg()
     {
         using var tmp = new TempDir();

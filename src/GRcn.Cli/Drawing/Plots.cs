@@ -1,8 +1,9 @@
 // Plots through ScottPlot 5 (on SkiaSharp), in the shipped DejaVu Sans: line plots with a title,
 // labelled axes and a legend, as PNG and SVG; and stacks of such panels in one picture, so that a
-// small term (the RPN losses) gets its own y range instead of a flat line on a shared axis. SVG
-// keeps its text as <text> elements in the "DejaVu Sans" family (a viewer without it substitutes a
-// sans-serif font).
+// small term (the RPN losses) gets its own y range instead of a flat line on a shared axis. The
+// fonts reach ScottPlot through a font resolver that makes typefaces from the embedded bytes (no
+// font file is written anywhere). SVG keeps its text as <text> elements in the "DejaVu Sans"
+// family (a viewer without it substitutes a sans-serif font).
 using System.Text;
 using SkiaSharp;
 
@@ -24,20 +25,29 @@ internal sealed record PlotImage(byte[] Png, string Svg)
     }
 }
 
+/// <summary>Gives ScottPlot the embedded DejaVu Sans (regular and bold) by family name, from memory.</summary>
+internal sealed class EmbeddedFontResolver : ScottPlot.IFontResolver
+{
+    public SKTypeface? CreateTypeface(string fontName, bool bold, bool italic) =>
+        string.Equals(fontName, Fonts.Family, StringComparison.OrdinalIgnoreCase)
+            ? SKTypeface.FromData(SKData.CreateCopy(Fonts.File(bold)))
+            : null;
+
+    public SKTypeface? CreateTypeface(string fontName, ScottPlot.FontWeight weight, ScottPlot.FontSlant slant, ScottPlot.FontSpacing spacing) =>
+        CreateTypeface(fontName, (int)weight >= (int)ScottPlot.FontWeight.SemiBold, slant != ScottPlot.FontSlant.Upright);
+}
+
 internal static class Plots
 {
     private static readonly Lazy<string> FontName = new(RegisterFonts);
 
-    /// <summary>Writes the embedded fonts where ScottPlot can load them and makes them its default.</summary>
+    /// <summary>Puts the embedded-font resolver first in ScottPlot's list and makes DejaVu Sans its default.</summary>
     private static string RegisterFonts()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "grcn-fonts-" + Environment.ProcessId);
-        Directory.CreateDirectory(dir);
-        foreach (bool bold in new[] { false, true })
+        lock (ScottPlot.Fonts.FontResolvers)
         {
-            string path = Path.Combine(dir, bold ? "DejaVuSans-Bold.ttf" : "DejaVuSans.ttf");
-            File.WriteAllBytes(path, Fonts.File(bold));
-            ScottPlot.Fonts.AddFontFile(Fonts.Family, path, bold: bold, italic: false);
+            if (!ScottPlot.Fonts.FontResolvers.OfType<EmbeddedFontResolver>().Any())
+                ScottPlot.Fonts.FontResolvers.Insert(0, new EmbeddedFontResolver());
         }
         ScottPlot.Fonts.Default = Fonts.Family;
         return Fonts.Family;
