@@ -40,8 +40,10 @@ public class CommandTests
         string run = Path.Combine(tmp.Path, "run");
         var (code, output, err) = Run(["train", "--iters", "2", "--out", run, "--checkpoint-every", "1", .. Tiny]);
         Assert.True(code == 0, output + err);
-        foreach (var f in new[] { "checkpoint.safetensors", "metrics.json", "detections.png", "loss.png", "losses.csv" })
+        foreach (var f in new[] { "checkpoint.safetensors", "metrics.json", "detections.png", "loss.png", "loss.svg", "lr.png", "lr.svg", "losses.csv" })
             Assert.True(File.Exists(Path.Combine(run, f)), f + " missing");
+        PlotTests.AssertSvgWithText(File.ReadAllText(Path.Combine(run, "loss.svg")), "rpn objectness");
+        PlotTests.AssertSvgWithText(File.ReadAllText(Path.Combine(run, "lr.svg")), "learning rate");
         Assert.Contains("VOC AP50", output);
         Assert.Contains("AP50", output);
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
@@ -128,8 +130,15 @@ public class CommandTests
         Assert.Contains("| conv(2,2,2)/loc | 1 |", md);
         Assert.Contains("21.3", md);   // the paper's faster-rcnn AP
         Assert.Contains("33.7", md);   // the paper's conv(2,2,2)/loc APl
+        Assert.Contains("![training loss](loss.png) ([SVG](loss.svg))", md);
         string html = File.ReadAllText(Path.Combine(dir, "report.html"));
-        Assert.Contains("data:image/png;base64,", html);
+        Assert.Equal(2, html.Split("data:image/svg+xml;base64,").Length - 1);
+        foreach (var name in new[] { "loss", "ap_iou" })
+            Assert.True(File.Exists(Path.Combine(dir, name + ".png")), name + ".png missing");
+        string lossSvg = File.ReadAllText(Path.Combine(dir, "loss.svg"));
+        PlotTests.AssertSvgWithText(lossSvg, "rpn box");
+        Assert.Contains("conv(2,2,2)/loc", lossSvg);   // the legend names the variants
+        PlotTests.AssertSvgWithText(File.ReadAllText(Path.Combine(dir, "ap_iou.svg")), "IoU threshold");
         Assert.True(File.Exists(Path.Combine(dir, "conv_2_2_2_loc", "seed-0", "metrics.json")));
     }
 

@@ -1,5 +1,7 @@
 // Plots through ScottPlot: each picture is not blank, has its text drawn (the shipped font
-// registered: dark pixels in the title band) and its lines in their colours.
+// registered: dark pixels in the title band) and its lines in their colours; the SVG twins are
+// well-formed SVG documents whose titles and labels are text elements.
+using System.Xml.Linq;
 using GRcn.Cli.Drawing;
 using GRcn.Cli.Training;
 using GRcn.Detection.Data;
@@ -34,17 +36,78 @@ public class PlotTests
         Assert.True(notWhite > img.Pixels.Length / 100, $"only {notWhite} non-white samples");
     }
 
-    [Fact]
-    public void LossPlotHasAPanelPerTermWithTitles()
+    /// <summary>An SVG document (root svg in the SVG namespace) with text elements, one of which contains <paramref name="text"/>.</summary>
+    internal static void AssertSvgWithText(string svg, string text)
     {
-        byte[] png = TrainSession.LossPlot("test training loss", Losses());
-        AssertDrawn(png, 800);
-        for (int k = 1; k < 5; k++) AssertDrawn(png, 800, titleBandTop: k * 260);
-        Assert.Equal(5 * 260, ImageFile.Decode(png).Height);
+        XNamespace ns = "http://www.w3.org/2000/svg";
+        var doc = XDocument.Parse(svg);
+        Assert.Equal(ns + "svg", doc.Root!.Name);
+        var texts = doc.Descendants(ns + "text").Select(t => t.Value).ToArray();
+        Assert.True(texts.Length >= 5, $"only {texts.Length} text elements");
+        Assert.Contains(texts, t => t.Contains(text, StringComparison.Ordinal));
+        Assert.All(doc.Descendants(ns + "text"), t => Assert.Contains("DejaVu Sans", (string?)t.Attribute("font-family") ?? ""));
+        Assert.True(doc.Descendants(ns + "path").Count() >= 5, "no lines drawn");
     }
 
     [Fact]
-    public void LearningRatePlotIsDrawn() => AssertDrawn(TrainSession.LearningRatePlot("schedule", Losses()), 800);
+    public void LossPlotHasAPanelPerTermWithTitles()
+    {
+        var plot = TrainSession.LossPlot("test training loss", Losses());
+        AssertDrawn(plot.Png, 800);
+        for (int k = 1; k < 5; k++) AssertDrawn(plot.Png, 800, titleBandTop: k * 260);
+        Assert.Equal(5 * 260, ImageFile.Decode(plot.Png).Height);
+        AssertSvgWithText(plot.Svg, "test training loss: total (sum)");
+        foreach (var title in new[] { "rpn objectness", "rpn box", "classifier", "box regression", "moving average" })
+            AssertSvgWithText(plot.Svg, title);
+        Assert.Equal("1300", XDocument.Parse(plot.Svg).Root!.Attribute("height")?.Value);
+    }
+
+    [Fact]
+    public void LearningRatePlotIsDrawn()
+    {
+        var plot = TrainSession.LearningRatePlot("schedule", Losses());
+        AssertDrawn(plot.Png, 800);
+        AssertSvgWithText(plot.Svg, "schedule");
+        AssertSvgWithText(plot.Svg, "learning rate");
+    }
+
+    [Fact]
+    public void GroupedLossPlotNamesEachGroupAndAveragesItsRuns()
+    {
+        var a = Losses(100);
+        var b = a.Select(l => l with { Losses = new LossTerms(l.Losses.RpnObjectness + 1, l.Losses.RpnBox, l.Losses.Classifier, l.Losses.BoxRegression) }).ToList();
+        var plot = TrainSession.LossPlot("compare", [("faster-rcnn", [a, b]), ("g-rcn", [a])]);
+        AssertDrawn(plot.Png, 800);
+        AssertSvgWithText(plot.Svg, "faster-rcnn");
+        AssertSvgWithText(plot.Svg, "g-rcn");
+        Assert.DoesNotContain("moving average", plot.Svg);
+    }
+
+    [Fact]
+    public void FontsReachScottPlotFromMemory()
+    {
+        Plots.Build("T", "x", "y", []);
+        Assert.IsType<EmbeddedFontResolver>(ScottPlot.Fonts.FontResolvers[0]);
+        Assert.Equal(Fonts.Family, ScottPlot.Fonts.Default);
+        Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "grcn-fonts-" + Environment.ProcessId)), "font files written to a temp folder");
+        var resolver = new EmbeddedFontResolver();
+        using var regular = resolver.CreateTypeface("DejaVu Sans", ScottPlot.FontWeight.Normal, ScottPlot.FontSlant.Upright, ScottPlot.FontSpacing.Normal);
+        using var bold = resolver.CreateTypeface("dejavu sans", bold: true, italic: false);
+        Assert.Equal(("DejaVu Sans", 400), (regular!.FamilyName, regular.FontStyle.Weight));
+        Assert.Equal(("DejaVu Sans", 700), (bold!.FamilyName, bold.FontStyle.Weight));
+        Assert.Null(resolver.CreateTypeface("Arial", bold: false, italic: false));
+    }
+
+    [Fact]
+    public void WriteSavesPngAndSvg()
+    {
+        using var tmp = new TempDir();
+        var plot = Plots.Image("T", "x", "y", [new PlotSeries("s", [(0, 0), (10, 1)], DetectionPainter.Palette(0))], 300, 200);
+        string png = plot.Write(tmp.Path, "p");
+        Assert.Equal(Path.Combine(tmp.Path, "p.png"), png);
+        Assert.Equal(plot.Png, File.ReadAllBytes(png));
+        AssertSvgWithText(File.ReadAllText(Path.Combine(tmp.Path, "p.svg")), "T");
+    }
 
     [Fact]
     public void PlotDrawsTheSeriesInItsColour()
@@ -63,11 +126,13 @@ public class PlotTests
         string? dir = Environment.GetEnvironmentVariable("GRCN_PICTURES");
         if (string.IsNullOrEmpty(dir)) return;
         Directory.CreateDirectory(dir);
-        File.WriteAllBytes(Path.Combine(dir, "loss.png"), TrainSession.LossPlot("g-rcn training loss", Losses()));
-        File.WriteAllBytes(Path.Combine(dir, "lr.png"), TrainSession.LearningRatePlot("g-rcn learning-rate schedule", Losses()));
+        TrainSession.LossPlot("g-rcn training loss", Losses()).Write(dir, "loss");
+        TrainSession.LearningRatePlot("g-rcn learning-rate schedule", Losses()).Write(dir, "lr");
+        var slower = Losses().Select(l => l with { Losses = new LossTerms(l.Losses.RpnObjectness * 1.5, l.Losses.RpnBox, l.Losses.Classifier * 1.2, l.Losses.BoxRegression) }).ToList();
+        TrainSession.LossPlot("Training loss (mean over seeds)", [("faster-rcnn", [slower]), ("g-rcn", [Losses()])]).Write(dir, "compare_loss");
         double[] iou = [.. Enumerable.Range(0, 10).Select(i => 0.5 + 0.05 * i)];
-        File.WriteAllBytes(Path.Combine(dir, "ap_iou.png"), Plots.Png("AP against IoU threshold", "IoU threshold", "AP",
+        Plots.Image("AP against IoU threshold", "IoU threshold", "AP",
             [new PlotSeries("faster-rcnn", [.. iou.Select(t => (t, 0.9 - t * 0.8))], DetectionPainter.Palette(0)),
-             new PlotSeries("g-rcn", [.. iou.Select(t => (t, 0.95 - t * 0.7))], DetectionPainter.Palette(1))], yMin: 0, yMax: 1));
+             new PlotSeries("g-rcn", [.. iou.Select(t => (t, 0.95 - t * 0.7))], DetectionPainter.Palette(1))], yMin: 0, yMax: 1).Write(dir, "ap_iou");
     }
 }

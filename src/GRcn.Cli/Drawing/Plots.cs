@@ -1,27 +1,53 @@
 // Plots through ScottPlot 5 (on SkiaSharp), in the shipped DejaVu Sans: line plots with a title,
-// labelled axes and a legend, as PNG; and stacks of such panels in one PNG, so that a small term
-// (the RPN losses) gets its own y range instead of a flat line on a shared axis.
+// labelled axes and a legend, as PNG and SVG; and stacks of such panels in one picture, so that a
+// small term (the RPN losses) gets its own y range instead of a flat line on a shared axis. The
+// fonts reach ScottPlot through a font resolver that makes typefaces from the embedded bytes (no
+// font file is written anywhere). SVG keeps its text as <text> elements in the "DejaVu Sans"
+// family (a viewer without it substitutes a sans-serif font).
+using System.Text;
 using SkiaSharp;
 
 namespace GRcn.Cli.Drawing;
 
-/// <summary>One line: its name, points and colour; a thin, faded line when <paramref name="Faint"/>.</summary>
+/// <summary>One line: its name, points and colour; a thin, faded line when <paramref name="Faint"/>. An empty name keeps it out of the legend.</summary>
 internal sealed record PlotSeries(string Name, IReadOnlyList<(double X, double Y)> Points, SKColor Color, bool Faint = false);
+
+/// <summary>One picture as PNG bytes and as an SVG document.</summary>
+internal sealed record PlotImage(byte[] Png, string Svg)
+{
+    /// <summary>Writes <paramref name="name"/>.png and <paramref name="name"/>.svg into <paramref name="dir"/>; returns the PNG's path.</summary>
+    public string Write(string dir, string name)
+    {
+        string png = Path.Combine(dir, name + ".png");
+        File.WriteAllBytes(png, Png);
+        File.WriteAllText(Path.Combine(dir, name + ".svg"), Svg, new UTF8Encoding(false));
+        return png;
+    }
+}
+
+/// <summary>Gives ScottPlot the embedded DejaVu Sans (regular and bold) by family name, from memory.</summary>
+internal sealed class EmbeddedFontResolver : ScottPlot.IFontResolver
+{
+    public SKTypeface? CreateTypeface(string fontName, bool bold, bool italic) =>
+        string.Equals(fontName, Fonts.Family, StringComparison.OrdinalIgnoreCase)
+            ? SKTypeface.FromData(SKData.CreateCopy(Fonts.File(bold)))
+            : null;
+
+    public SKTypeface? CreateTypeface(string fontName, ScottPlot.FontWeight weight, ScottPlot.FontSlant slant, ScottPlot.FontSpacing spacing) =>
+        CreateTypeface(fontName, (int)weight >= (int)ScottPlot.FontWeight.SemiBold, slant != ScottPlot.FontSlant.Upright);
+}
 
 internal static class Plots
 {
     private static readonly Lazy<string> FontName = new(RegisterFonts);
 
-    /// <summary>Writes the embedded fonts where ScottPlot can load them and makes them its default.</summary>
+    /// <summary>Puts the embedded-font resolver first in ScottPlot's list and makes DejaVu Sans its default.</summary>
     private static string RegisterFonts()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "grcn-fonts-" + Environment.ProcessId);
-        Directory.CreateDirectory(dir);
-        foreach (bool bold in new[] { false, true })
+        lock (ScottPlot.Fonts.FontResolvers)
         {
-            string path = Path.Combine(dir, bold ? "DejaVuSans-Bold.ttf" : "DejaVuSans.ttf");
-            File.WriteAllBytes(path, Fonts.File(bold));
-            ScottPlot.Fonts.AddFontFile(Fonts.Family, path, bold: bold, italic: false);
+            if (!ScottPlot.Fonts.FontResolvers.OfType<EmbeddedFontResolver>().Any())
+                ScottPlot.Fonts.FontResolvers.Insert(0, new EmbeddedFontResolver());
         }
         ScottPlot.Fonts.Default = Fonts.Family;
         return Fonts.Family;
@@ -37,7 +63,7 @@ internal static class Plots
         {
             if (s.Points.Count == 0) continue;
             var line = plot.Add.Scatter(s.Points.Select(p => p.X).ToArray(), s.Points.Select(p => p.Y).ToArray());
-            line.LegendText = s.Name;
+            if (s.Name.Length > 0) line.LegendText = s.Name;
             line.MarkerSize = s.Points.Count <= 12 ? 5 : 0;
             line.LineWidth = s.Faint ? 1 : 2;
             line.Color = new ScottPlot.Color(s.Color.Red, s.Color.Green, s.Color.Blue, s.Faint ? (byte)70 : (byte)255);
@@ -61,6 +87,15 @@ internal static class Plots
         int width = 800, int height = 450, double? yMin = null, double? yMax = null) =>
         Build(title, xLabel, yLabel, series, yMin, yMax).GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
 
+    /// <summary>One plot as PNG and SVG.</summary>
+    public static PlotImage Image(string title, string xLabel, string yLabel, IReadOnlyList<PlotSeries> series,
+        int width = 800, int height = 450, double? yMin = null, double? yMax = null) =>
+        Stacked([Build(title, xLabel, yLabel, series, yMin, yMax)], width, height);
+
+    /// <summary>Plots stacked top to bottom, each <paramref name="width"/> × <paramref name="panelHeight"/>, as PNG and SVG.</summary>
+    public static PlotImage Stacked(IReadOnlyList<ScottPlot.Plot> panels, int width = 800, int panelHeight = 260) =>
+        new(StackedPng(panels, width, panelHeight), StackedSvg(panels, width, panelHeight));
+
     /// <summary>Plots stacked top to bottom into one PNG, each <paramref name="width"/> × <paramref name="panelHeight"/>.</summary>
     public static byte[] StackedPng(IReadOnlyList<ScottPlot.Plot> panels, int width = 800, int panelHeight = 260)
     {
@@ -76,5 +111,25 @@ internal static class Plots
         canvas.Flush();
         using SKData data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
         return data.ToArray();
+    }
+
+    /// <summary>Plots stacked top to bottom into one SVG document (vector lines, text as text), each <paramref name="width"/> × <paramref name="panelHeight"/>.</summary>
+    public static string StackedSvg(IReadOnlyList<ScottPlot.Plot> panels, int width = 800, int panelHeight = 260)
+    {
+        using var stream = new MemoryStream();
+        using (var managed = new SKManagedWStream(stream))
+        {
+            using var canvas = SKSvgCanvas.Create(SKRect.Create(width, panelHeight * panels.Count), managed);
+            for (int i = 0; i < panels.Count; i++)
+            {
+                // Each panel in its own translated layer: ScottPlot lays out a figure from (0, 0).
+                canvas.Save();
+                canvas.Translate(0, i * panelHeight);
+                canvas.ClipRect(SKRect.Create(width, panelHeight));
+                panels[i].Render(canvas, width, panelHeight);
+                canvas.Restore();
+            }
+        }
+        return Encoding.UTF8.GetString(stream.ToArray());
     }
 }

@@ -1,8 +1,9 @@
 // The report of grcn compare: per variant the mean ± sample standard deviation over seeds of
 // AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50 (percent, one decimal, as the paper
 // prints), the paper's numbers for the same rows beside them, AP against the IoU threshold per
-// variant and the mean training loss per variant (PNG plots). Written as report.md (plots as
-// PNG files next to it) and as a self-contained report.html (plots inlined as base64 PNGs).
+// variant and the training loss per variant (each term and the sum in its own panel, raw under
+// the moving average, means over seeds). Written as report.md (plots as PNG and SVG files next to
+// it) and as a self-contained report.html (plots inlined as base64 SVG, which scales).
 using System.Globalization;
 using System.Net;
 using System.Text;
@@ -40,7 +41,7 @@ internal static class CompareReport
 
     private static string Paper(double? v) => v is double d ? d.ToString("0.0", Inv) : "";
 
-    /// <summary>Writes report.md, report.html, ap_iou.png and loss.png into <paramref name="outDir"/>; returns the Markdown.</summary>
+    /// <summary>Writes report.md, report.html, ap_iou.png/.svg and loss.png/.svg into <paramref name="outDir"/>; returns the Markdown.</summary>
     public static string Write(string outDir, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants)
     {
         Directory.CreateDirectory(outDir);
@@ -63,10 +64,8 @@ internal static class CompareReport
 
         var apPlot = ApIouPlot(variants);
         var lossPlot = LossPlot(variants);
-        var apPng = apPlot;
-        var lossPng = lossPlot;
-        File.WriteAllBytes(Path.Combine(outDir, "ap_iou.png"), apPng);
-        File.WriteAllBytes(Path.Combine(outDir, "loss.png"), lossPng);
+        apPlot.Write(outDir, "ap_iou");
+        lossPlot.Write(outDir, "loss");
 
         const string note = "Ours: mean ± sample standard deviation over seeds, percent. Paper: VGG16/ResNet on COCO (AP … APl) and VOC 2007 (AP70), " +
                             "G-RCN Tables 1–5 (shared/specs/variants.md); a different dataset and budget, so compare the ordering, not the values.";
@@ -78,8 +77,9 @@ internal static class CompareReport
         foreach (var r in rows) md.Append("| ").Append(string.Join(" | ", r.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal)))).Append(" |\n");
         var failures = variants.SelectMany(v => v.Failures.Select(f => $"- {v.Variant}: {f}")).ToArray();
         if (failures.Length > 0) md.Append("\nFailed runs:\n\n").Append(string.Join("\n", failures)).Append('\n');
-        md.Append("\n## AP against IoU threshold\n\n![AP against IoU threshold](ap_iou.png)\n");
-        md.Append("\n## Training loss\n\n![training loss](loss.png)\n");
+        md.Append("\n## AP against IoU threshold\n\n![AP against IoU threshold](ap_iou.png) ([SVG](ap_iou.svg))\n");
+        md.Append("\n## Training loss\n\nEach term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
+          .Append("both averaged over seeds.\n\n![training loss](loss.png) ([SVG](loss.svg))\n");
         File.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
 
         var html = new StringBuilder();
@@ -98,15 +98,16 @@ internal static class CompareReport
         }
         html.Append("</table>\n");
         if (failures.Length > 0) html.Append("<p>Failed runs:</p><ul>").Append(string.Concat(failures.Select(f => "<li>" + Enc(f[2..]) + "</li>"))).Append("</ul>\n");
-        html.Append("<h2>AP against IoU threshold</h2>\n<img alt=\"AP against IoU threshold\" src=\"data:image/png;base64,").Append(Convert.ToBase64String(apPng)).Append("\">\n");
-        html.Append("<h2>Training loss</h2>\n<img alt=\"training loss\" src=\"data:image/png;base64,").Append(Convert.ToBase64String(lossPng)).Append("\">\n");
+        html.Append("<h2>AP against IoU threshold</h2>\n").Append(SvgImg("AP against IoU threshold", apPlot.Svg)).Append('\n');
+        html.Append("<h2>Training loss</h2>\n<p>Each term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
+            .Append("both averaged over seeds.</p>\n").Append(SvgImg("training loss", lossPlot.Svg)).Append('\n');
         html.Append("</body></html>\n");
         File.WriteAllText(Path.Combine(outDir, "report.html"), html.ToString());
         return md.ToString();
     }
 
     /// <summary>Mean AP over seeds at each COCO IoU threshold, one line per variant.</summary>
-    internal static byte[] ApIouPlot(IReadOnlyList<CompareVariant> variants)
+    internal static PlotImage ApIouPlot(IReadOnlyList<CompareVariant> variants)
     {
         var series = new List<PlotSeries>();
         for (int i = 0; i < variants.Count; i++)
@@ -118,24 +119,18 @@ internal static class CompareReport
                 if (MeanStd(v.Runs.Select(r => r.ApByIou[t])) is { } s) points.Add((CocoParameters.IouThresholds[t], s.Mean));
             series.Add(new PlotSeries(v.Variant, points, DetectionPainter.Palette(i)));
         }
-        return Plots.Png("AP against IoU threshold", "IoU threshold", "AP", series, yMin: 0, yMax: 1);
+        return Plots.Image("AP against IoU threshold", "IoU threshold", "AP", series, yMin: 0, yMax: 1);
     }
 
-    /// <summary>Total training loss (moving average), averaged over seeds per iteration, one line per variant.</summary>
-    internal static byte[] LossPlot(IReadOnlyList<CompareVariant> variants)
-    {
-        var series = new List<PlotSeries>();
-        for (int i = 0; i < variants.Count; i++)
-        {
-            var v = variants[i];
-            if (v.Runs.Count == 0) continue;
-            var perSeed = v.Runs.Select(r => TrainSession.Smooth(r.Losses, l => l.Total)).ToArray();
-            int n = perSeed.Min(s => s.Count);
-            var mean = Enumerable.Range(0, n).Select(j => (perSeed[0][j].X, perSeed.Average(s => s[j].Y))).ToList();
-            series.Add(new PlotSeries(v.Variant, mean, DetectionPainter.Palette(i)));
-        }
-        return Plots.Png("Training loss (mean over seeds, moving average)", "iteration", "total loss", series);
-    }
+    /// <summary>The loss terms and their sum, one panel each, one colour per variant: raw and moving average, means over seeds.</summary>
+    internal static PlotImage LossPlot(IReadOnlyList<CompareVariant> variants) =>
+        TrainSession.LossPlot("Training loss (mean over seeds)",
+            variants.Where(v => v.Runs.Count > 0)
+                .Select(v => (v.Variant, (IReadOnlyList<IReadOnlyList<LossRecord>>)v.Runs.Select(r => r.Losses).ToArray())).ToArray());
+
+    /// <summary>An img element with the SVG inlined as a base64 data URI (an inline svg element could clash with another's ids).</summary>
+    private static string SvgImg(string alt, string svg) =>
+        $"<img alt=\"{Enc(alt)}\" src=\"data:image/svg+xml;base64,{Convert.ToBase64String(Encoding.UTF8.GetBytes(svg))}\">";
 
     private static string Enc(string s) => WebUtility.HtmlEncode(s);
 

@@ -2,7 +2,8 @@
 // runs the Trainer with live progress and periodic evaluations on a test subset, then
 // evaluates the whole test set and writes the run's folder: checkpoint.safetensors (by the
 // Trainer), losses.csv, metrics.json, detections.png (a grid of test images with predicted and
-// true boxes) and loss.png (the smoothed loss terms). grcn compare runs this once per variant
+// true boxes), loss.png/.svg (the loss terms, raw and smoothed) and lr.png/.svg (the learning-rate
+// schedule). grcn compare runs this once per variant
 // and seed.
 using System.Diagnostics;
 using System.Globalization;
@@ -156,9 +157,8 @@ internal static class TrainSession
         });
         string gridPath = Path.Combine(outDir, "detections.png");
         WriteDetectionGrid(gridPath, test, report, c, result.Iterations, Math.Min(s.GridImages, test.Count), s.DrawThreshold);
-        string lossPath = Path.Combine(outDir, "loss.png");
-        File.WriteAllBytes(lossPath, LossPlot($"{c.Variant} training loss", losses));
-        File.WriteAllBytes(Path.Combine(outDir, "lr.png"), LearningRatePlot($"{c.Variant} learning-rate schedule", losses));
+        string lossPath = LossPlot($"{c.Variant} training loss", losses).Write(outDir, "loss");
+        LearningRatePlot($"{c.Variant} learning-rate schedule", losses).Write(outDir, "lr");
         output.WriteLine();
         output.WriteLine($"wrote {metricsPath}, {gridPath}, {lossPath}, {lossFile}, {Path.Combine(outDir, CheckpointFile)}");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -186,26 +186,56 @@ internal static class TrainSession
         File.WriteAllBytes(path, ImageFile.EncodePng(DetectionPainter.Grid(cells, 4, caption)));
     }
 
+    private static readonly (string Name, Func<LossTerms, double> Term)[] PlottedTerms =
+    [
+        ("total (sum)", l => l.Total), ("rpn objectness", l => l.RpnObjectness), ("rpn box", l => l.RpnBox),
+        ("classifier", l => l.Classifier), ("box regression", l => l.BoxRegression),
+    ];
+
     /// <summary>The sum and the four loss terms against the iteration, one panel each (so the small RPN terms keep their own
-    /// y range), each the raw per-iteration value (faint) under a moving average over about 2 % of the run; PNG bytes.</summary>
-    public static byte[] LossPlot(string title, IReadOnlyList<LossRecord> losses)
+    /// y range), each the raw per-iteration value (faint) under a moving average over about 2 % of the run; PNG and SVG.</summary>
+    public static PlotImage LossPlot(string title, IReadOnlyList<LossRecord> losses) =>
+        LossPlot(title, [(string.Empty, [losses])]);
+
+    /// <summary>
+    /// The loss panels of <see cref="LossPlot(string, IReadOnlyList{LossRecord})"/> for several groups of runs (grcn compare:
+    /// one group per variant, one run per seed): per group, in its colour, the raw value and the moving average, each the
+    /// mean over the group's runs per iteration (up to the shortest run), the moving average named in the legend. One
+    /// unnamed group is drawn as a single run: each term in its own colour, "raw" and "moving average" in the legend.
+    /// </summary>
+    public static PlotImage LossPlot(string title, IReadOnlyList<(string Name, IReadOnlyList<IReadOnlyList<LossRecord>> Runs)> groups)
     {
-        Func<LossTerms, double>[] terms = [l => l.Total, l => l.RpnObjectness, l => l.RpnBox, l => l.Classifier, l => l.BoxRegression];
-        string[] names = ["total (sum)", "rpn objectness", "rpn box", "classifier", "box regression"];
+        bool single = groups is [{ Name: "" }];
         var panels = new List<ScottPlot.Plot>();
-        for (int k = 0; k < terms.Length; k++)
+        for (int k = 0; k < PlottedTerms.Length; k++)
         {
-            var raw = losses.Select(l => ((double)l.Iteration, terms[k](l.Losses))).ToList();
-            var color = DetectionPainter.Palette(k);
-            panels.Add(Plots.Build(k == 0 ? $"{title}: {names[k]}" : names[k], "iteration", "loss",
-                [new PlotSeries("raw", raw, color, Faint: true), new PlotSeries("moving average", Smooth(losses, terms[k]), color)]));
+            var term = PlottedTerms[k].Term;
+            var series = new List<PlotSeries>();
+            for (int g = 0; g < groups.Count; g++)
+            {
+                var runs = groups[g].Runs.Where(r => r.Count > 0).ToArray();
+                if (runs.Length == 0) continue;
+                var color = DetectionPainter.Palette(single ? k : g);
+                series.Add(new PlotSeries(single ? "raw" : "", MeanOverRuns(runs, r => r.Select(l => ((double)l.Iteration, term(l.Losses))).ToList()), color, Faint: true));
+                series.Add(new PlotSeries(single ? "moving average" : groups[g].Name, MeanOverRuns(runs, r => Smooth(r, term)), color));
+            }
+            string name = PlottedTerms[k].Name;
+            panels.Add(Plots.Build(k == 0 ? $"{title}: {name}" : name, "iteration", "loss", series));
         }
-        return Plots.StackedPng(panels);
+        return Plots.Stacked(panels);
     }
 
-    /// <summary>The learning rate against the iteration; PNG bytes.</summary>
-    public static byte[] LearningRatePlot(string title, IReadOnlyList<LossRecord> losses) =>
-        Plots.Png(title, "iteration", "learning rate",
+    /// <summary>A curve per run, averaged point by point over the runs (up to the shortest; x from the first run).</summary>
+    private static List<(double X, double Y)> MeanOverRuns(IReadOnlyList<IReadOnlyList<LossRecord>> runs, Func<IReadOnlyList<LossRecord>, List<(double X, double Y)>> curve)
+    {
+        var perRun = runs.Select(curve).ToArray();
+        int n = perRun.Min(c => c.Count);
+        return Enumerable.Range(0, n).Select(j => (perRun[0][j].X, perRun.Average(c => c[j].Y))).ToList();
+    }
+
+    /// <summary>The learning rate against the iteration; PNG and SVG.</summary>
+    public static PlotImage LearningRatePlot(string title, IReadOnlyList<LossRecord> losses) =>
+        Plots.Image(title, "iteration", "learning rate",
             [new PlotSeries("learning rate", losses.Select(l => ((double)l.Iteration, l.LearningRate)).ToList(), DetectionPainter.Palette(0))]);
 
     /// <summary>Moving average (window about 2 % of the points) of one term, as (iteration, value) points.</summary>

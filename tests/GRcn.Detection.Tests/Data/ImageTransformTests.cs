@@ -20,6 +20,8 @@ public sealed class ImageTransformTests
     [InlineData(23, 17, 30, 35, 1.5217391, 34, 25)]      // float32 35/23 is just below 35/23: 34, not 35
     [InlineData(200, 285, 160, 240, 0.79999995, 159, 227)] // (1/200)·160 in float32 is below 0.8: 159, not 160
     [InlineData(333, 200, 160, 240, 0.72072071, 240, 144)]
+    [InlineData(64, 41, 30, 50, 0.73170727, 46, 29)]     // torch's (1/41)·30 is below 30/41 (the float32 quotient is above): 29, not 30
+    [InlineData(1001, 300, 600, 1000, 0.99900097, 999, 299)] // the longer side binds; (1/1001)·1000 is below 1000/1001: 999, not 1000
     public void ResizeRuleMatchesTorchvision(int w, int h, int minSize, int maxSize, double scale, int ow, int oh)
     {
         var spec = new ResizeSpec(minSize, maxSize);

@@ -18,6 +18,17 @@ Needs Debian's python3-pil, python3-numpy, python3-torch and python3-torchvision
 * ``resize/<case>.png`` + .json + .f32: torchvision's GeneralizedRCNNTransform (eval mode,
   ImageNet mean/std) on the PNG: resized size, boxes and the normalised CHW image as
   little-endian float32.
+* ``golden/<case>.png|.jpg`` + ``golden/<case>.safetensors``: the end-to-end golden check of
+  decoding and input preparation. Each file (RGB, grey and RGBA PNG; baseline 4:2:0, progressive
+  4:4:4 and grey JPEG; landscape, portrait, square and wide, up- and downscaled, some capped by
+  the longer side) is read by ``torchvision.io.read_image(path, ImageReadMode.RGB)`` (libpng;
+  libjpeg-turbo), converted to 0..1 floats (``convert_image_dtype``) and passed through
+  ``GeneralizedRCNNTransform(min_size, max_size, mean, std)`` in eval mode with the engine's
+  default mean/std (``InputSettings``). The safetensors file (the format of
+  ``tests/golden/make_golden.py``, written by the same small encoder) holds ``decoded`` (the
+  uint8 (3, H, W) pixels of read_image as F32) and ``image`` (the normalised, resized
+  (3, h, w) tensor cut out of the padded batch) and, in its metadata, the sizes, min/max
+  size, mean and std. ``make_fixtures.py golden`` writes only these.
 """
 import json
 import os
@@ -220,12 +231,96 @@ def resize_suite():
                        "boxes": targets[0]["boxes"].tolist()}, f, indent=1)
 
 
+# The engine's defaults (InputSettings.Mean / Std).
+ENGINE_MEAN = [0.485, 0.456, 0.406]
+ENGINE_STD = [0.229, 0.224, 0.225]
+
+
+def encode_safetensors(tensors, metadata):
+    """tensors: list of (name, float32 array); the format of tests/golden/make_golden.py."""
+    from collections import OrderedDict
+    header = OrderedDict()
+    header["__metadata__"] = OrderedDict((k, str(v)) for k, v in metadata.items())
+    chunks, offset = [], 0
+    for name, arr in tensors:
+        raw = np.ascontiguousarray(np.asarray(arr, dtype="<f4")).tobytes(order="C")
+        header[name] = OrderedDict([("dtype", "F32"), ("shape", [int(d) for d in arr.shape]),
+                                    ("data_offsets", [offset, offset + len(raw)])])
+        chunks.append(raw)
+        offset += len(raw)
+    hjson = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hjson += b" " * ((8 - len(hjson) % 8) % 8)
+    return struct.pack("<Q", len(hjson)) + hjson + b"".join(chunks)
+
+
+def scene(w, h, seed):
+    """A photo-like RGB picture: smooth gradients, waves, noise and two sharp-edged shapes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 128 + 100 * np.sin(xx / w * 5.0 + seed) * np.cos(yy / h * 3.0)
+    g = 40 + 180 * yy / max(1, h - 1)
+    b = 128 + 90 * np.cos((xx + 2 * yy) / 6.0)
+    img = np.stack([r, g, b], axis=2) + rng.normal(0, 12, size=(h, w, 3))
+    img[h // 5:h // 2, w // 4:w // 2] = [250, 245, 20]
+    cy, cx, rad = 2 * h // 3, 2 * w // 3, min(w, h) // 5
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 <= rad * rad] = [20, 30, 200]
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def golden_suite():
+    import torch
+    from torchvision.io import ImageReadMode, read_image
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    from torchvision.transforms.functional import convert_image_dtype
+    torch.set_num_threads(1)
+    out = os.path.join(HERE, "golden")
+    os.makedirs(out, exist_ok=True)
+    # name: (width, height, save, min_size, max_size)
+    cases = {
+        "png_rgb_45x31_up": (45, 31, lambda a, p: Image.fromarray(a).save(p), 40, 70),
+        "png_grey_27x52_capped_down": (27, 52, lambda a, p: Image.fromarray(a[..., 1]).save(p), 20, 32),
+        "png_rgba_33x33_up": (33, 33, lambda a, p: Image.fromarray(
+            np.concatenate([a, (a[..., :1] // 2 + 60)], axis=2), "RGBA").save(p), 50, 80),
+        "jpg_rgb420_64x41_down": (64, 41, lambda a, p: Image.fromarray(a).save(p, quality=88, subsampling=2), 30, 50),
+        "jpg_progressive444_38x57_capped": (38, 57, lambda a, p: Image.fromarray(a).save(
+            p, quality=93, subsampling=0, progressive=True), 45, 60),
+        "jpg_grey_50x23_up": (50, 23, lambda a, p: Image.fromarray(a[..., 0]).save(p, quality=85), 30, 90),
+    }
+    for seed, (name, (w, h, save, smin, smax)) in enumerate(cases.items()):
+        path = os.path.join(out, name + ("." + name[:3] if not name.startswith("jpg") else ".jpg"))
+        save(scene(w, h, seed + 1), path)
+        decoded = read_image(path, ImageReadMode.RGB)
+        assert tuple(decoded.shape) == (3, h, w), (name, decoded.shape)
+        # libpng / libjpeg-turbo in torchvision agree with PIL's convert("RGB") on these files.
+        assert (decoded.permute(1, 2, 0).numpy() == np.array(Image.open(path).convert("RGB"))).all(), name
+        t = GeneralizedRCNNTransform(smin, smax, ENGINE_MEAN, ENGINE_STD).eval()
+        images, _ = t([convert_image_dtype(decoded, torch.float32)])
+        oh, ow = images.image_sizes[0]
+        y = images.tensors[0, :, :oh, :ow].contiguous().numpy()
+        meta = {"format": "grcn-image-golden/1", "source": os.path.basename(path), "width": w, "height": h,
+                "min_size": smin, "max_size": smax, "out_width": ow, "out_height": oh,
+                "mean": json.dumps(ENGINE_MEAN), "std": json.dumps(ENGINE_STD),
+                "reference": "torchvision %s read_image(RGB) + GeneralizedRCNNTransform (eval), torch %s"
+                             % (torchvision_version(), torch.__version__)}
+        with open(os.path.join(out, name + ".safetensors"), "wb") as f:
+            f.write(encode_safetensors([("decoded", decoded.numpy().astype(np.float32)), ("image", y)], meta))
+
+
+def torchvision_version():
+    import torchvision
+    return torchvision.__version__
+
+
 if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["formats"]:
         formats_suite()
         sys.exit(0)
+    if sys.argv[1:] == ["golden"]:
+        golden_suite()
+        sys.exit(0)
     png_suite()
     jpeg_suite()
     formats_suite()
     resize_suite()
+    golden_suite()
