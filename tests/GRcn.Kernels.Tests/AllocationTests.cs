@@ -24,11 +24,11 @@ public sealed class AllocationTests(ITestOutputHelper output)
     /// <summary>Managed bytes allowed per call besides its tensors (result records and the like).</summary>
     private const long SlackBytes = 256;
 
-    private const int Warmup = 40;
+    private const int Warmup = 60;
     private const int Calls = 8;
 
-    /// <summary>Rounds of <see cref="Calls"/> calls; the least per-call figure counts, so a one-off event elsewhere in the process (the JIT compiling a method) does not.</summary>
-    private const int Rounds = 3;
+    /// <summary>Rounds of <see cref="Calls"/> calls; the least per-call figure counts, so a one-off event elsewhere in the process (the JIT compiling a method, late under load) does not.</summary>
+    private const int Rounds = 6;
 
     /// <summary>Threads for the kernels while measuring: at least 2, so the parallel paths run.</summary>
     private const int Threads = 2;
