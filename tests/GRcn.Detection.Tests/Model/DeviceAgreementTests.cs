@@ -81,7 +81,7 @@ public sealed class DeviceAgreementTests(ITestOutputHelper output)
             }
             worstUpdate = Math.Max(worstUpdate, AssertSameUpdates(before, cpu, emu, $"{variant} step {step}"));
         }
-        if (steps == 3) Assert.True(totals[2] < totals[0] * 0.98, $"emulator loss {totals[0]:F4} → {totals[2]:F4} did not fall");
+        if (steps == 3) Assert.True(totals[2] < totals[0] * 0.995, $"emulator loss {totals[0]:F4} → {totals[2]:F4} did not fall");
         // parameters (and so gradients and optimiser state) stayed on the device
         Assert.All(emu.Parameters, p => Assert.Equal(Device.Emulator, p.Parameter.Value.Device));
         var images = TinyData.Batch(4, 1, Size);
