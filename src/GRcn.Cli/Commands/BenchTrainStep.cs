@@ -23,7 +23,7 @@ internal static class BenchTrainStep
         var size = new Option<int>("--size") { Description = "Square image side in pixels", DefaultValueFactory = _ => 320 };
         var batch = new Option<int>("--batch") { Description = "Images per step", DefaultValueFactory = _ => 1 };
         var anchors = new Option<float[]>("--anchors") { Description = "Anchor sizes", DefaultValueFactory = _ => [32f, 64f, 128f], AllowMultipleArgumentsPerToken = true };
-        var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N", DefaultValueFactory = _ => "cpu" };
+        var device = DeviceOption.Create();
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all logical cores)" };
         var warmup = new Option<int>("--warmup") { Description = "Untimed iterations first", DefaultValueFactory = _ => 2 };
         var repeats = new Option<int>("--repeats") { Description = "Timed iterations", DefaultValueFactory = _ => 5 };
@@ -33,19 +33,20 @@ internal static class BenchTrainStep
             variant, backbone, width, size, batch, anchors, device, threads, warmup, repeats, json,
         };
         command.SetAction(p => Run(p.GetValue(variant)!, p.GetValue(backbone)!, p.GetValue(width), p.GetValue(size), p.GetValue(batch),
-            p.GetValue(anchors)!, p.GetValue(device)!, p.GetValue(threads), p.GetValue(warmup), p.GetValue(repeats), p.GetValue(json)));
+            p.GetValue(anchors)!, p.GetValue(device)!, p.GetValue(threads), p.GetValue(warmup), p.GetValue(repeats), p.GetValue(json),
+            p.InvocationConfiguration.Output, p.InvocationConfiguration.Error));
         return command;
     }
 
     private static int Run(string variant, string backboneName, double width, int size, int batchSize, float[] anchors, string deviceName,
-        int? threads, int warmup, int repeats, bool json)
+        int? threads, int warmup, int repeats, bool json, TextWriter output, TextWriter error)
     {
         Detector det;
         try
         {
             if (size < 32) throw new ArgumentException($"--size must be at least 32; got {size}");
             if (batchSize < 1 || repeats < 1 || warmup < 0) throw new ArgumentException("--batch and --repeats must be at least 1, --warmup at least 0");
-            var device = Device.Parse(deviceName);
+            var device = DeviceOption.Open(deviceName);
             if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
             var config = VariantCatalog.Create(variant, VariantCatalog.ParseBackbone(backboneName), ["a", "b", "c", "d", "e"], width);
             config = config with
@@ -57,7 +58,7 @@ internal static class BenchTrainStep
         }
         catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException)
         {
-            Console.Error.WriteLine($"grcn bench train-step: {e.Message}");
+            error.WriteLine($"grcn bench train-step: {e.Message}");
             return 2;
         }
         using (det)
@@ -75,7 +76,7 @@ internal static class BenchTrainStep
             var infer = Time(() => det.Detect(batch), warmup, repeats);
             var inv = CultureInfo.InvariantCulture;
             if (json)
-                Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
                 {
                     ["engine"] = "grcn",
                     ["variant"] = variant,
@@ -91,9 +92,9 @@ internal static class BenchTrainStep
                 }));
             else
             {
-                Console.WriteLine(string.Create(inv, $"{variant} on {backboneName} ×{width}, {size}×{size}, batch {batchSize}, {det.Device.Name}"));
-                Console.WriteLine(string.Create(inv, $"  train step  median {train.Median,9:F1} ms   min {train.Min,9:F1} ms"));
-                Console.WriteLine(string.Create(inv, $"  inference   median {infer.Median,9:F1} ms   min {infer.Min,9:F1} ms"));
+                output.WriteLine(string.Create(inv, $"{variant} on {backboneName} ×{width}, {size}×{size}, batch {batchSize}, {det.Device.Name}"));
+                output.WriteLine(string.Create(inv, $"  train step  median {train.Median,9:F1} ms   min {train.Min,9:F1} ms"));
+                output.WriteLine(string.Create(inv, $"  inference   median {infer.Median,9:F1} ms   min {infer.Min,9:F1} ms"));
             }
         }
         return 0;

@@ -24,7 +24,7 @@ internal static class DetectCommand
         var output = new Option<string>("--out") { Description = "Output folder for the annotated PNGs", DefaultValueFactory = _ => Path.Combine("runs", "detect") };
         var json = new Option<bool>("--json") { Description = "Also write every raw detection to OUT/detections.json" };
         var threshold = new Option<float>("--threshold") { Description = "Draw and list detections scoring at least this", DefaultValueFactory = _ => 0.5f };
-        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var device = DeviceOption.Create();
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all logical cores)" };
         var size = new Option<int?>("--size") { Description = "Detect at this shorter side, the longer at most size·5/3 (default: the checkpoint's)" };
         var command = new Command("detect", "Detect objects in images with a trained checkpoint and draw them")
@@ -54,7 +54,7 @@ internal static class DetectCommand
 
     private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, int? size, TextWriter o)
     {
-        var device = Device.Parse(deviceName);
+        var device = DeviceOption.Open(deviceName);
         if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         foreach (var path in images)
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such image file", path);

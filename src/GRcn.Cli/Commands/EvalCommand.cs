@@ -24,7 +24,7 @@ internal static class EvalCommand
         var cocoGt = new Option<string?>("--coco-gt") { Description = "COCO ground-truth JSON (instances file); with --coco-results, no model is needed" };
         var cocoResults = new Option<string?>("--coco-results") { Description = "COCO results JSON ([{image_id, category_id, bbox: [x, y, w, h], score}, …])" };
         var json = new Option<string?>("--json") { Description = "Also write the metrics to this JSON file" };
-        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var device = DeviceOption.Create();
         var threads = new Option<int?>("--threads") { Description = "CPU threads (default: all logical cores)" };
         var size = new Option<int?>("--size") { Description = "With --checkpoint: detect at this shorter side, the longer at most size·5/3 (default: the checkpoint's)" };
         var command = new Command("eval", "Score a checkpoint on a dataset's evaluation split, or a COCO results file against COCO ground truth")
@@ -63,7 +63,7 @@ internal static class EvalCommand
 
     private static int EvaluateCheckpoint(string path, DataSource data, int testImages, int limit, string deviceName, int? threads, int? size, string? json, TextWriter o)
     {
-        var device = Device.Parse(deviceName);
+        var device = DeviceOption.Open(deviceName);
         if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         using var detector = Detector.Load(path, device);
         if (size is int sz) detector.SetInputSize(sz, TrainSettings.LongerSideFor(sz));

@@ -21,7 +21,7 @@ internal sealed class TrainOptions
     public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing at evaluation, and in training unless --train-sizes is given; the longer side is at most 5/3 of the largest shorter side (default: 160 on shapes, 600 otherwise)" };
     public readonly Option<int[]?> TrainSizes = new("--train-sizes") { Description = "Training's shorter image sides, one drawn per batch (several: multi-scale training; default: 128 on shapes, --size otherwise)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
-    public readonly Option<string> Device = new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+    public readonly Option<string> Device = DeviceOption.Create();
     public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads (default: all logical cores)" };
     public readonly Option<int?> TrainImages = new("--train-images") { Description = "Synthetic training images (default 4000)" };
     public readonly Option<int?> TestImages = new("--test-images") { Description = "Synthetic test images (default 500)" };
@@ -77,6 +77,8 @@ internal sealed class TrainOptions
             CheckpointEvery = p.GetValue(CheckpointEvery) ?? d.CheckpointEvery,
             LogEvery = p.GetValue(LogEvery) ?? d.LogEvery,
         };
+        // the device is opened here, before any data: one that cannot be used is an invalid option (exit code 2)
+        _ = DeviceOption.Open(s.Device);
         if (s.Weights is not null && !File.Exists(s.Weights)) throw new ArgumentException($"--weights: {s.Weights} does not exist", "--weights");
         // the variant name is checked here, before any data is opened
         _ = VariantCatalog.Create(s.Variant, s.Backbone, ["x"], s.Width);

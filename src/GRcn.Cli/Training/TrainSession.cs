@@ -42,7 +42,7 @@ internal static class TrainSession
     {
         var total = Stopwatch.StartNew();
         s.Validate();
-        var device = Device.Parse(s.Device);
+        var device = Commands.DeviceOption.Open(s.Device);
         if (s.Threads is int t && device is CpuDevice cpu) cpu.Threads = t;
         var train = s.Data.OpenTrain(s.TrainImages);
         var test = s.Data.OpenTest(s.TestImages);

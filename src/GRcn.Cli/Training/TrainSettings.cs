@@ -66,7 +66,7 @@ internal sealed record TrainSettings
     /// <summary>Anchor sizes (√area, input pixels).</summary>
     public float[] Anchors { get; init; } = [16, 32, 64, 128];
 
-    /// <summary>Device name (cpu, cuda, cuda:N).</summary>
+    /// <summary>Device name (cpu, cuda, cuda:N, emulator).</summary>
     public string Device { get; init; } = "cpu";
 
     /// <summary>Seed of the weights, sampling and data order.</summary>

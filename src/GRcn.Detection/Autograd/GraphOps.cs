@@ -336,6 +336,7 @@ public static class GraphOps
     /// </summary>
     public static Variable HostLoss(this Graph g, Variable x, HostLossFunction loss)
     {
+        // host copy: x, x.Length floats (the caller names which tensor); the gradient goes back as x.Length floats
         var values = x.Value.ToArray<float>();
         var grad = new float[values.Length];
         double l = loss(values, grad);
@@ -344,6 +345,7 @@ public static class GraphOps
         var y = g.Result(yv, x);
         g.Record(y, gy =>
         {
+            // host copy: the upstream gradient, 1 float
             float up = gy.ToArray<float>()[0];
             if (up != 1f)
                 for (int i = 0; i < grad.Length; i++) grad[i] *= up;

@@ -269,6 +269,7 @@ public sealed class Detector : IDisposable
                 for (int y = 0; y < b.Height; y++)
                     b.Pixels.AsSpan((c * b.Height + y) * b.Width, b.Width).CopyTo(host.Slice(((n * 3 + c) * h + y) * w, b.Width));
         }
+        // host → device: the packed images, N·3·H·W floats
         var t = Tensor.Empty(Device, DataType.Float32, batch.Count, 3, h, w);
         t.CopyFrom<float>(host);
         return t;

@@ -286,6 +286,7 @@ internal sealed class GRcnNetwork : Module
                 perImage[i].AsSpan(4 * j, 4).CopyTo(roiHost.AsSpan(5 * k + 1));
                 batchIndexHost[k] = i;
             }
+        // host → device: the sampled RoIs (5·R floats) and their images (R longs); the whole-image boxes (5·N floats)
         var rois = g.Constant(Tensor.FromSpan<float>(Device, roiHost, total, 5)).Value;
         var batchIndex = g.Constant(Tensor.FromSpan<long>(Device, batchIndexHost, total)).Value;
         var wholeHost = new float[5 * n];
@@ -304,11 +305,13 @@ internal sealed class GRcnNetwork : Module
             var labels = samples!.SelectMany(s => s.Labels).ToArray();
             var targets = samples!.SelectMany(s => s.Targets).ToArray();
             var (clsLoss, boxLoss) = RoiLosses(g, logits, deltas, labels, targets, roiHost, samples!, batch);
+            // host copy: the four scalar loss terms for the progress display, 4 floats
             var terms = new LossTerms(Scalar(rpn.ObjectnessLoss!), Scalar(rpn.BoxLoss!), Scalar(clsLoss), Scalar(boxLoss));
             var loss = g.WeightedSum([(rpn.ObjectnessLoss!, 1f), (rpn.BoxLoss!, 1f), (clsLoss, 1f), (boxLoss, 1f)]);
             return (loss, terms, null);
         }
 
+        // host copy (inference): class logits and deltas for post-processing, R·(K+1) + 4·R·(K+1) floats
         var lh = logits.Value.ToArray<float>();
         var dh = deltas.Value.ToArray<float>();
         var detections = new List<Detection>[n];
@@ -378,10 +381,12 @@ internal sealed class GRcnNetwork : Module
         var classes = rows.Select(i => labels[i]).ToArray();
         var posTargets = new float[4 * rows.Length];
         for (int j = 0; j < rows.Length; j++) targets.AsSpan(4 * rows[j], 4).CopyTo(posTargets.AsSpan(4 * j));
+        // host copy (in HostLoss): logits R·(K+1) floats and deltas 4·R·(K+1) floats, their gradients back
         if (!_c.HarmonicLoss)
             return (Losses.SoftmaxCrossEntropy(g, logits, labels),
                     Losses.SmoothL1(g, deltas, rows, classes, posTargets, _c.RoiHeads.SmoothL1Beta, Math.Max(r, 1)));
 
+        // host copy (Harmonic loss only): logits and deltas once more for the IoU and probability weights, R·(K+1) + 4·R·(K+1) floats
         var lh = logits.Value.ToArray<float>();
         var dh = deltas.Value.ToArray<float>();
         var clsWeights = new float[r];

@@ -114,6 +114,7 @@ public sealed class RegionProposalNetwork : Module
 
         var (objectness, deltas) = Head.Forward(g, features);
         var anchors = AnchorGenerator.Anchors(h, w, strideH, strideW);
+        // host copy: the head's outputs for proposal selection (top-N, decode, clip, NMS input), N·A·H·W + 4·N·A·H·W floats
         var objHost = objectness.Value.ToArray<float>();
         var deltaHost = deltas.Value.ToArray<float>();
         int a = AnchorGenerator.NumAnchorsPerLocation, p = h * w * a;
@@ -225,6 +226,7 @@ public sealed class RegionProposalNetwork : Module
         if (m == 0) return ([], []);
 
         long[] keep;
+        // host → device and back: the m ≤ pre-NMS-N candidate boxes and scores (5·m floats), the kept indices back
         using (var tb = Tensor.FromSpan(nmsDevice, boxes.AsSpan(0, 4 * m), m, 4))
         using (var ts = Tensor.FromSpan(nmsDevice, scores.AsSpan(0, m), m))
         using (var tk = Nms.Forward(tb, ts, Options.NmsThreshold))
@@ -338,6 +340,7 @@ public sealed class RegionProposalNetwork : Module
         int sampled = positives + negatives;
         var objIdx = objOffsets.ToArray();
         var objY = objLabels.ToArray();
+        // host copy (in HostLoss): objectness again, N·A·H·W floats, and its gradient back; likewise the deltas below, 4·N·A·H·W floats
         var objLoss = Losses.BinaryCrossEntropyWithLogits(g, objectness, objIdx, objY, Math.Max(sampled, 1));
         // coordinate c of an anchor's deltas lies c H·W planes after its dx
         var boxIdx = new int[4 * boxOffsets.Count];

@@ -112,6 +112,7 @@ public sealed class Optimizer : IDisposable
         foreach (var (_, p) in _parameters)
         {
             if (p.Grad is null) continue;
+            // host copy: every trainable gradient when clipping, Σ parameter sizes floats (no device sum-of-squares kernel yet)
             foreach (var v in p.Grad.Device.Kind == DeviceKind.Cpu ? p.Grad.AsSpan<float>() : p.Grad.ToArray<float>()) sum += (double)v * v;
         }
         return Math.Sqrt(sum);
