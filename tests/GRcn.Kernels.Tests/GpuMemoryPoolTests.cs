@@ -147,3 +147,51 @@ public class GpuMemoryPoolTests
         pool.Return(live, 512, finalizing: false);
     }
 }
+
+/// <summary>The pool keeps every block it obtained reachable until it frees it.</summary>
+public class GpuMemoryPoolOwnershipTests
+{
+    private sealed class Block(long bytes)
+    {
+        public long Bytes { get; } = bytes;
+    }
+
+    private sealed class BlockMemory : IDeviceMemory<Block>
+    {
+        public Block Allocate(long bytes) => new(bytes);
+
+        public void Free(Block block) { }
+
+        public void Synchronize() { }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static WeakReference RentAndForget(GpuMemoryPool<Block> pool, bool giveBack)
+    {
+        var block = pool.Rent(1000, out long size);
+        if (giveBack) pool.Return(block, size, finalizing: true);
+        return new WeakReference(block);
+    }
+
+    [Fact]
+    public void BlocksStayReachableWhileInUseOrCachedAndAreReleasedWhenFreed()
+    {
+        var pool = new GpuMemoryPool<Block>(new BlockMemory(), "fake:0");
+        // A block whose tensor was lost without a Dispose (still in use, as far as the pool knows),
+        // and one handed back from a finalizer into the cache: neither may be collected, or a block
+        // with a finalizer of its own (ILGPU's buffers) would free memory the pool still hands out.
+        var inUse = RentAndForget(pool, giveBack: false);
+        var cached = RentAndForget(pool, giveBack: true);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.True(inUse.IsAlive);
+        Assert.True(cached.IsAlive);
+        pool.Trim();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        Assert.False(cached.IsAlive);
+        Assert.True(inUse.IsAlive);
+    }
+}

@@ -6,6 +6,11 @@
 // kernels that use it are still queued can be handed out again at once: whatever the next owner
 // queues runs after those kernels. Only giving a block back to the driver needs the queued work
 // to finish first, so the pool synchronises the stream before freeing.
+//
+// The pool owns every block it obtained until it frees it (a strong reference in _owned): a block
+// object with a finalizer of its own (ILGPU's buffers free their memory when finalized) must never
+// become unreachable while a tensor uses it or while it is cached, or a tensor finalized in the
+// same collection would hand the cache a block whose memory was already freed.
 namespace GRcn.Kernels.Gpu;
 
 /// <summary>The raw device-memory operations the pool builds on (ILGPU on a device, a fake in tests).</summary>
@@ -33,6 +38,7 @@ internal sealed class GpuMemoryPool<TBlock> where TBlock : notnull
     private readonly Lock _lock = new();
     private readonly Dictionary<long, Stack<TBlock>> _free = [];
     private readonly List<(TBlock Block, long Size)> _deferred = [];
+    private readonly HashSet<TBlock> _owned = [];
     private readonly IDeviceMemory<TBlock> _memory;
     private readonly string _deviceName;
     private long _cachedBytes;
@@ -108,7 +114,11 @@ internal sealed class GpuMemoryPool<TBlock> where TBlock : notnull
                     $"out of memory on {_deviceName}: {bytes} bytes requested ({size} with rounding), {HeldBytes} bytes held by live tensors", e);
             }
         }
-        lock (_lock) _heldBytes += size;
+        lock (_lock)
+        {
+            _heldBytes += size;
+            _owned.Add(block);
+        }
         return block;
     }
 
@@ -135,7 +145,11 @@ internal sealed class GpuMemoryPool<TBlock> where TBlock : notnull
         }
         _memory.Synchronize();
         _memory.Free(block);
-        lock (_lock) _heldBytes -= size;
+        lock (_lock)
+        {
+            _heldBytes -= size;
+            _owned.Remove(block);
+        }
     }
 
     /// <summary>Frees every cached block (memory of live tensors is untouched).</summary>
@@ -184,7 +198,11 @@ internal sealed class GpuMemoryPool<TBlock> where TBlock : notnull
             }
             finally
             {
-                lock (_lock) _heldBytes -= blocks[i].Size;
+                lock (_lock)
+                {
+                    _heldBytes -= blocks[i].Size;
+                    _owned.Remove(blocks[i].Block);
+                }
             }
         }
     }
