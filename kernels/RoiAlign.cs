@@ -118,6 +118,22 @@ internal static class RoiMath
     public static bool InRange(float v, int extent) => v >= -1f && v <= extent;
 
     /// <summary>
+    /// One axis of sample <paramref name="sub"/> of bin <paramref name="bin"/>: its coordinate
+    /// (<see cref="SamplePosition"/>), false when it is outside [−1, extent] (the sample adds 0),
+    /// else its bilinear neighbours and weights (<see cref="Bilinear"/>).
+    /// </summary>
+    public static bool SampleAxis(float start, float size, int bin, int sub, int grid, int extent,
+        out int low, out int high, out float l, out float h)
+    {
+        float v = SamplePosition(start, size, bin, sub, grid);
+        low = high = 0;
+        l = h = 0f;
+        if (!InRange(v, extent)) return false;
+        Bilinear(v, extent, out low, out high, out l, out h);
+        return true;
+    }
+
+    /// <summary>
     /// Sample indices r = bin·grid + sub (of pooled·grid) of one axis whose coordinate may lie
     /// in [cell − 1, cell + 1], i.e. may touch <paramref name="cell"/>: [lo, hi], empty when hi &lt; lo.
     /// The positions are monotone in r, so the range inverts start + (r + ½)·step with a margin
@@ -192,14 +208,10 @@ internal static class RoiAlignKernels
         float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f;
         for (int iy = 0; iy < gridH; iy++)
         {
-            float sy = RoiMath.SamplePosition(startH, binH, i, iy, gridH);
-            if (!RoiMath.InRange(sy, p.H)) continue;
-            RoiMath.Bilinear(sy, p.H, out int yl, out int yh, out float ly, out float hy);
+            if (!RoiMath.SampleAxis(startH, binH, i, iy, gridH, p.H, out int yl, out int yh, out float ly, out float hy)) continue;
             for (int ix = 0; ix < gridW; ix++)
             {
-                float sx = RoiMath.SamplePosition(startW, binW, j, ix, gridW);
-                if (!RoiMath.InRange(sx, p.W)) continue;
-                RoiMath.Bilinear(sx, p.W, out int xl, out int xh, out float lx, out float hx);
+                if (!RoiMath.SampleAxis(startW, binW, j, ix, gridW, p.W, out int xl, out int xh, out float lx, out float hx)) continue;
                 float w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
                 long p1 = x0 + (long)yl * p.W + xl, p2 = x0 + (long)yl * p.W + xh;
                 long p3 = x0 + (long)yh * p.W + xl, p4 = x0 + (long)yh * p.W + xh;
@@ -236,14 +248,10 @@ internal static class RoiAlignKernels
         long x0 = ((long)b * p.C + c0) * plane;
         for (int iy = 0; iy < gridH; iy++)
         {
-            float sy = RoiMath.SamplePosition(startH, binH, i, iy, gridH);
-            if (!RoiMath.InRange(sy, p.H)) continue;
-            RoiMath.Bilinear(sy, p.H, out int yl, out int yh, out float ly, out float hy);
+            if (!RoiMath.SampleAxis(startH, binH, i, iy, gridH, p.H, out int yl, out int yh, out float ly, out float hy)) continue;
             for (int ix = 0; ix < gridW; ix++)
             {
-                float sx = RoiMath.SamplePosition(startW, binW, j, ix, gridW);
-                if (!RoiMath.InRange(sx, p.W)) continue;
-                RoiMath.Bilinear(sx, p.W, out int xl, out int xh, out float lx, out float hx);
+                if (!RoiMath.SampleAxis(startW, binW, j, ix, gridW, p.W, out int xl, out int xh, out float lx, out float hx)) continue;
                 float w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
                 long p1 = x0 + (long)yl * p.W + xl, p2 = x0 + (long)yl * p.W + xh;
                 long p3 = x0 + (long)yh * p.W + xl, p4 = x0 + (long)yh * p.W + xh;
@@ -298,16 +306,12 @@ internal static class RoiAlignKernels
             for (long ry = rLo; ry <= rHi; ry++)
             {
                 int i = (int)(ry / gridH), iy = (int)(ry % gridH);
-                float sy = RoiMath.SamplePosition(startH, binH, i, iy, gridH);
-                if (!RoiMath.InRange(sy, p.H)) continue;
-                RoiMath.Bilinear(sy, p.H, out int yl, out int yh, out float ly, out float hy);
+                if (!RoiMath.SampleAxis(startH, binH, i, iy, gridH, p.H, out int yl, out int yh, out float ly, out float hy)) continue;
                 if (yl != h && yh != h) continue;
                 for (long rx = sLo; rx <= sHi; rx++)
                 {
                     int j = (int)(rx / gridW), ix = (int)(rx % gridW);
-                    float sx = RoiMath.SamplePosition(startW, binW, j, ix, gridW);
-                    if (!RoiMath.InRange(sx, p.W)) continue;
-                    RoiMath.Bilinear(sx, p.W, out int xl, out int xh, out float lx, out float hx);
+                    if (!RoiMath.SampleAxis(startW, binW, j, ix, gridW, p.W, out int xl, out int xh, out float lx, out float hx)) continue;
                     if (xl != w && xh != w) continue;
                     float w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
                     long o = gk + i * p.PW + j;
