@@ -38,7 +38,7 @@ internal sealed partial class GpuBackend : IElementwiseBackend
             a => a.LoadAutoGroupedStreamKernel<Index1D, EltwiseParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(EltwiseKernels.ChannelAffine));
         var q = new EltwiseParams { C = c, S = s, HasScale = scale is null ? 0 : 1, HasShift = shift is null ? 0 : 1 };
         ArrayView<float> xv = x.Floats(), sc = scale.FloatsOrEmpty(), sh = shift.FloatsOrEmpty(), yv = y.Floats();
-        LaunchInChunks(yv.Length, (start, count) => k(count, q with { Start = start }, xv, sc, sh, yv));
+        foreach (var (start, count) in Chunks(yv.Length)) k(count, q with { Start = start }, xv, sc, sh, yv);
     }
 
     public void ChannelSum(Tensor x, Tensor sum, int n, int c, long s, bool accumulate)
@@ -75,7 +75,7 @@ internal sealed partial class GpuBackend : IElementwiseBackend
         var q = new AdamWParams(step.Beta1, step.Beta2, step.Epsilon, 1f - step.LearningRate * step.WeightDecay,
             (float)(step.LearningRate / (1 - Math.Pow(step.Beta1, step.Step))), (float)(1 / Math.Sqrt(1 - Math.Pow(step.Beta2, step.Step))), 0);
         ArrayView<float> w = weight.Floats(), g = grad.Floats(), m = expAvg.Floats(), v = expAvgSq.Floats();
-        LaunchInChunks(w.Length, (start, count) => k(count, q with { Start = start }, w, g, m, v));
+        foreach (var (start, count) in Chunks(w.Length)) k(count, q with { Start = start }, w, g, m, v);
     }
 
     /// <summary>A flat kernel over the elements of its last view (the output), with one input view.</summary>
@@ -83,7 +83,7 @@ internal sealed partial class GpuBackend : IElementwiseBackend
         Action<Index1D, EltwiseParams, ArrayView<float>, ArrayView<float>> method, EltwiseParams q, ArrayView<float> a, ArrayView<float> y)
     {
         var k = Kernel(ref slot, name, acc => acc.LoadAutoGroupedStreamKernel(method));
-        LaunchInChunks(y.Length, (start, count) => k(count, q with { Start = start }, a, y));
+        foreach (var (start, count) in Chunks(y.Length)) k(count, q with { Start = start }, a, y);
     }
 
     /// <summary>A flat kernel over the elements of its last view (the output), with two input views.</summary>
@@ -92,6 +92,6 @@ internal sealed partial class GpuBackend : IElementwiseBackend
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> y)
     {
         var k = Kernel(ref slot, name, acc => acc.LoadAutoGroupedStreamKernel(method));
-        LaunchInChunks(y.Length, (start, count) => k(count, q with { Start = start }, a, b, y));
+        foreach (var (start, count) in Chunks(y.Length)) k(count, q with { Start = start }, a, b, y);
     }
 }

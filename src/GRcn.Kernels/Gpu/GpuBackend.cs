@@ -74,16 +74,39 @@ internal sealed partial class GpuBackend
         return new KernelConfig((int)groups, threads);
     }
 
+    /// <summary>
+    /// The launches covering <paramref name="total"/> flat items, at most int.MaxValue each (an
+    /// Index1D's limit), none when total is 0: <c>foreach (var (start, count) in Chunks(n)) k(count, p with { Start = start }, …)</c>.
+    /// </summary>
+    public static LaunchChunks Chunks(long total) => new(total);
+
     private Action<Index1D, ArrayView<float>, float>? _fill;
 
     /// <summary>Sets every element of <paramref name="y"/> to <paramref name="value"/>.</summary>
     public void Fill(ArrayView<float> y, float value)
     {
         var k = Kernel(ref _fill, "fill", a => a.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, float>(MemoryKernels.Fill));
-        for (long start = 0; start < y.Length; start += int.MaxValue)
+        foreach (var (start, count) in Chunks(y.Length)) k(count, y.SubView(start, count), value);
+    }
+}
+
+/// <summary>The (start, count) launches of <see cref="GpuBackend.Chunks"/>; a struct enumerable, so a launch loop allocates nothing.</summary>
+internal readonly struct LaunchChunks(long total)
+{
+    public Enumerator GetEnumerator() => new(total);
+
+    public struct Enumerator(long total)
+    {
+        private long _next;
+
+        public (long Start, int Count) Current { get; private set; }
+
+        public bool MoveNext()
         {
-            var part = y.SubView(start, Math.Min(int.MaxValue, y.Length - start));
-            k((int)part.Length, part, value);
+            if (_next >= total) return false;
+            Current = (_next, (int)Math.Min(int.MaxValue, total - _next));
+            _next += int.MaxValue;
+            return true;
         }
     }
 }

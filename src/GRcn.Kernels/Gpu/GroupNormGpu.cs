@@ -45,7 +45,7 @@ internal sealed partial class GpuBackend : IGroupNormBackend
             var kd = Kernel(ref _groupNormDx, "group_norm_dx",
                 a => a.LoadAutoGroupedStreamKernel<Index1D, GroupNormParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GroupNormKernels.Dx));
             ArrayView<float> dy = gradY.Floats(), xv = x.Floats(), dx = gradX.Floats();
-            LaunchInChunks(dx.Length, (start, count) => kd(count, q with { Start = start }, dy, xv, coefficients, dx));
+            foreach (var (start, count) in Chunks(dx.Length)) kd(count, q with { Start = start }, dy, xv, coefficients, dx);
         }
 
         if (gradWeight is not null || gradBias is not null)

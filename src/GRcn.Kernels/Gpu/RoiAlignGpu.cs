@@ -55,8 +55,7 @@ internal sealed partial class GpuBackend : IRoiAlignBackend
     private static void Launch(long items, RoiAlignParams p, Action<Index1D, RoiAlignParams, ArrayView<float>, ArrayView<float>, ArrayView<float>> kernel,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c)
     {
-        for (long start = 0; start < items; start += int.MaxValue)
-            kernel((int)Math.Min(int.MaxValue, items - start), p with { Base = start }, a, b, c);
+        foreach (var (start, count) in Chunks(items)) kernel(count, p with { Base = start }, a, b, c);
     }
 
     /// <summary>

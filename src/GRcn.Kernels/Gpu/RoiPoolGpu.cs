@@ -20,8 +20,7 @@ internal sealed partial class GpuBackend : IRoiPoolBackend
         var p = Params(g);
         var kernel = Kernel(ref _roiPoolForward, "roi_pool_forward",
             acc => acc.LoadAutoGroupedStreamKernel<Index1D, RoiPoolParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>>(RoiPoolKernels.Forward));
-        for (long start = 0; start < items; start += int.MaxValue)
-            kernel((int)Math.Min(int.MaxValue, items - start), p with { Base = start }, x.Floats(), rois.Floats(), y.Floats(), argmax.Longs());
+        foreach (var (start, count) in Chunks(items)) kernel(count, p with { Base = start }, x.Floats(), rois.Floats(), y.Floats(), argmax.Longs());
     }
 
     public void RoiPoolBackward(Tensor gradY, Tensor rois, Tensor argmax, Tensor gradX, in RoiGeometry g)
@@ -33,8 +32,7 @@ internal sealed partial class GpuBackend : IRoiPoolBackend
         {
             var gather = Kernel(ref _roiPoolBackwardGather, "roi_pool_backward_gather",
                 acc => acc.LoadAutoGroupedStreamKernel<Index1D, RoiPoolParams, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>>(RoiPoolKernels.BackwardGather));
-            for (long start = 0; start < cells; start += int.MaxValue)
-                gather((int)Math.Min(int.MaxValue, cells - start), p with { Base = start }, gradY.Floats(), rois.Floats(), argmax.Longs(), gradX.Floats());
+            foreach (var (start, count) in Chunks(cells)) gather(count, p with { Base = start }, gradY.Floats(), rois.Floats(), argmax.Longs(), gradX.Floats());
             return;
         }
         gradX.Clear();
@@ -42,8 +40,7 @@ internal sealed partial class GpuBackend : IRoiPoolBackend
         if (items == 0) return;
         var atomic = Kernel(ref _roiPoolBackwardAtomic, "roi_pool_backward_atomic",
             acc => acc.LoadAutoGroupedStreamKernel<Index1D, RoiPoolParams, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>>(RoiPoolKernels.BackwardAtomic));
-        for (long start = 0; start < items; start += int.MaxValue)
-            atomic((int)Math.Min(int.MaxValue, items - start), p with { Base = start }, gradY.Floats(), rois.Floats(), argmax.Longs(), gradX.Floats());
+        foreach (var (start, count) in Chunks(items)) atomic(count, p with { Base = start }, gradY.Floats(), rois.Floats(), argmax.Longs(), gradX.Floats());
     }
 
     private static RoiPoolParams Params(in RoiGeometry g) => new(g.N, g.C, g.H, g.W, g.K, g.PH, g.PW, (float)g.SpatialScale, Base: 0);
