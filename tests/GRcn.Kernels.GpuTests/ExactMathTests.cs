@@ -3,8 +3,6 @@
 using System.Reflection;
 using GRcn.Kernels.Gpu;
 using ILGPU;
-using ILGPU.Backends.EntryPoints;
-using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
@@ -36,10 +34,8 @@ public class ExactMathTests
     [Fact]
     public void PtxHasNoFusedMultiplyAdd()
     {
-        using var context = Context.Create(b => GpuDevice.KernelOptions(b.Cuda()));
-        using var backend = new PTXBackend(context, CudaArchitecture.SM_90, CudaInstructionSet.ISA_71, null!);
         var method = typeof(MemoryKernels).GetMethod(nameof(MemoryKernels.MultiplyAddExact), BindingFlags.Static | BindingFlags.Public)!;
-        var ptx = ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), new KernelSpecialization(null, null))).PTXAssembly;
+        var ptx = PtxCompileTests.Ptx(method, CudaArchitecture.SM_90, CudaInstructionSet.ISA_71);
         Assert.Contains("mul.rn.f32", ptx);
         Assert.Contains("add.rn.f32", ptx);
         Assert.DoesNotContain("fma.", ptx);

@@ -7,8 +7,6 @@
 // scores; box_iou within float tolerance; the IoU kernels' PTX free of contractible products.
 using GRcn.Kernels.Gpu;
 using ILGPU;
-using ILGPU.Backends.EntryPoints;
-using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
@@ -212,18 +210,13 @@ public class NmsTests
     /// the last bit, so a fused union would make cuda:N disagree with the CPU near the threshold.
     /// </summary>
     [Theory]
-    [InlineData(nameof(NmsKernels.Mask), false)]
-    [InlineData(nameof(NmsKernels.Gather), true)]
-    [InlineData(nameof(NmsKernels.BoxIou), true)]
-    public void Float64ProductsAreNeverFused(string kernel, bool implicitlyGrouped)
+    [InlineData(nameof(NmsKernels.Mask))]
+    [InlineData(nameof(NmsKernels.Gather))]
+    [InlineData(nameof(NmsKernels.BoxIou))]
+    public void Float64ProductsAreNeverFused(string kernel)
     {
         var method = typeof(NmsKernels).GetMethod(kernel, System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public)!;
-        using var context = Context.Create(b => GpuDevice.KernelOptions(b.Cuda()));
-        using var backend = new PTXBackend(context, CudaArchitecture.SM_70, CudaInstructionSet.ISA_70, null!);
-        var entry = implicitlyGrouped
-            ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
-            : EntryPointDescription.FromExplicitlyGroupedKernel(method);
-        string ptx = ((PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization(null, null))).PTXAssembly;
+        string ptx = PtxCompileTests.Ptx(method, CudaArchitecture.SM_70, CudaInstructionSet.ISA_70);
         // each Mul also leaves its emulator branch, a plain mul.f64 behind a constant-false
         // predicate (CudaAsm.IsSupported is not folded by ILGPU, the branch is dead in ptxas):
         // any other plain product shows up as one plain mul.f64 more than mul.rn.f64

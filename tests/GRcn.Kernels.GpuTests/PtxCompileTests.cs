@@ -50,22 +50,31 @@ public class PtxCompileTests
         foreach (var m in methods) Assert.True(m.ReturnType == typeof(void), $"{m.Name} must return void");
     }
 
-    [Theory]
-    [MemberData(nameof(KernelNames))]
-    public void CompilesToPtx(string name)
+    /// <summary>
+    /// The PTX of one kernel method for an architecture and PTX ISA, compiled with the devices'
+    /// options and no device: implicitly grouped when its first parameter is an index, else
+    /// explicitly grouped (as the launchers load it).
+    /// </summary>
+    public static string Ptx(MethodInfo method, CudaArchitecture arch, CudaInstructionSet isa)
     {
-        var method = KernelMethods().Single(m => m.DeclaringType!.Name + "." + m.Name == name);
         bool implicitlyGrouped = method.GetParameters() is [var first, ..] &&
             (first.ParameterType == typeof(Index1D) || first.ParameterType == typeof(Index2D) || first.ParameterType == typeof(Index3D) ||
              first.ParameterType == typeof(LongIndex1D));
         var entry = implicitlyGrouped
             ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
             : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+        using var backend = new PTXBackend(s_context.Value, arch, isa, null!);
+        return ((PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization(null, null))).PTXAssembly;
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelNames))]
+    public void CompilesToPtx(string name)
+    {
+        var method = KernelMethods().Single(m => m.DeclaringType!.Name + "." + m.Name == name);
         foreach (var arch in new[] { CudaArchitecture.SM_70, Newest() })
         {
-            using var backend = new PTXBackend(s_context.Value, arch, NewestIsa(), null!);
-            var compiled = (PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization(null, null));
-            string ptx = compiled.PTXAssembly;
+            string ptx = Ptx(method, arch, NewestIsa());
             Assert.Contains(".entry ", ptx);
             var target = ptx.Split('\n').Single(l => l.StartsWith(".target ", StringComparison.Ordinal)).Trim();
             int sm = int.Parse(target["target sm_".Length..].TrimStart('_', 'm', 's', ' ').Split(',')[0]);

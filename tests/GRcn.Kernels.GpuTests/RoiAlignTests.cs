@@ -4,8 +4,6 @@
 // RoIs where float and double arithmetic pick different adaptive grids (fingerprints computed with
 // torch 1.13 / torchvision 0.14, float32); the adaptive grid limit; rounded products in the PTX.
 using GRcn.Kernels.Gpu;
-using ILGPU.Backends.EntryPoints;
-using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
@@ -222,12 +220,9 @@ public class RoiAlignTests
     [Fact]
     public void PositionsUseRoundedMultiplicationsInPtx()
     {
-        using var context = ILGPU.Context.Create(b => GpuDevice.KernelOptions(b.Cuda()));
         foreach (var method in new[] { nameof(RoiAlignKernels.Forward), nameof(RoiAlignKernels.BackwardGather), nameof(RoiAlignKernels.BackwardAtomic) })
         {
-            var entry = EntryPointDescription.FromImplicitlyGroupedKernel(typeof(RoiAlignKernels).GetMethod(method)!);
-            using var backend = new PTXBackend(context, CudaArchitecture.SM_70, CudaInstructionSet.ISA_70, null!);
-            string ptx = ((PTXCompiledKernel)backend.Compile(entry, new KernelSpecialization(null, null))).PTXAssembly;
+            string ptx = PtxCompileTests.Ptx(typeof(RoiAlignKernels).GetMethod(method)!, CudaArchitecture.SM_70, CudaInstructionSet.ISA_70);
             Assert.Contains("mul.rn.f32", ptx);
         }
     }
