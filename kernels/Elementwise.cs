@@ -20,6 +20,9 @@ internal readonly record struct EltwiseParams(float Alpha, int C, long S, int Ha
 /// <summary>The constants of one AdamW step, computed on the host exactly as the CPU backend does, and the first element.</summary>
 internal readonly record struct AdamWParams(float Beta1, float Beta2, float Epsilon, float Decay, float StepSize, float InvSqrtBc2, long Start);
 
+/// <summary>The SplitMix64 state before a dropout mask, the probability, 1/(1 − p) and the first element.</summary>
+internal readonly record struct DropoutParams(ulong State, float P, float Keep, long Start);
+
 internal static class EltwiseKernels
 {
     /// <summary>y = max(x, 0), NaN propagating (as torch.relu and the CPU backend's vector path).</summary>
@@ -109,6 +112,19 @@ internal static class EltwiseKernels
         expAvg[e] = m;
         expAvgSq[e] = v;
         weight[e] = weight[e] * k.Decay - k.StepSize * m / (XMath.Sqrt(v) * k.InvSqrtBc2 + k.Epsilon);
+    }
+
+    /// <summary>mask[e] = 1/(1 − p) where the (e + 1)-th SplitMix64 output after State, as a 24-bit uniform, is ≥ p; else 0.</summary>
+    [Kernel]
+    public static void DropoutMask(Index1D i, DropoutParams q, ArrayView<float> mask)
+    {
+        long e = q.Start + i;
+        if (e >= mask.Length) return;
+        ulong z = q.State + (ulong)(e + 1) * 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        float u = ((z ^ (z >> 31)) >> 40) * (1f / (1 << 24));
+        mask[e] = u >= q.P ? q.Keep : 0f;
     }
 
     /// <summary>sum[c] (+)= Σ over n, s of x[n, c, s] for channel c = Grid.IdxX (planes p = n·C + c, n &lt; x.Length / (C·S)); S ≥ 1.</summary>

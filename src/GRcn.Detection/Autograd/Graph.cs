@@ -157,6 +157,18 @@ public sealed class SplitMix64(ulong seed)
         return z ^ (z >> 31);
     }
 
+    /// <summary>
+    /// Skips <paramref name="count"/> outputs and returns the state before them: output i (1-based) of
+    /// the skipped run is mix(state + i·0x9E3779B97F4A7C15), which device kernels draw in parallel.
+    /// </summary>
+    public ulong Skip(long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ulong before = _state;
+        _state += (ulong)count * 0x9E3779B97F4A7C15UL;
+        return before;
+    }
+
     /// <summary>Uniform in [0, 1) with 24 bits.</summary>
     public float NextFloat() => (NextUInt64() >> 40) * (1f / (1 << 24));
 

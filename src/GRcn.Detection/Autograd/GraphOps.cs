@@ -142,11 +142,9 @@ public static class GraphOps
     {
         if (p is < 0f or >= 1f) throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must be in [0, 1)");
         if (!g.Training || p == 0f) return x;
-        var maskHost = new float[x.Value.Length];
-        float keep = 1f / (1f - p);
-        for (int i = 0; i < maskHost.Length; i++) maskHost[i] = g.Random.NextFloat() >= p ? keep : 0f;
+        // the mask is drawn on the device from the graph's SplitMix64 stream, one output per element
         var mask = g.Keep(Tensor.Empty(g.Device, DataType.Float32, x.Shape));
-        mask.CopyFrom<float>(maskHost);
+        Elementwise.DropoutMask(mask, g.Random.Skip(mask.Length), p);
         var yv = Tensor.Empty(g.Device, DataType.Float32, x.Shape);
         Elementwise.Multiply(x.Value, mask, yv);
         var y = g.Result(yv, x);
@@ -300,20 +298,19 @@ public static class GraphOps
         return y;
     }
 
-    /// <summary>Sum of scalar variables (each one element) as a (1,) variable, each weighted.</summary>
+    /// <summary>Sum of scalar variables (each one element) as a (1,) variable, each weighted; computed on the device in term order.</summary>
     public static Variable WeightedSum(this Graph g, IReadOnlyList<(Variable Term, float Weight)> terms)
     {
-        float total = 0;
         var parts = new Variable[terms.Count];
         for (int i = 0; i < terms.Count; i++)
         {
             if (terms[i].Term.Value.Length != 1)
                 throw new ArgumentException($"term {i} must have one element; got {terms[i].Term.Value.ShapeString}", nameof(terms));
-            total += terms[i].Weight * terms[i].Term.Value.ToArray<float>()[0];
             parts[i] = terms[i].Term;
         }
-        var yv = Tensor.Empty(g.Device, DataType.Float32, 1);
-        yv.CopyFrom<float>([total]);
+        // total = 0, then total += wᵢ·termᵢ in order (float32, as a host loop would add them)
+        var yv = Tensor.Zeros(g.Device, DataType.Float32, 1);
+        for (int i = 0; i < terms.Count; i++) Elementwise.AddScaled(yv, terms[i].Term.Value, terms[i].Weight);
         var y = g.Result(yv, parts);
         g.Record(y, gy =>
         {
@@ -330,7 +327,26 @@ public static class GraphOps
     }
 
     /// <summary>
-    /// A scalar loss computed on the host from x's values: <paramref name="loss"/> fills the
+    /// A scalar loss whose value <paramref name="loss"/> (1,) and gradient <paramref name="grad"/> (dLoss/dx, x's
+    /// shape) a <see cref="Kernels.Loss"/> op computed on x's device; the graph takes ownership of both.
+    /// Backward scales the saved gradient by the upstream gradient on the device (no host copy).
+    /// </summary>
+    public static Variable LossResult(this Graph g, Variable x, Tensor loss, Tensor grad)
+    {
+        g.Keep(grad);
+        var y = g.Result(loss, x);
+        g.Record(y, gy =>
+        {
+            var gx = Tensor.Empty(g.Device, DataType.Float32, x.Shape);
+            Kernels.Loss.Backward(grad, gy, gx);
+            g.Accumulate(x, gx);
+        });
+        return y;
+    }
+
+    /// <summary>
+    /// A custom scalar loss computed on the host from x's values (for tests and user losses; the
+    /// engine's losses are device ops, <see cref="LossResult"/>): <paramref name="loss"/> fills the
     /// gradient dLoss/dx (same length as x) and returns the loss. Backward scales that
     /// gradient by the upstream gradient.
     /// </summary>

@@ -305,9 +305,8 @@ internal sealed class GRcnNetwork : Module
             var labels = samples!.SelectMany(s => s.Labels).ToArray();
             var targets = samples!.SelectMany(s => s.Targets).ToArray();
             var (clsLoss, boxLoss) = RoiLosses(g, logits, deltas, labels, targets, roiHost, samples!, batch);
-            // host copy: the four scalar loss terms for the progress display, 4 floats
-            var terms = new LossTerms(Scalar(rpn.ObjectnessLoss!), Scalar(rpn.BoxLoss!), Scalar(clsLoss), Scalar(boxLoss));
             var loss = g.WeightedSum([(rpn.ObjectnessLoss!, 1f), (rpn.BoxLoss!, 1f), (clsLoss, 1f), (boxLoss, 1f)]);
+            var terms = Scalars(rpn.ObjectnessLoss!, rpn.BoxLoss!, clsLoss, boxLoss);
             return (loss, terms, null);
         }
 
@@ -325,7 +324,16 @@ internal sealed class GRcnNetwork : Module
         return (null, default, detections);
     }
 
-    private static double Scalar(Variable v) => v.Value.ToArray<float>()[0];
+    /// <summary>The four loss terms on the host, gathered on the device first so that one copy brings them.</summary>
+    private LossTerms Scalars(Variable rpnObjectness, Variable rpnBox, Variable cls, Variable box)
+    {
+        using var packed = Tensor.Empty(Device, DataType.Float32, 4);
+        Variable[] parts = [rpnObjectness, rpnBox, cls, box];
+        for (int i = 0; i < 4; i++) packed.CopyFrom(parts[i].Value, 0, i, 1);
+        // host copy: the four scalar loss terms for the progress display, 4 floats
+        var v = packed.ToArray<float>();
+        return new LossTerms(v[0], v[1], v[2], v[3]);
+    }
 
     /// <summary>Pooled features → heads → (logits (R, K+1), deltas (R, 4(K+1))).</summary>
     private (Variable Logits, Variable Deltas) Head(Graph g, Variable clsMap, int clsStride, Variable locMap, int locStride,
@@ -381,7 +389,6 @@ internal sealed class GRcnNetwork : Module
         var classes = rows.Select(i => labels[i]).ToArray();
         var posTargets = new float[4 * rows.Length];
         for (int j = 0; j < rows.Length; j++) targets.AsSpan(4 * rows[j], 4).CopyTo(posTargets.AsSpan(4 * j));
-        // host copy (in HostLoss): logits R·(K+1) floats and deltas 4·R·(K+1) floats, their gradients back
         if (!_c.HarmonicLoss)
             return (Losses.SoftmaxCrossEntropy(g, logits, labels),
                     Losses.SmoothL1(g, deltas, rows, classes, posTargets, _c.RoiHeads.SmoothL1Beta, Math.Max(r, 1)));

@@ -1,8 +1,10 @@
-// Detection losses, computed on the host from the logits/deltas (small: at most a few
-// thousand rows) with their exact gradients, recorded as one graph node each:
-// softmax cross-entropy (RoI classification), smooth-L1 with β (box regression) and
-// binary cross-entropy with logits (RPN objectness). Sums run in double.
+// Detection losses as graph ops over the kernel library's device losses (GRcn.Kernels.Loss):
+// softmax cross-entropy (RoI classification), smooth-L1 with β (box regression) and binary
+// cross-entropy with logits (RPN objectness). The selection (labels, rows, indices, targets,
+// weights) is host bookkeeping from the samplers; values, gradients and the scalar loss stay on
+// the device. Sums run in double.
 using GRcn.Detection.Autograd;
+using GRcn.Kernels;
 
 namespace GRcn.Detection.Nn;
 
@@ -15,33 +17,17 @@ public static class Losses
     /// </summary>
     public static Variable SoftmaxCrossEntropy(Graph g, Variable logits, int[] labels, float[]? weights = null, double? normalizer = null)
     {
+        ArgumentNullException.ThrowIfNull(g);
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
         if (logits.Value.Rank != 2 || logits.Dim(0) != labels.Length)
             throw new ArgumentException($"logits must have shape (R, K) with R = {labels.Length} labels; got {logits.Value.ShapeString}", nameof(logits));
         if (weights is not null && weights.Length != labels.Length)
             throw new ArgumentException($"weights must have {labels.Length} entries; got {weights.Length}", nameof(weights));
-        int rows = labels.Length, k = logits.Dim(1);
-        foreach (var l in labels)
-            if ((uint)l >= (uint)k) throw new ArgumentException($"labels must be in [0, {k}); got {l}", nameof(labels));
-        double norm = normalizer ?? Math.Max(rows, 1);
-        return g.HostLoss(logits, (x, grad) =>
-        {
-            double total = 0;
-            for (int r = 0; r < rows; r++)
-            {
-                var row = x.Slice(r * k, k);
-                var gr = grad.Slice(r * k, k);
-                float max = float.NegativeInfinity;
-                foreach (var v in row) max = MathF.Max(max, v);
-                double sum = 0;
-                for (int j = 0; j < k; j++) sum += Math.Exp(row[j] - max);
-                double logSum = Math.Log(sum) + max;
-                double w = weights?[r] ?? 1.0;
-                total += w * (logSum - row[labels[r]]);
-                for (int j = 0; j < k; j++)
-                    gr[j] = (float)(w * (Math.Exp(row[j] - logSum) - (j == labels[r] ? 1 : 0)) / norm);
-            }
-            return total / norm;
-        });
+        double norm = normalizer ?? Math.Max(labels.Length, 1);
+        using var o = new Outputs(g, logits);
+        Loss.SoftmaxCrossEntropy(logits.Value, labels, weights, norm, o.Loss, o.Grad);
+        return o.Result(g, logits);
     }
 
     /// <summary>
@@ -52,6 +38,7 @@ public static class Losses
     /// </summary>
     public static Variable SmoothL1(Graph g, Variable pred, int[] rows, int[] classes, float[] targets, float beta, double normalizer, float[]? weights = null)
     {
+        ArgumentNullException.ThrowIfNull(pred);
         if (pred.Value.Rank != 2 || pred.Dim(1) % 4 != 0)
             throw new ArgumentException($"pred must have shape (R, 4·C); got {pred.Value.ShapeString}", nameof(pred));
         if (classes.Length != rows.Length || targets.Length != 4 * rows.Length)
@@ -68,73 +55,51 @@ public static class Losses
     }
 
     /// <summary>
-    /// Smooth-L1 over arbitrary elements: Σⱼ w[j / groupSize]·smoothL1(x[indicesⱼ] − targetsⱼ) / <paramref name="normalizer"/>;
+    /// Smooth-L1 over distinct elements: Σⱼ w[j / groupSize]·smoothL1(x[indicesⱼ] − targetsⱼ) / <paramref name="normalizer"/>;
     /// weights (optional) apply per group of <paramref name="groupSize"/> consecutive terms (one box).
     /// </summary>
     public static Variable SmoothL1(Graph g, Variable x, int[] indices, float[] targets, float beta, double normalizer, float[]? weights, int groupSize)
     {
-        CheckSelection(x, indices, targets);
-        if (beta < 0) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
-        if (weights is not null && weights.Length * groupSize != indices.Length)
-            throw new ArgumentException($"weights must have one entry per {groupSize} terms ({indices.Length / Math.Max(groupSize, 1)}); got {weights.Length}", nameof(weights));
-        double norm = Math.Max(normalizer, 1e-12);
-        return g.HostLoss(x, (v, grad) =>
-        {
-            grad.Clear();
-            double total = 0;
-            for (int j = 0; j < indices.Length; j++)
-            {
-                double w = weights?[j / groupSize] ?? 1.0;
-                double d = v[indices[j]] - targets[j];
-                double ad = Math.Abs(d);
-                double loss, dl;
-                if (ad < beta)
-                {
-                    loss = 0.5 * d * d / beta;
-                    dl = d / beta;
-                }
-                else
-                {
-                    loss = ad - 0.5 * beta;
-                    dl = d > 0 ? 1 : d < 0 ? -1 : 0;
-                }
-                total += w * loss;
-                grad[indices[j]] += (float)(w * dl / norm);
-            }
-            return total / norm;
-        });
+        ArgumentNullException.ThrowIfNull(g);
+        ArgumentNullException.ThrowIfNull(x);
+        using var o = new Outputs(g, x);
+        Loss.SmoothL1(x.Value, indices, targets, weights, groupSize, beta, Math.Max(normalizer, 1e-12), o.Loss, o.Grad);
+        return o.Result(g, x);
     }
 
     /// <summary>
-    /// Binary cross-entropy with logits over the selected elements of x (flat index),
+    /// Binary cross-entropy with logits over distinct selected elements of x (flat index),
     /// Σ BCE(x[indexᵢ], targetᵢ) / <paramref name="normalizer"/> (numerically stable form).
     /// </summary>
     public static Variable BinaryCrossEntropyWithLogits(Graph g, Variable x, int[] indices, float[] targets, double normalizer)
     {
-        CheckSelection(x, indices, targets);
-        double norm = Math.Max(normalizer, 1e-12);
-        return g.HostLoss(x, (v, grad) =>
-        {
-            grad.Clear();
-            double total = 0;
-            for (int i = 0; i < indices.Length; i++)
-            {
-                double z = v[indices[i]], t = targets[i];
-                // max(z, 0) − z·t + log(1 + e^−|z|)
-                total += Math.Max(z, 0) - z * t + Math.Log(1 + Math.Exp(-Math.Abs(z)));
-                double sig = 1 / (1 + Math.Exp(-z));
-                grad[indices[i]] += (float)((sig - t) / norm);
-            }
-            return total / norm;
-        });
+        ArgumentNullException.ThrowIfNull(g);
+        ArgumentNullException.ThrowIfNull(x);
+        using var o = new Outputs(g, x);
+        Loss.BinaryCrossEntropyWithLogits(x.Value, indices, targets, Math.Max(normalizer, 1e-12), o.Loss, o.Grad);
+        return o.Result(g, x);
     }
 
-    /// <summary>indices and targets pair up, and every index lies inside x.</summary>
-    private static void CheckSelection(Variable x, int[] indices, float[] targets)
+    /// <summary>A loss's (1,) value and x-shaped gradient on x's device; freed on dispose unless handed to the graph (the op rejected its arguments).</summary>
+    private sealed class Outputs(Graph g, Variable x) : IDisposable
     {
-        if (indices.Length != targets.Length)
-            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
-        foreach (var i in indices)
-            if ((uint)i >= (ulong)x.Value.Length) throw new ArgumentException($"index {i} is outside x {x.Value.ShapeString}", nameof(indices));
+        private bool _taken;
+
+        public Tensor Loss { get; } = Tensor.Empty(g.Device, DataType.Float32, 1);
+
+        public Tensor Grad { get; } = Tensor.Empty(g.Device, DataType.Float32, x.Shape);
+
+        public Variable Result(Graph graph, Variable input)
+        {
+            _taken = true;
+            return graph.LossResult(input, Loss, Grad);
+        }
+
+        public void Dispose()
+        {
+            if (_taken) return;
+            Loss.Dispose();
+            Grad.Dispose();
+        }
     }
 }

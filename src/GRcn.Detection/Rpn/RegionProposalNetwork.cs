@@ -10,8 +10,9 @@
 // - losses (compute_loss): anchors matched to GT by IoU (Matcher fg/bg, low-quality matches
 //   on), BalancedSampler per image; objectness = mean BCE-with-logits over the sampled anchors
 //   of all images, box = Σ smooth-L1(β) over the sampled positives' 4 deltas / number sampled.
-//   An image without GT boxes has every anchor negative. Both are HostLoss ops, so gradients
-//   flow to the head through the objectness and delta tensors.
+//   An image without GT boxes has every anchor negative. Both are device loss ops (the sampled
+//   anchors' offsets and targets go to the device), so gradients flow to the head through the
+//   objectness and delta tensors.
 // Images are processed one after another; NMS runs on the features' device.
 using GRcn.Detection.Autograd;
 using GRcn.Detection.Boxes;
@@ -340,7 +341,7 @@ public sealed class RegionProposalNetwork : Module
         int sampled = positives + negatives;
         var objIdx = objOffsets.ToArray();
         var objY = objLabels.ToArray();
-        // host copy (in HostLoss): objectness again, N·A·H·W floats, and its gradient back; likewise the deltas below, 4·N·A·H·W floats
+        // host → device: the sampled anchors' offsets and labels (≤ 2·N·batch-per-image numbers), and below the positives' delta offsets and targets
         var objLoss = Losses.BinaryCrossEntropyWithLogits(g, objectness, objIdx, objY, Math.Max(sampled, 1));
         // coordinate c of an anchor's deltas lies c H·W planes after its dx
         var boxIdx = new int[4 * boxOffsets.Count];

@@ -105,17 +105,14 @@ public sealed class Optimizer : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, Tensor> State => _state;
 
-    /// <summary>The global gradient L2 norm (computed on the host).</summary>
+    /// <summary>The global gradient L2 norm, summed on the gradients' device.</summary>
     public double GradientNorm()
     {
-        double sum = 0;
+        var grads = new List<Tensor>(_parameters.Length);
         foreach (var (_, p) in _parameters)
-        {
-            if (p.Grad is null) continue;
-            // host copy: every trainable gradient when clipping, Σ parameter sizes floats (no device sum-of-squares kernel yet)
-            foreach (var v in p.Grad.Device.Kind == DeviceKind.Cpu ? p.Grad.AsSpan<float>() : p.Grad.ToArray<float>()) sum += (double)v * v;
-        }
-        return Math.Sqrt(sum);
+            if (p.Grad is not null) grads.Add(p.Grad);
+        // host copy: the sum of squares, 1 double
+        return Math.Sqrt(Loss.SumOfSquares(grads));
     }
 
     /// <summary>Applies update number <paramref name="step"/> (1-based) with learning rate <paramref name="lr"/>, then zeroes the gradients.</summary>

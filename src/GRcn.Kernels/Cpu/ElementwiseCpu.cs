@@ -105,6 +105,25 @@ internal sealed unsafe partial class CpuBackend : IElementwiseBackend
         });
     }
 
+    public void DropoutMask(Tensor mask, ulong state, float p)
+    {
+        float keep = 1f / (1f - p);
+        Flat(mask.Length, (m: (nint)mask.Ptr<float>(), state, p, keep), static (t, s, e) =>
+        {
+            float* mp = (float*)t.m;
+            for (long i = s; i < e; i++) mp[i] = SplitMix64Uniform(t.state, i) >= t.p ? t.keep : 0f;
+        });
+    }
+
+    /// <summary>The (e + 1)-th SplitMix64 output after <paramref name="state"/> as a uniform float in [0, 1) with 24 bits (kernels/Elementwise.cs draws the same).</summary>
+    internal static float SplitMix64Uniform(ulong state, long e)
+    {
+        ulong z = state + (ulong)(e + 1) * 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return ((z ^ (z >> 31)) >> 40) * (1f / (1 << 24));
+    }
+
     public void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, in AdamWStep step)
     {
         // torch's order: decay first, then the moments; w −= (lr / bc1) · m / (√v / √bc2 + ε)

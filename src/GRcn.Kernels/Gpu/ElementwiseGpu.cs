@@ -13,6 +13,7 @@ internal sealed partial class GpuBackend : IElementwiseBackend
     private Action<Index1D, EltwiseParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>? _channelAffine;
     private Action<Index1D, AdamWParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>? _adamW;
     private Action<KernelConfig, EltwiseParams, ArrayView<float>, ArrayView<float>>? _channelSum, _globalAveragePool;
+    private Action<Index1D, DropoutParams, ArrayView<float>>? _dropoutMask;
 
     public void Relu(Tensor x, Tensor y) =>
         Flat2(ref _relu, "relu", EltwiseKernels.Relu, default, x.Floats(), y.Floats());
@@ -76,6 +77,15 @@ internal sealed partial class GpuBackend : IElementwiseBackend
             (float)(step.LearningRate / (1 - Math.Pow(step.Beta1, step.Step))), (float)(1 / Math.Sqrt(1 - Math.Pow(step.Beta2, step.Step))), 0);
         ArrayView<float> w = weight.Floats(), g = grad.Floats(), m = expAvg.Floats(), v = expAvgSq.Floats();
         foreach (var (start, count) in Chunks(w.Length)) k(count, q with { Start = start }, w, g, m, v);
+    }
+
+    public void DropoutMask(Tensor mask, ulong state, float p)
+    {
+        var k = Kernel(ref _dropoutMask, "dropout_mask",
+            a => a.LoadAutoGroupedStreamKernel<Index1D, DropoutParams, ArrayView<float>>(EltwiseKernels.DropoutMask));
+        var q = new DropoutParams(state, p, 1f / (1f - p), 0);
+        var m = mask.Floats();
+        foreach (var (start, count) in Chunks(m.Length)) k(count, q with { Start = start }, m);
     }
 
     /// <summary>A flat kernel over the elements of its last view (the output), with one input view.</summary>

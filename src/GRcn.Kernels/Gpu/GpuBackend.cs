@@ -123,6 +123,9 @@ internal static class GpuTensors
     /// <summary>The float32 elements of an optional tensor, or an empty view.</summary>
     public static ArrayView<float> FloatsOrEmpty(this Tensor? t) => t is null ? ArrayView<float>.Empty : t.Floats();
 
+    /// <summary>The int64 elements of an optional tensor, or an empty view.</summary>
+    public static ArrayView<long> LongsOrEmpty(this Tensor? t) => t is null ? ArrayView<long>.Empty : t.Longs();
+
     private static ArrayView<byte> Bytes(Tensor t)
     {
         var device = (GpuDevice)t.Device;

@@ -20,6 +20,7 @@ internal interface IElementwiseBackend
     void GlobalAveragePool(Tensor x, Tensor y, int n, int c, long s);
     void GlobalAveragePoolBackward(Tensor gradY, Tensor gradX, int n, int c, long s);
     void AdamWUpdate(Tensor weight, Tensor grad, Tensor expAvg, Tensor expAvgSq, in AdamWStep step);
+    void DropoutMask(Tensor mask, ulong state, float p);
 }
 
 /// <summary>Scalars of one AdamW step (see <see cref="Elementwise.AdamWUpdate"/>).</summary>
@@ -83,6 +84,19 @@ public static class Elementwise
         Same(a, nameof(a), b, nameof(b));
         Same(a, nameof(a), y, nameof(y));
         K(a, "multiply").Multiply(a, b, y);
+    }
+
+    /// <summary>
+    /// Inverted-dropout mask from the SplitMix64 stream at <paramref name="state"/>: element e draws
+    /// u = (z >> 40)·2⁻²⁴ from z = mix(state + (e + 1)·0x9E3779B97F4A7C15) (SplitMix64's (e + 1)-th output),
+    /// and is 1 / (1 − p) where u ≥ p, else 0. The same stream on every device, so masks agree bit for bit;
+    /// the caller advances its generator by mask.Length outputs.
+    /// </summary>
+    public static void DropoutMask(Tensor mask, ulong state, float p)
+    {
+        Same(mask, nameof(mask), mask, nameof(mask));
+        if (!(p is >= 0f and < 1f)) throw new ArgumentOutOfRangeException(nameof(p), p, "dropout probability must be in [0, 1)");
+        if (mask.Length > 0) K(mask, "dropout_mask").DropoutMask(mask, state, p);
     }
 
     /// <summary>

@@ -1,0 +1,182 @@
+// The detection losses with their gradients, on any device: softmax cross-entropy over rows of
+// logits (RoI classification), smooth-L1 with β over selected elements (box regression) and
+// binary cross-entropy with logits over selected elements (RPN objectness); the loss backward
+// (the saved gradient times the upstream scalar); and the sum of squares over a list of tensors
+// (the global gradient norm of clipping).
+// The selection (labels, element indices, targets, weights) is the samplers' host bookkeeping and
+// arrives as spans; the values, the gradient and the scalar loss stay on the tensors' device.
+// Every sum runs in double in a fixed order (deterministic): sequential on the CPU, a group tree
+// on a GPU, so the two agree to the last bits of a double before the float32 result is rounded.
+namespace GRcn.Kernels;
+
+/// <summary>Device kernels of <see cref="Loss"/>. Selections arrive validated (distinct indices inside x).</summary>
+internal interface ILossBackend
+{
+    void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad);
+    void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, ReadOnlySpan<float> weights, int groupSize,
+        float beta, double normalizer, Tensor loss, Tensor grad);
+    void BinaryCrossEntropyWithLogits(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, double normalizer, Tensor loss, Tensor grad);
+    void Backward(Tensor grad, Tensor gradLoss, Tensor gradX);
+    double SumOfSquares(IReadOnlyList<Tensor> tensors);
+}
+
+/// <summary>Losses of Faster R-CNN with their gradients, float32 tensors on any device.</summary>
+/// <remarks>
+/// Each loss writes its scalar value into <c>loss</c> (shape (1,)) and dLoss/dx into <c>grad</c>
+/// (x's shape, every element written: 0 outside the selection); <see cref="Backward"/> then scales
+/// that gradient by the upstream one. Sums over terms run in double; the per-element formulas are
+/// torch's numerically stable ones.
+/// </remarks>
+public static class Loss
+{
+    private static ILossBackend K(Tensor t, string op) => t.Device.Kernels<ILossBackend>(op);
+
+    /// <summary>
+    /// loss = Σᵣ wᵣ·(logsumexp(logitsᵣ) − logitsᵣ[labelsᵣ]) / <paramref name="normalizer"/> over logits (R, K);
+    /// grad[r, j] = wᵣ·(softmax(logitsᵣ)ⱼ − [j = labelsᵣ]) / normalizer.
+    /// </summary>
+    /// <param name="logits">Logits (R, K).</param>
+    /// <param name="labels">R labels in [0, K).</param>
+    /// <param name="weights">R row weights, or empty for 1.</param>
+    /// <param name="normalizer">Positive divisor (the mean: R).</param>
+    /// <param name="loss">Output (1,).</param>
+    /// <param name="grad">Output dLoss/dlogits (R, K).</param>
+    public static void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad)
+    {
+        Check.Tensor(logits, nameof(logits), 2, "(R, K)");
+        int rows = logits.Dim(0), k = logits.Dim(1);
+        if (labels.Length != rows)
+            throw new ArgumentException($"labels must have one entry per row of logits {logits.ShapeString}; got {labels.Length}", nameof(labels));
+        if (!weights.IsEmpty && weights.Length != rows)
+            throw new ArgumentException($"weights must be empty or have one entry per row ({rows}); got {weights.Length}", nameof(weights));
+        for (int r = 0; r < rows; r++)
+            if ((uint)labels[r] >= (uint)k) throw new ArgumentException($"labels[{r}] = {labels[r]} is outside [0, {k})", nameof(labels));
+        Outputs(logits, nameof(logits), normalizer, loss, grad);
+        K(logits, "softmax_cross_entropy").SoftmaxCrossEntropy(logits, labels, weights, normalizer, loss, grad);
+    }
+
+    /// <summary>
+    /// loss = Σⱼ w[j / groupSize]·smoothL1_β(x[indicesⱼ] − targetsⱼ) / <paramref name="normalizer"/>, with
+    /// smoothL1_β(d) = ½d²/β where |d| &lt; β, else |d| − ½β (β = 0: L1); grad at indicesⱼ its derivative
+    /// times the weight over the normalizer, 0 elsewhere.
+    /// </summary>
+    /// <param name="x">Predictions, any shape; indices are flat.</param>
+    /// <param name="indices">Distinct flat indices into x.</param>
+    /// <param name="targets">One target per index.</param>
+    /// <param name="weights">One weight per group of <paramref name="groupSize"/> consecutive terms, or empty for 1.</param>
+    /// <param name="groupSize">Terms per weight (4: one box).</param>
+    /// <param name="beta">β ≥ 0, compared as float32 (as torch's smooth_l1_loss).</param>
+    /// <param name="normalizer">Positive divisor.</param>
+    /// <param name="loss">Output (1,).</param>
+    /// <param name="grad">Output dLoss/dx, x's shape.</param>
+    public static void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, ReadOnlySpan<float> weights, int groupSize,
+        float beta, double normalizer, Tensor loss, Tensor grad)
+    {
+        Check.NotNull(x, nameof(x));
+        Check.Positive(groupSize, nameof(groupSize));
+        if (!(beta >= 0)) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
+        Selection(x, indices, targets);
+        if (!weights.IsEmpty && (long)weights.Length * groupSize != indices.Length)
+            throw new ArgumentException($"weights must be empty or have one entry per {groupSize} terms ({indices.Length / groupSize}); got {weights.Length}", nameof(weights));
+        Outputs(x, nameof(x), normalizer, loss, grad);
+        K(x, "smooth_l1").SmoothL1(x, indices, targets, weights, groupSize, beta, normalizer, loss, grad);
+    }
+
+    /// <summary>
+    /// loss = Σᵢ (max(zᵢ, 0) − zᵢ·tᵢ + log(1 + e^−|zᵢ|)) / <paramref name="normalizer"/> with zᵢ = x[indicesᵢ],
+    /// tᵢ = targetsᵢ; grad at indicesᵢ (σ(zᵢ) − tᵢ) / normalizer, 0 elsewhere.
+    /// </summary>
+    /// <param name="x">Logits, any shape; indices are flat.</param>
+    /// <param name="indices">Distinct flat indices into x.</param>
+    /// <param name="targets">One target in [0, 1] per index.</param>
+    /// <param name="normalizer">Positive divisor.</param>
+    /// <param name="loss">Output (1,).</param>
+    /// <param name="grad">Output dLoss/dx, x's shape.</param>
+    public static void BinaryCrossEntropyWithLogits(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, double normalizer, Tensor loss, Tensor grad)
+    {
+        Check.NotNull(x, nameof(x));
+        Selection(x, indices, targets);
+        Outputs(x, nameof(x), normalizer, loss, grad);
+        K(x, "binary_cross_entropy_with_logits").BinaryCrossEntropyWithLogits(x, indices, targets, normalizer, loss, grad);
+    }
+
+    /// <summary>gradX = gradLoss[0]·grad: a loss's backward, the upstream gradient staying on the device. gradX may be grad.</summary>
+    /// <param name="grad">The gradient a loss saved.</param>
+    /// <param name="gradLoss">Upstream gradient of the scalar loss, (1,).</param>
+    /// <param name="gradX">Output, grad's length.</param>
+    public static void Backward(Tensor grad, Tensor gradLoss, Tensor gradX)
+    {
+        Check.NotNull(grad, nameof(grad));
+        if (grad.DataType != DataType.Float32) throw new ArgumentException($"grad must be Float32; got {grad.DataType}", nameof(grad));
+        Scalar(grad, nameof(grad), gradLoss, nameof(gradLoss));
+        Check.NotNull(gradX, nameof(gradX));
+        Check.SameDevice(grad, nameof(grad), gradX, nameof(gradX));
+        if (gradX.DataType != DataType.Float32 || gradX.Length != grad.Length)
+            throw new ArgumentException($"gradX must be Float32 with {grad.Length} elements like grad {grad.ShapeString}; got {gradX.DataType} {gradX.ShapeString}", nameof(gradX));
+        K(grad, "loss_backward").Backward(grad, gradLoss, gradX);
+    }
+
+    /// <summary>Σ over every element of every tensor of x², in double (one scalar comes back to the host).</summary>
+    /// <param name="tensors">Float32 tensors, all on one device (none: 0).</param>
+    public static double SumOfSquares(IReadOnlyList<Tensor> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (tensors.Count == 0) return 0;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            Check.NotNull(tensors[i], $"{nameof(tensors)}[{i}]");
+            if (tensors[i].DataType != DataType.Float32)
+                throw new ArgumentException($"tensors[{i}] must be Float32; got {tensors[i].DataType}", nameof(tensors));
+            Check.SameDevice(tensors[0], $"{nameof(tensors)}[0]", tensors[i], $"{nameof(tensors)}[{i}]");
+        }
+        return K(tensors[0], "sum_of_squares").SumOfSquares(tensors);
+    }
+
+    private static void Outputs(Tensor x, string xName, double normalizer, Tensor loss, Tensor grad)
+    {
+        if (x.DataType != DataType.Float32) throw new ArgumentException($"{xName} must be Float32; got {x.DataType}", xName);
+        if (!(normalizer > 0) || double.IsInfinity(normalizer))
+            throw new ArgumentOutOfRangeException(nameof(normalizer), normalizer, "normalizer must be positive and finite");
+        Scalar(x, xName, loss, nameof(loss));
+        Check.NotNull(grad, nameof(grad));
+        Check.SameDevice(x, xName, grad, nameof(grad));
+        if (grad.DataType != DataType.Float32 || !grad.Shape.SequenceEqual(x.Shape))
+            throw new ArgumentException($"grad must be Float32 with {xName}'s shape {x.ShapeString}; got {grad.DataType} {grad.ShapeString}", nameof(grad));
+        if (ReferenceEquals(grad, x)) throw new ArgumentException($"grad must not be {xName}", nameof(grad));
+    }
+
+    private static void Scalar(Tensor x, string xName, Tensor s, string name)
+    {
+        Check.NotNull(s, name);
+        Check.SameDevice(x, xName, s, name);
+        if (s.DataType != DataType.Float32 || s.Length != 1)
+            throw new ArgumentException($"{name} must be Float32 with one element (1,); got {s.DataType} {s.ShapeString}", name);
+    }
+
+    /// <summary>indices and targets pair up, every index lies inside x, and no index repeats.</summary>
+    private static void Selection(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets)
+    {
+        if (indices.Length != targets.Length)
+            throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
+        if (indices.IsEmpty) return;
+        // a bitmap of x's elements: each term owns its gradient element, so the kernels write without atomics
+        var seen = System.Buffers.ArrayPool<ulong>.Shared.Rent((int)((x.Length + 63) / 64));
+        try
+        {
+            Array.Clear(seen);
+            for (int j = 0; j < indices.Length; j++)
+            {
+                int i = indices[j];
+                if ((ulong)(uint)i >= (ulong)x.Length || i < 0)
+                    throw new ArgumentException($"indices[{j}] = {i} is outside x {x.ShapeString}", nameof(indices));
+                ulong bit = 1UL << (i & 63);
+                if ((seen[i >> 6] & bit) != 0) throw new ArgumentException($"indices[{j}] = {i} repeats an earlier index; indices must be distinct", nameof(indices));
+                seen[i >> 6] |= bit;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<ulong>.Shared.Return(seen);
+        }
+    }
+}
