@@ -1,6 +1,7 @@
 // The Region Proposal Network of Faster R-CNN on one feature map, as torchvision's
-// RegionProposalNetwork (single level). The head runs as graph ops; everything else is host
-// float arrays:
+// RegionProposalNetwork (single level). The head runs as graph ops, the proposal selection as the
+// kernel library's RpnProposals op and the losses as its Loss ops, all on the features' device;
+// the anchor matching and sampling are host bookkeeping:
 // - layout: objectness (N, A, H, W) and deltas (N, 4A, H, W) map to anchor order (y, x, a) as
 //   torchvision's permute_and_flatten: anchor i = (y·W + x)·A + a reads objectness channel a
 //   and delta channels 4a..4a+3 at (y, x).
@@ -13,7 +14,7 @@
 //   An image without GT boxes has every anchor negative. Both are device loss ops (the sampled
 //   anchors' offsets and targets go to the device), so gradients flow to the head through the
 //   objectness and delta tensors.
-// Images are processed one after another; NMS runs on the features' device.
+// Images are processed one after another.
 using GRcn.Detection.Autograd;
 using GRcn.Detection.Boxes;
 using GRcn.Detection.Nn;
@@ -67,6 +68,8 @@ public sealed class RegionProposalNetwork : Module
         Sampler = new BalancedSampler(Options.BatchSizePerImage, Options.PositiveFraction);
     }
 
+    private readonly Dictionary<(int H, int W, int StrideH, int StrideW), Tensor> _deviceAnchors = [];
+
     /// <summary>Settings.</summary>
     public RpnOptions Options { get; }
 
@@ -115,19 +118,21 @@ public sealed class RegionProposalNetwork : Module
 
         var (objectness, deltas) = Head.Forward(g, features);
         var anchors = AnchorGenerator.Anchors(h, w, strideH, strideW);
-        // host copy: the head's outputs for proposal selection (top-N, decode, clip, NMS input), N·A·H·W + 4·N·A·H·W floats
-        var objHost = objectness.Value.ToArray<float>();
-        var deltaHost = deltas.Value.ToArray<float>();
-        int a = AnchorGenerator.NumAnchorsPerLocation, p = h * w * a;
-        var objImage = new float[p];
-        var deltaImage = new float[4 * p];
+        var anchorTensor = DeviceAnchors(anchors, (h, w, strideH, strideW));
+        var options = ProposalOptions(g.Training);
         var proposals = new float[n][];
         var scores = new float[n][];
         for (int i = 0; i < n; i++)
         {
-            ToAnchorOrder(objHost.AsSpan(i * p, p), 1, a, h, w, objImage);
-            ToAnchorOrder(deltaHost.AsSpan(i * 4 * p, 4 * p), 4, a, h, w, deltaImage);
-            (proposals[i], scores[i]) = FilterProposals(anchors, objImage, deltaImage, imageSizes[i].Height, imageSizes[i].Width, g.Training, g.Device);
+            // top-N, decode, clip, filters and NMS on the device (RpnProposals)
+            var (boxes, boxScores) = RpnProposals.Select(objectness.Value, deltas.Value, anchorTensor, i, imageSizes[i].Height, imageSizes[i].Width, options);
+            using (boxes)
+            using (boxScores)
+            {
+                // host copy: image i's proposals and scores for RoI sampling and the result, ≤ 5·post-NMS-N floats
+                proposals[i] = boxes.ToArray<float>();
+                scores[i] = boxScores.ToArray<float>();
+            }
         }
         if (gtBoxes is null) return new RpnOutput(proposals, scores, null, null);
         var losses = ComputeLoss(g, objectness, deltas, anchors, gtBoxes, rng);
@@ -176,7 +181,7 @@ public sealed class RegionProposalNetwork : Module
     /// <param name="imageHeight">Height the boxes are clipped to.</param>
     /// <param name="imageWidth">Width the boxes are clipped to.</param>
     /// <param name="training">Selects the training or test pre/post-NMS counts.</param>
-    /// <param name="nmsDevice">Where NMS runs.</param>
+    /// <param name="nmsDevice">Where the selection (RpnProposals: sort, decode, NMS) runs.</param>
     /// <returns>Boxes (k, 4) and sigmoid scores (k), by descending score.</returns>
     public (float[] Boxes, float[] Scores) FilterProposals(ReadOnlySpan<float> anchors, ReadOnlySpan<float> objectness, ReadOnlySpan<float> deltas,
         int imageHeight, int imageWidth, bool training, Device nmsDevice)
@@ -188,67 +193,43 @@ public sealed class RegionProposalNetwork : Module
             throw new ArgumentException($"objectness must hold one logit per anchor ({p}); got {objectness.Length}", nameof(objectness));
         if (deltas.Length != 4 * p)
             throw new ArgumentException($"deltas must have shape ({p}, 4); got {deltas.Length} floats", nameof(deltas));
-        int preNms = training ? Options.PreNmsTopNTrain : Options.PreNmsTopNTest;
-        int postNms = training ? Options.PostNmsTopNTrain : Options.PostNmsTopNTest;
-
-        // top-k by logit: sort keys (order-preserving float bits, inverted for descending) << 32 | index,
-        // so ties keep ascending anchor index
-        var keys = new ulong[p];
-        for (int i = 0; i < p; i++) keys[i] = ((ulong)~OrderedBits(objectness[i]) << 32) | (uint)i;
-        Array.Sort(keys);
-        int k = Math.Min(preNms, p);
-        var selAnchors = new float[4 * k];
-        var selDeltas = new float[4 * k];
-        var boxes = new float[4 * k];
-        var scores = new float[k];
-        for (int j = 0; j < k; j++)
-        {
-            int i = (int)(keys[j] & 0xFFFFFFFF);
-            anchors.Slice(4 * i, 4).CopyTo(selAnchors.AsSpan(4 * j));
-            deltas.Slice(4 * i, 4).CopyTo(selDeltas.AsSpan(4 * j));
-            scores[j] = 1f / (1f + MathF.Exp(-objectness[i]));
-        }
-        BoxCoder.Decode(selDeltas, selAnchors, boxes);
-        BoxOps.Clip(boxes, imageHeight, imageWidth);
-
-        // drop small boxes and low scores, compacting in place (order kept)
-        int m = 0;
-        for (int j = 0; j < k; j++)
-        {
-            float bw = boxes[4 * j + 2] - boxes[4 * j], bh = boxes[4 * j + 3] - boxes[4 * j + 1];
-            if (!(bw >= Options.MinSize && bh >= Options.MinSize && scores[j] >= Options.ScoreThreshold)) continue;
-            if (m != j)
-            {
-                boxes.AsSpan(4 * j, 4).CopyTo(boxes.AsSpan(4 * m));
-                scores[m] = scores[j];
-            }
-            m++;
-        }
-        if (m == 0) return ([], []);
-
-        long[] keep;
-        // host → device and back: the m ≤ pre-NMS-N candidate boxes and scores (5·m floats), the kept indices back
-        using (var tb = Tensor.FromSpan(nmsDevice, boxes.AsSpan(0, 4 * m), m, 4))
-        using (var ts = Tensor.FromSpan(nmsDevice, scores.AsSpan(0, m), m))
-        using (var tk = Nms.Forward(tb, ts, Options.NmsThreshold))
-            keep = tk.ToArray<long>();
-        int kept = Math.Min(keep.Length, postNms);
-        var outBoxes = new float[4 * kept];
-        var outScores = new float[kept];
-        for (int j = 0; j < kept; j++)
-        {
-            int s = (int)keep[j];
-            boxes.AsSpan(4 * s, 4).CopyTo(outBoxes.AsSpan(4 * j));
-            outScores[j] = scores[s];
-        }
-        return (outBoxes, outScores);
+        // anchor order as a head output with one anchor per location on a 1 × P map: objectness
+        // (1, 1, 1, P) as it is, deltas (P, 4) transposed to (1, 4, 1, P)
+        var transposed = new float[4 * p];
+        for (int i = 0; i < p; i++)
+            for (int c = 0; c < 4; c++) transposed[c * p + i] = deltas[4 * i + c];
+        using var o = Tensor.FromSpan(nmsDevice, objectness, 1, 1, 1, p);
+        using var d = Tensor.FromSpan<float>(nmsDevice, transposed, 1, 4, 1, p);
+        using var a = Tensor.FromSpan(nmsDevice, anchors, p, 4);
+        var (boxes, scores) = RpnProposals.Select(o, d, a, 0, imageHeight, imageWidth, ProposalOptions(training));
+        using (boxes)
+        using (scores)
+            return (boxes.ToArray<float>(), scores.ToArray<float>());
     }
 
-    /// <summary>Maps a float to a uint whose unsigned order is the float order (NaN above +∞, as torch.topk ranks NaN first).</summary>
-    private static uint OrderedBits(float f)
+    /// <summary>The proposal settings of a training or an inference pass.</summary>
+    private RpnProposalOptions ProposalOptions(bool training) => new(
+        training ? Options.PreNmsTopNTrain : Options.PreNmsTopNTest, training ? Options.PostNmsTopNTrain : Options.PostNmsTopNTest,
+        Options.NmsThreshold, Options.MinSize, Options.ScoreThreshold, BoxCoder.Wx, BoxCoder.Wy, BoxCoder.Ww, BoxCoder.Wh, BoxCoder.Clip);
+
+    /// <summary>The anchors of a map size on the device, uploaded once per size (the last few sizes are kept).</summary>
+    private Tensor DeviceAnchors(float[] anchors, (int H, int W, int StrideH, int StrideW) key)
     {
-        uint b = BitConverter.SingleToUInt32Bits(f);
-        return (b & 0x80000000u) != 0 ? ~b : b | 0x80000000u;
+        if (_deviceAnchors.TryGetValue(key, out var t)) return t;
+        if (_deviceAnchors.Count >= 8)
+        {
+            foreach (var old in _deviceAnchors.Values) old.Dispose();
+            _deviceAnchors.Clear();
+        }
+        // host → device: the map's anchors, 4·H·W·A floats, once per map size
+        return _deviceAnchors[key] = Tensor.FromSpan<float>(Device, anchors, anchors.Length / 4, 4);
+    }
+
+    /// <inheritdoc/>
+    protected override void DisposeState()
+    {
+        foreach (var t in _deviceAnchors.Values) t.Dispose();
+        _deviceAnchors.Clear();
     }
 
     /// <summary>Labels and matched GT of every anchor of one image (torchvision's assign_targets_to_anchors).</summary>

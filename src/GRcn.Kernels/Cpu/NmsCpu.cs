@@ -199,7 +199,7 @@ internal static unsafe class NmsCpu
     /// (key 0), −0 equal to +0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint DescendingKey(float score)
+    internal static uint DescendingKey(float score)
     {
         if (float.IsNaN(score)) return 0;
         uint bits = BitConverter.SingleToUInt32Bits(score == 0f ? 0f : score);

@@ -111,6 +111,17 @@ internal sealed partial class GpuBackend : INmsBackend
         var init = Kernel(ref _nmsKeys, "nms_sort_keys",
             acc => acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<ulong>>(NmsSortKernels.Keys));
         init(n2, k, scores, keys);
+        return SortKeys(k, buffer);
+    }
+
+    /// <summary>
+    /// Sorts the keys already written to buffer[0 .. n2) (k distinct keys, ulong.MaxValue padding) ascending;
+    /// returns the view of the sorted keys, in buffer (n2 + k: n2 = a power of two ≥ max(k, 2)).
+    /// </summary>
+    private ArrayView<ulong> SortKeys(int k, ArrayView<ulong> buffer)
+    {
+        int n2 = (int)(buffer.Length - k);
+        var keys = buffer.SubView(0, n2);
         if (k <= RankSortMaxBoxes && NmsForceBitonic == 0)
         {
             var rank = Kernel(ref _nmsSortRank, "nms_sort_rank",
