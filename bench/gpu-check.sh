@@ -13,7 +13,11 @@
 #           CPU backend at the detector's sizes: VGG16 convolutions, 2000 RoIs, 12000 boxes)
 #        4. grcn bench ops --device cuda, then bench/torch_ops.py --cuda (TF32 off) and
 #           --cuda --tf32, and bench/compare.py's ratio tables (PyTorch median / ours)
-#      writing logs, JSON and compare.md / compare_tf32.md into DIR (default $OUT, else gpu/out).
+#        5. grcn bench train-step --device cuda beside bench/torch_train_step.py --device cuda:
+#           VGG16 at full width, 600×1000, batch 2 (training step and inference)
+#        6. the README's main job, grcn train --device cuda (time and AP50; at most 5 minutes)
+#      writing logs, JSON and compare.md / compare_tf32.md / train_step.md into DIR (default
+#      $OUT, else gpu/out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,10 +61,28 @@ case "$mode" in
         --note "Op suite on $gpu, GRcn.Kernels (ILGPU) vs PyTorch on CUDA, FP32 with TF32 off, $(date -u '+%Y-%m-%d %H:%M UTC')." || status=1
     "$python" bench/compare.py "$out/ours.json" "$out/torch_tf32.json" --markdown "$out/compare_tf32.md" \
         --note "The same, PyTorch with TF32 on (matmul and cuDNN)." || status=1
+    echo "== training step: VGG16 ×1, 600×1000, batch 2 (grcn, then torchvision)"
+    step=(--backbone vgg16 --width 1 --size 600 --image-width 1000 --batch 2 --anchors 128 256 512)
+    "$grcn" bench train-step --device cuda "${step[@]}" --json 2>&1 | tee "$out/train_step.jsonl" || status=1
+    "$python" bench/torch_train_step.py --device cuda "${step[@]}" 2>&1 | tee -a "$out/train_step.jsonl" || status=1
+    "$python" - "$out/train_step.jsonl" "$gpu" >"$out/train_step.md" <<'PY' || status=1
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ours = next(r for r in rows if r.get("engine") == "grcn")
+peer = next(r for r in rows if "peer" in r)
+print(f"Training step and inference on {sys.argv[2]}: VGG16 ×1, 600×1000, batch 2, FP32 (TF32 off).\n")
+print(f"| | grcn ms | {peer['peer']} ms | torch / grcn |")
+print("| --- | ---: | ---: | ---: |")
+for k, name in (("train_step_ms", "training step (median)"), ("inference_ms", "inference (median)")):
+    print(f"| {name} | {ours[k]:.1f} | {peer[k]:.1f} | {peer[k] / ours[k]:.2f}x |")
+PY
+    cat "$out/train_step.md" || true
+    echo "== the main job on cuda: grcn train --device cuda (at most 5 minutes)"
+    timeout 300 "$grcn" train --device cuda --plain --out "$out/train" 2>&1 | tail -n 5 | tee "$out/train.txt" || status=1
     exit "$status"
     ;;
 *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

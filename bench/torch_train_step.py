@@ -5,6 +5,9 @@ image size and thread count; times one training step (forward, the four losses, 
 SGD update) and one inference, median over --repeats after --warmup. Prints one JSON line.
 
 Run with Debian's torch: /usr/bin/python3 bench/torch_train_step.py --backbone vgg16 --width 0.25 --size 320
+On a GPU (the peer of `grcn bench train-step --device cuda`): --device cuda [--tf32], e.g.
+  python3 bench/torch_train_step.py --device cuda --width 1 --size 600 --image-width 1000 --batch 2
+(each timed call ends with torch.cuda.synchronize(); TF32 is off unless --tf32).
 """
 import argparse, json, statistics, time
 import torch, torchvision
@@ -74,7 +77,7 @@ def resnet(depth, width, det):
 
 def build(args, classes):
     anchors = AnchorGenerator(sizes=(tuple(args.anchors),), aspect_ratios=((0.5, 1.0, 2.0),))
-    common = dict(min_size=args.size, max_size=args.size, rpn_anchor_generator=anchors,
+    common = dict(min_size=min(args.size, args.image_width), max_size=max(args.size, args.image_width), rpn_anchor_generator=anchors,
                   rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000,
                   rpn_pre_nms_top_n_test=6000, rpn_post_nms_top_n_test=300,
                   box_batch_size_per_image=128, box_score_thresh=0.05, box_nms_thresh=0.3)
@@ -101,7 +104,10 @@ def main():
     ap.add_argument("--backbone", default="vgg16")
     ap.add_argument("--layout", default="c4", choices=["c4", "det"])
     ap.add_argument("--width", type=float, default=0.25)
-    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--size", type=int, default=320, help="image height (and width unless --image-width)")
+    ap.add_argument("--image-width", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in matmul and cuDNN (CUDA only)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--classes", type=int, default=5)
     ap.add_argument("--anchors", type=float, nargs="+", default=[32, 64, 128])
@@ -109,14 +115,21 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    if args.image_width is None:
+        args.image_width = args.size
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    model = build(args, args.classes)
+    model = build(args, args.classes).to(dev)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    s = args.size
-    images = [torch.rand(3, s, s) for _ in range(args.batch)]
-    box = torch.tensor([[0.1 * s, 0.1 * s, 0.4 * s, 0.5 * s], [0.5 * s, 0.2 * s, 0.9 * s, 0.6 * s], [0.3 * s, 0.6 * s, 0.6 * s, 0.95 * s]])
-    targets = [{"boxes": box.clone(), "labels": torch.tensor([1, 2, 3])} for _ in range(args.batch)]
+    s, sw = args.size, args.image_width
+    images = [torch.rand(3, s, sw, device=dev) for _ in range(args.batch)]
+    box = torch.tensor([[0.1 * sw, 0.1 * s, 0.4 * sw, 0.5 * s], [0.5 * sw, 0.2 * s, 0.9 * sw, 0.6 * s], [0.3 * sw, 0.6 * s, 0.6 * sw, 0.95 * s]], device=dev)
+    targets = [{"boxes": box.clone(), "labels": torch.tensor([1, 2, 3], device=dev)} for _ in range(args.batch)]
 
     def train_step():
         model.train()
@@ -125,14 +138,17 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
 
     def infer():
         model.eval()
         with torch.no_grad():
             model(images)
+        sync()
 
     out = {"peer": f"torchvision {torchvision.__version__} (torch {torch.__version__})", "backbone": args.backbone,
-           "width": args.width, "size": s, "batch": args.batch, "threads": args.threads}
+           "width": args.width, "size": s, "image_width": sw, "batch": args.batch, "threads": args.threads,
+           "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "tf32": bool(args.tf32)}
     for name, fn in (("train_step_ms", train_step), ("inference_ms", infer)):
         for _ in range(args.warmup):
             fn()

@@ -11,6 +11,10 @@
 // share of the tensor summed in double, one partial per group at Offset + group) and SumPartials
 // (one group adding the partials in order).
 // LossBackward is one thread per element: gradX[e] = gradLoss[0]·grad[e].
+// HarmonicWeights is ONE group too: thread t takes foreground RoIs t, t + Group.DimX, ...: decodes
+// its class's box (RpnProposalsKernels.DecodeBox), its IoU with the ground truth and its class
+// probability, writes 1 + IoU and 1 + p; the group sums IoU^γ (GroupSums.Reduce) and each thread
+// scales its box weights by IoU^γ / mean.
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -24,8 +28,48 @@ namespace GRcn.Kernels.Gpu;
 /// </summary>
 internal readonly record struct LossParams(int Rows, int K, int Count, int HasWeights, int GroupSize, float Beta, double Normalizer, int Offset);
 
+/// <summary>Scalars of the Harmonic weights: RoIs R, classes K, foreground RoIs, γ and the head's box coding.</summary>
+internal readonly record struct HarmonicParams(int Rows, int K, int Foreground, float Gamma, float Wx, float Wy, float Ww, float Wh, float Clamp);
+
 internal static class LossKernels
 {
+    /// <summary>
+    /// classWeights = 1 + IoU on foreground rows (1 elsewhere), boxWeights[j] = (1 + p)·IoU^γ / mean(IoU^γ);
+    /// pairs holds (row, class) per foreground RoI, gt its box, ious scratch (one double per foreground RoI).
+    /// </summary>
+    [Kernel]
+    public static void HarmonicWeights(HarmonicParams q, ArrayView<float> logits, ArrayView<float> deltas, ArrayView<float> rois, ArrayView<long> pairs,
+        ArrayView<float> gt, ArrayView<double> ious, ArrayView<float> classWeights, ArrayView<float> boxWeights)
+    {
+        var shared = SharedMemory.Allocate<double>(GroupSums.Warps);
+        for (int r = Group.IdxX; r < q.Rows; r += Group.DimX) classWeights[r] = 1f;
+        Group.Barrier();
+        double sumH = 0;
+        for (int j = Group.IdxX; j < q.Foreground; j += Group.DimX)
+        {
+            int row = (int)pairs[2 * j], c = (int)pairs[2 * j + 1];
+            long d = ((long)row * q.K + c) * 4;
+            RpnProposalsKernels.DecodeBox(rois[5L * row + 1], rois[5L * row + 2], rois[5L * row + 3], rois[5L * row + 4],
+                deltas[d], deltas[d + 1], deltas[d + 2], deltas[d + 3], q.Wx, q.Wy, q.Ww, q.Wh, q.Clamp,
+                out float x1, out float y1, out float x2, out float y2);
+            double iou = RpnProposalsKernels.Iou(x1, y1, x2, y2, gt[4L * j], gt[4L * j + 1], gt[4L * j + 2], gt[4L * j + 3]);
+            long at = (long)row * q.K;
+            float max = float.NegativeInfinity;
+            for (int i = 0; i < q.K; i++) max = XMath.Max(max, logits[at + i]);
+            double sum = 0;
+            for (int i = 0; i < q.K; i++) sum += XMath.Exp((double)(logits[at + i] - max));
+            double p = XMath.Exp((double)(logits[at + c] - max)) / sum;
+            classWeights[row] = (float)(1 + iou);
+            boxWeights[j] = (float)(1 + p);
+            ious[j] = iou;
+            sumH += XMath.Pow(iou, (double)q.Gamma);
+        }
+        sumH = GroupSums.Reduce(shared, sumH);
+        double meanH = q.Foreground > 0 ? sumH / q.Foreground : 1;
+        for (int j = Group.IdxX; j < q.Foreground; j += Group.DimX)
+            boxWeights[j] = boxWeights[j] * (meanH > 1e-12 ? (float)(XMath.Pow(ious[j], (double)q.Gamma) / meanH) : 1f);
+    }
+
     /// <summary>Softmax cross-entropy of every row, its gradient, and loss[0] = Σ wᵣ·ℓᵣ / normalizer.</summary>
     [Kernel]
     public static void SoftmaxCrossEntropy(LossParams q, ArrayView<float> logits, ArrayView<long> labels, ArrayView<float> weights,

@@ -46,24 +46,11 @@ internal static class RpnProposalsKernels
         float score = ExactMath.Div(1f, 1f + XMath.Exp(-logit));
         // the image's deltas start 4·P after the previous image's: ObjectnessStart·4
         long d0 = 4 * q.ObjectnessStart + (long)(4 * a) * q.HW + s;
-        float ax1 = anchors[4L * i], ay1 = anchors[4L * i + 1];
-        float w = anchors[4L * i + 2] - ax1;
-        float h = anchors[4L * i + 3] - ay1;
-        float cx = ExactMath.Add(ax1, ExactMath.Mul(0.5f, w));
-        float cy = ExactMath.Add(ay1, ExactMath.Mul(0.5f, h));
-        float dx = ExactMath.Div(deltas[d0], q.Wx);
-        float dy = ExactMath.Div(deltas[d0 + q.HW], q.Wy);
-        // clamp(max = clip) keeping NaN, as MathF.Min
-        float dw = ExactMath.Div(deltas[d0 + 2L * q.HW], q.Ww);
-        float dh = ExactMath.Div(deltas[d0 + 3L * q.HW], q.Wh);
-        dw = float.IsNaN(dw) ? dw : XMath.Min(dw, q.Clamp);
-        dh = float.IsNaN(dh) ? dh : XMath.Min(dh, q.Clamp);
-        float pcx = ExactMath.Add(ExactMath.Mul(dx, w), cx);
-        float pcy = ExactMath.Add(ExactMath.Mul(dy, h), cy);
-        float halfW = ExactMath.Mul(0.5f, ExactMath.Mul(XMath.Exp(dw), w));
-        float halfH = ExactMath.Mul(0.5f, ExactMath.Mul(XMath.Exp(dh), h));
-        float x1 = Clip(pcx - halfW, q.Width), y1 = Clip(pcy - halfH, q.Height);
-        float x2 = Clip(pcx + halfW, q.Width), y2 = Clip(pcy + halfH, q.Height);
+        DecodeBox(anchors[4L * i], anchors[4L * i + 1], anchors[4L * i + 2], anchors[4L * i + 3],
+            deltas[d0], deltas[d0 + q.HW], deltas[d0 + 2L * q.HW], deltas[d0 + 3L * q.HW], q.Wx, q.Wy, q.Ww, q.Wh, q.Clamp,
+            out float bx1, out float by1, out float bx2, out float by2);
+        float x1 = Clip(bx1, q.Width), y1 = Clip(by1, q.Height);
+        float x2 = Clip(bx2, q.Width), y2 = Clip(by2, q.Height);
         boxes[4L * j] = x1;
         boxes[4L * j + 1] = y1;
         boxes[4L * j + 2] = x2;
@@ -71,6 +58,46 @@ internal static class RpnProposalsKernels
         scores[j] = score;
         // NaN sides or scores fail the tests and drop the box
         flags[j] = x2 - x1 >= q.MinSize && y2 - y1 >= q.MinSize && score >= q.ScoreThreshold ? 1 : 0;
+    }
+
+    /// <summary>
+    /// torchvision's decode_single of one box from reference (rx1, ry1, rx2, ry2) and deltas in its float32
+    /// order (the CPU backend's CpuBackend.Decode): multiplies and adds unfused, divisions IEEE, dw and dh
+    /// clamped above (NaN kept) before exp.
+    /// </summary>
+    public static void DecodeBox(float rx1, float ry1, float rx2, float ry2, float ddx, float ddy, float ddw, float ddh,
+        float wx, float wy, float ww, float wh, float clamp, out float x1, out float y1, out float x2, out float y2)
+    {
+        float w = rx2 - rx1;
+        float h = ry2 - ry1;
+        float cx = ExactMath.Add(rx1, ExactMath.Mul(0.5f, w));
+        float cy = ExactMath.Add(ry1, ExactMath.Mul(0.5f, h));
+        float dx = ExactMath.Div(ddx, wx);
+        float dy = ExactMath.Div(ddy, wy);
+        float dw = ExactMath.Div(ddw, ww);
+        float dh = ExactMath.Div(ddh, wh);
+        dw = float.IsNaN(dw) ? dw : XMath.Min(dw, clamp);
+        dh = float.IsNaN(dh) ? dh : XMath.Min(dh, clamp);
+        float pcx = ExactMath.Add(ExactMath.Mul(dx, w), cx);
+        float pcy = ExactMath.Add(ExactMath.Mul(dy, h), cy);
+        float halfW = ExactMath.Mul(0.5f, ExactMath.Mul(XMath.Exp(dw), w));
+        float halfH = ExactMath.Mul(0.5f, ExactMath.Mul(XMath.Exp(dh), h));
+        x1 = pcx - halfW;
+        y1 = pcy - halfH;
+        x2 = pcx + halfW;
+        y2 = pcy + halfH;
+    }
+
+    /// <summary>IoU of two boxes in torchvision's float32 order (CpuBackend.Iou): products unfused, 0 when both areas are 0.</summary>
+    public static float Iou(float ax1, float ay1, float ax2, float ay2, float bx1, float by1, float bx2, float by2)
+    {
+        float areaA = ExactMath.Mul(ax2 - ax1, ay2 - ay1);
+        float areaB = ExactMath.Mul(bx2 - bx1, by2 - by1);
+        float w = XMath.Max(XMath.Min(ax2, bx2) - XMath.Max(ax1, bx1), 0f);
+        float h = XMath.Max(XMath.Min(ay2, by2) - XMath.Max(ay1, by1), 0f);
+        float inter = ExactMath.Mul(w, h);
+        float union = ExactMath.Add(areaA, areaB) - inter;
+        return inter == 0f && union == 0f ? 0f : ExactMath.Div(inter, union);
     }
 
     /// <summary>min(max(v, 0), size) with a NaN kept (torch.clamp, MathF.Min/Max).</summary>

@@ -85,6 +85,50 @@ public class LossTests
 
     [Theory]
     [MemberData(nameof(GpuDevices.Names), MemberType = typeof(GpuDevices))]
+    public void HarmonicWeightsMatchTheCpuBackend(string name)
+    {
+        var d = GpuDevices.Get(name);
+        var coding = new BoxCoding(10f, 10f, 5f, 5f, 4.135166556742356f);
+        foreach (var (r, k, fg, seed) in new[] { (40, 6, 9, 1), (70, 3, 0, 2), (5, 21, 5, 3) })
+        {
+            var logits = TestData.Uniform(seed, r * k, -4f, 4f);
+            var deltas = TestData.Uniform(seed + 1, r * 4 * k, -1f, 1f);
+            var corners = TestData.Uniform(seed + 2, 4 * r, 0f, 50f);
+            var rois = new float[5 * r];
+            for (int i = 0; i < r; i++)
+            {
+                rois[5 * i + 1] = corners[4 * i];
+                rois[5 * i + 2] = corners[4 * i + 1];
+                rois[5 * i + 3] = corners[4 * i] + 4f + corners[4 * i + 2] / 2;
+                rois[5 * i + 4] = corners[4 * i + 1] + 4f + corners[4 * i + 3] / 2;
+            }
+            var rng = new Random(seed);
+            var rows = Enumerable.Range(0, r).OrderBy(_ => rng.Next()).Take(fg).ToArray();
+            var classes = rows.Select(_ => 1 + rng.Next(k - 1)).ToArray();
+            // ground truth near each RoI, so IoUs spread over (0, 1)
+            var gt = rows.SelectMany(row => new[] { rois[5 * row + 1] + 1f, rois[5 * row + 2] - 1f, rois[5 * row + 3] + 2f, rois[5 * row + 4] }).ToArray();
+            var (cwCpu, bwCpu) = Harmonic(Device.Cpu, logits, deltas, rois, r, k, rows, classes, gt, coding);
+            var (cwGpu, bwGpu) = Harmonic(d, logits, deltas, rois, r, k, rows, classes, gt, coding);
+            Close.Assert(cwCpu, cwGpu, 1e-5, 1e-6, $"class weights {r}×{k}, {fg} foreground");
+            Close.Assert(bwCpu, bwGpu, 1e-5, 1e-6, $"box weights {r}×{k}, {fg} foreground");
+            Assert.Contains(cwCpu, w => w > 1f == (fg > 0));
+        }
+    }
+
+    private static (float[] ClassWeights, float[] BoxWeights) Harmonic(Device device, float[] logits, float[] deltas, float[] rois, int r, int k,
+        int[] rows, int[] classes, float[] gt, BoxCoding coding)
+    {
+        using var l = TestData.On(device, logits, r, k);
+        using var dl = TestData.On(device, deltas, r, 4 * k);
+        using var ro = TestData.On(device, rois, r, 5);
+        using var cw = Tensor.Empty(device, DataType.Float32, r);
+        using var bw = Tensor.Empty(device, DataType.Float32, rows.Length);
+        Loss.HarmonicWeights(l, dl, ro, rows, classes, gt, 1f, coding, cw, bw);
+        return (cw.ToArray<float>(), bw.ToArray<float>());
+    }
+
+    [Theory]
+    [MemberData(nameof(GpuDevices.Names), MemberType = typeof(GpuDevices))]
     public void BackwardScalesByTheUpstreamGradientOnTheDevice(string name)
     {
         var d = GpuDevices.Get(name);

@@ -8,7 +8,7 @@ namespace GRcn.Kernels.GpuTests;
 
 public class RpnProposalsTests
 {
-    private static readonly RpnProposalOptions s_options = new(50, 20, 0.7, 1e-3f, 0f, 1f, 1f, 1f, 1f, 4.135166556742356f);
+    private static readonly RpnProposalOptions s_options = new(50, 20, 0.7, 1e-3f, 0f, new BoxCoding(1f, 1f, 1f, 1f, 4.135166556742356f));
 
     /// <summary>Head outputs (N, A, H, W) and (N, 4A, H, W) and valid anchors (H·W·A, 4) in a 64-pixel image.</summary>
     private static (float[] Objectness, float[] Deltas, float[] Anchors) Inputs(int seed, int n, int a, int h, int w, bool quantised = false)
@@ -117,6 +117,6 @@ public class RpnProposalsTests
         Assert.Equal("deltas", Assert.Throws<ArgumentException>(() => RpnProposals.Select(o, wrong, an, 0, 10, 10, s_options)).ParamName);
         Assert.Equal("anchors", Assert.Throws<ArgumentException>(() => RpnProposals.Select(o, dl, dl, 0, 10, 10, s_options)).ParamName);
         Assert.Equal("image", Assert.Throws<ArgumentOutOfRangeException>(() => RpnProposals.Select(o, dl, an, 1, 10, 10, s_options)).ParamName);
-        Assert.Throws<ArgumentOutOfRangeException>(() => RpnProposals.Select(o, dl, an, 0, 10, 10, s_options with { Wx = 0f }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => RpnProposals.Select(o, dl, an, 0, 10, 10, s_options with { Coding = s_options.Coding with { Wx = 0f } }));
     }
 }

@@ -5,6 +5,8 @@
 // operation order, so results agree with it to the last bit up to exp/log rounding.
 // Shapes: boxes are flat float spans, 4 per box [x1, y1, x2, y2]; deltas 4 per box (or
 // 4·C per box for class-specific deltas). Single-threaded: callers parallelise over images.
+using GRcn.Kernels;
+
 namespace GRcn.Detection.Boxes;
 
 /// <summary>Encodes boxes as deltas relative to reference boxes and decodes them back (torchvision's BoxCoder).</summary>
@@ -48,6 +50,9 @@ public sealed class BoxCoder
 
     /// <summary>Upper clamp of dw and dh before exp.</summary>
     public float Clip { get; }
+
+    /// <summary>The same settings for the kernel library's device ops (RpnProposals, Loss.HarmonicWeights).</summary>
+    public BoxCoding Coding => new(Wx, Wy, Ww, Wh, Clip);
 
     private static void CheckWeight(double w, string name)
     {

@@ -304,7 +304,7 @@ internal sealed class GRcnNetwork : Module
         {
             var labels = samples!.SelectMany(s => s.Labels).ToArray();
             var targets = samples!.SelectMany(s => s.Targets).ToArray();
-            var (clsLoss, boxLoss) = RoiLosses(g, logits, deltas, labels, targets, roiHost, samples!, batch);
+            var (clsLoss, boxLoss) = RoiLosses(g, logits, deltas, labels, targets, rois, samples!, batch);
             var loss = g.WeightedSum([(rpn.ObjectnessLoss!, 1f), (rpn.BoxLoss!, 1f), (clsLoss, 1f), (boxLoss, 1f)]);
             var terms = Scalars(rpn.ObjectnessLoss!, rpn.BoxLoss!, clsLoss, boxLoss);
             return (loss, terms, null);
@@ -379,7 +379,7 @@ internal sealed class GRcnNetwork : Module
     /// h = IoU^γ normalised to mean 1 over the foreground RoIs; both weights are constants (no gradient).
     /// </summary>
     private (Variable Cls, Variable Box) RoiLosses(Graph g, Variable logits, Variable deltas, int[] labels, float[] targets,
-        float[] roiHost, RoiSample[] samples, IReadOnlyList<BatchImage> batch)
+        Tensor rois, RoiSample[] samples, IReadOnlyList<BatchImage> batch)
     {
         int r = labels.Length;
         var posRows = new List<int>();
@@ -393,39 +393,19 @@ internal sealed class GRcnNetwork : Module
             return (Losses.SoftmaxCrossEntropy(g, logits, labels),
                     Losses.SmoothL1(g, deltas, rows, classes, posTargets, _c.RoiHeads.SmoothL1Beta, Math.Max(r, 1)));
 
-        // host copy (Harmonic loss only): logits and deltas once more for the IoU and probability weights, R·(K+1) + 4·R·(K+1) floats
-        var lh = logits.Value.ToArray<float>();
-        var dh = deltas.Value.ToArray<float>();
-        var clsWeights = new float[r];
-        Array.Fill(clsWeights, 1f);
-        var boxWeights = new float[rows.Length];
-        var ious = new double[rows.Length];
-        Span<float> box = stackalloc float[4];
-        Span<float> iou = stackalloc float[1];
+        // the Harmonic weights on the device from the logits, deltas and RoIs; the foreground RoIs' ground truth goes up (4·R⁺ floats)
+        var gt = new float[4 * rows.Length];
         var gtOf = new (int Image, int Gt)[r];
         for (int i = 0, k = 0; i < samples.Length; i++)
             foreach (var m in samples[i].MatchedGt) gtOf[k++] = (i, m);
-        double sumH = 0;
         for (int j = 0; j < rows.Length; j++)
         {
-            int row = rows[j], c = classes[j];
-            _coder.Decode(dh.AsSpan((row * _k1 + c) * 4, 4), roiHost.AsSpan(5 * row + 1, 4), box);
-            var (img, gi) = gtOf[row];
-            BoxOps.Iou(box, batch[img].Boxes.AsSpan(4 * gi, 4), iou);
-            ious[j] = iou[0];
-            var lrow = lh.AsSpan(row * _k1, _k1);
-            float max = float.NegativeInfinity;
-            foreach (var v in lrow) max = MathF.Max(max, v);
-            double sum = 0;
-            foreach (var v in lrow) sum += Math.Exp(v - max);
-            double p = Math.Exp(lrow[c] - max) / sum;
-            clsWeights[row] = (float)(1 + ious[j]);
-            boxWeights[j] = (float)(1 + p);
-            sumH += Math.Pow(ious[j], _c.HarmonicIouGamma);
+            var (img, gi) = gtOf[rows[j]];
+            batch[img].Boxes.AsSpan(4 * gi, 4).CopyTo(gt.AsSpan(4 * j));
         }
-        double meanH = rows.Length > 0 ? sumH / rows.Length : 1;
-        for (int j = 0; j < rows.Length; j++)
-            boxWeights[j] *= meanH > 1e-12 ? (float)(Math.Pow(ious[j], _c.HarmonicIouGamma) / meanH) : 1f;
+        using var clsWeights = Tensor.Empty(Device, DataType.Float32, r);
+        using var boxWeights = Tensor.Empty(Device, DataType.Float32, rows.Length);
+        Loss.HarmonicWeights(logits.Value, deltas.Value, rois, rows, classes, gt, _c.HarmonicIouGamma, _coder.Coding, clsWeights, boxWeights);
         return (Losses.SoftmaxCrossEntropy(g, logits, labels, clsWeights),
                 Losses.SmoothL1(g, deltas, rows, classes, posTargets, _c.RoiHeads.SmoothL1Beta, Math.Max(r, 1), boxWeights));
     }

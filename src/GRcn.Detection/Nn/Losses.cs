@@ -24,6 +24,16 @@ public static class Losses
             throw new ArgumentException($"logits must have shape (R, K) with R = {labels.Length} labels; got {logits.Value.ShapeString}", nameof(logits));
         if (weights is not null && weights.Length != labels.Length)
             throw new ArgumentException($"weights must have {labels.Length} entries; got {weights.Length}", nameof(weights));
+        using var w = weights is null ? null : Tensor.FromSpan<float>(g.Device, weights, weights.Length);
+        return SoftmaxCrossEntropy(g, logits, labels, w, normalizer);
+    }
+
+    /// <summary>As the overload with host weights, the R row weights on the device (null: 1).</summary>
+    public static Variable SoftmaxCrossEntropy(Graph g, Variable logits, int[] labels, Tensor? weights, double? normalizer = null)
+    {
+        ArgumentNullException.ThrowIfNull(g);
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
         double norm = normalizer ?? Math.Max(labels.Length, 1);
         using var o = new Outputs(g, logits);
         Loss.SoftmaxCrossEntropy(logits.Value, labels, weights, norm, o.Loss, o.Grad);
@@ -38,6 +48,13 @@ public static class Losses
     /// </summary>
     public static Variable SmoothL1(Graph g, Variable pred, int[] rows, int[] classes, float[] targets, float beta, double normalizer, float[]? weights = null)
     {
+        using var w = weights is null ? null : Tensor.FromSpan<float>(pred.Value.Device, weights, weights.Length);
+        return SmoothL1(g, pred, rows, classes, targets, beta, normalizer, w);
+    }
+
+    /// <summary>As the overload with host weights, one weight per selected row on the device (null: 1).</summary>
+    public static Variable SmoothL1(Graph g, Variable pred, int[] rows, int[] classes, float[] targets, float beta, double normalizer, Tensor? weights)
+    {
         ArgumentNullException.ThrowIfNull(pred);
         if (pred.Value.Rank != 2 || pred.Dim(1) % 4 != 0)
             throw new ArgumentException($"pred must have shape (R, 4·C); got {pred.Value.ShapeString}", nameof(pred));
@@ -51,7 +68,10 @@ public static class Losses
                 throw new ArgumentException($"selection {i} (row {rows[i]}, class {classes[i]}) is outside pred {pred.Value.ShapeString}", nameof(rows));
             for (int j = 0; j < 4; j++) indices[4 * i + j] = rows[i] * cols + 4 * classes[i] + j;
         }
-        return SmoothL1(g, pred, indices, targets, beta, normalizer, weights, 4);
+        ArgumentNullException.ThrowIfNull(g);
+        using var o = new Outputs(g, pred);
+        Loss.SmoothL1(pred.Value, indices, targets, weights, 4, beta, Math.Max(normalizer, 1e-12), o.Loss, o.Grad);
+        return o.Result(g, pred);
     }
 
     /// <summary>

@@ -210,7 +210,7 @@ public sealed class RegionProposalNetwork : Module
     /// <summary>The proposal settings of a training or an inference pass.</summary>
     private RpnProposalOptions ProposalOptions(bool training) => new(
         training ? Options.PreNmsTopNTrain : Options.PreNmsTopNTest, training ? Options.PostNmsTopNTrain : Options.PostNmsTopNTest,
-        Options.NmsThreshold, Options.MinSize, Options.ScoreThreshold, BoxCoder.Wx, BoxCoder.Wy, BoxCoder.Ww, BoxCoder.Wh, BoxCoder.Clip);
+        Options.NmsThreshold, Options.MinSize, Options.ScoreThreshold, BoxCoder.Coding);
 
     /// <summary>The anchors of a map size on the device, uploaded once per size (the last few sizes are kept).</summary>
     private Tensor DeviceAnchors(float[] anchors, (int H, int W, int StrideH, int StrideW) key)

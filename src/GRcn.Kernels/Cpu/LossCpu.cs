@@ -6,9 +6,10 @@ namespace GRcn.Kernels.Cpu;
 
 internal sealed unsafe partial class CpuBackend : ILossBackend
 {
-    public void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad)
+    public void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, Tensor? weightTensor, double normalizer, Tensor loss, Tensor grad)
     {
         int rows = logits.Dim(0), k = logits.Dim(1);
+        ReadOnlySpan<float> weights = weightTensor is null ? default : weightTensor.AsSpan<float>();
         ReadOnlySpan<float> x = logits.AsSpan<float>();
         Span<float> g = grad.AsSpan<float>();
         double total = 0;
@@ -30,9 +31,10 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
         loss.AsSpan<float>()[0] = (float)(total / normalizer);
     }
 
-    public void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, ReadOnlySpan<float> weights, int groupSize,
+    public void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, Tensor? weightTensor, int groupSize,
         float beta, double normalizer, Tensor loss, Tensor grad)
     {
+        ReadOnlySpan<float> weights = weightTensor is null ? default : weightTensor.AsSpan<float>();
         ReadOnlySpan<float> v = x.AsSpan<float>();
         Span<float> g = grad.AsSpan<float>();
         g.Clear();
@@ -71,6 +73,55 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
             g[indices[i]] += (float)((sig - t) / normalizer);
         }
         loss.AsSpan<float>()[0] = (float)(total / normalizer);
+    }
+
+    public void HarmonicWeights(Tensor logits, Tensor deltas, Tensor rois, ReadOnlySpan<int> rows, ReadOnlySpan<int> classes, ReadOnlySpan<float> gtBoxes,
+        float gamma, in BoxCoding coding, Tensor classWeights, Tensor boxWeights)
+    {
+        int k = logits.Dim(1);
+        ReadOnlySpan<float> lg = logits.AsSpan<float>(), dl = deltas.AsSpan<float>(), ro = rois.AsSpan<float>();
+        Span<float> cw = classWeights.AsSpan<float>(), bw = boxWeights.AsSpan<float>();
+        cw.Fill(1f);
+        Span<float> box = stackalloc float[4];
+        double sumH = 0;
+        for (int j = 0; j < rows.Length; j++)
+        {
+            int row = rows[j], c = classes[j];
+            var d = dl.Slice((row * k + c) * 4, 4);
+            Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], coding, box);
+            double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
+            var lrow = lg.Slice(row * k, k);
+            float max = float.NegativeInfinity;
+            foreach (var v in lrow) max = MathF.Max(max, v);
+            double sum = 0;
+            foreach (var v in lrow) sum += Math.Exp(v - max);
+            double p = Math.Exp(lrow[c] - max) / sum;
+            cw[row] = (float)(1 + iou);
+            bw[j] = (float)(1 + p);
+            sumH += Math.Pow(iou, gamma);
+        }
+        double meanH = rows.Length > 0 ? sumH / rows.Length : 1;
+        for (int j = 0; j < rows.Length; j++)
+        {
+            // the IoU again, bit for bit: recomputing is cheaper than keeping R⁺ doubles
+            int row = rows[j];
+            var d = dl.Slice((row * k + classes[j]) * 4, 4);
+            Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], coding, box);
+            double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
+            bw[j] *= meanH > 1e-12 ? (float)(Math.Pow(iou, gamma) / meanH) : 1f;
+        }
+    }
+
+    /// <summary>IoU of two boxes in torchvision's float32 order (box_iou; 0 when both areas are 0).</summary>
+    internal static float Iou(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        float areaA = (a[2] - a[0]) * (a[3] - a[1]);
+        float areaB = (b[2] - b[0]) * (b[3] - b[1]);
+        float w = MathF.Max(MathF.Min(a[2], b[2]) - MathF.Max(a[0], b[0]), 0f);
+        float h = MathF.Max(MathF.Min(a[3], b[3]) - MathF.Max(a[1], b[1]), 0f);
+        float inter = w * h;
+        float union = areaA + areaB - inter;
+        return inter == 0f && union == 0f ? 0f : inter / union;
     }
 
     public void Backward(Tensor grad, Tensor gradLoss, Tensor gradX)

@@ -30,7 +30,7 @@ internal sealed unsafe partial class CpuBackend : IRpnProposalsBackend
             float logit = obj[ai * hw + s];
             float score = 1f / (1f + MathF.Exp(-logit));
             var box = boxes.AsSpan(4 * m, 4);
-            DecodeProposal(anc.Slice(4 * i, 4), del[(4 * ai) * hw + s], del[(4 * ai + 1) * hw + s], del[(4 * ai + 2) * hw + s], del[(4 * ai + 3) * hw + s], o, box);
+            Decode(anc.Slice(4 * i, 4), del[(4 * ai) * hw + s], del[(4 * ai + 1) * hw + s], del[(4 * ai + 2) * hw + s], del[(4 * ai + 3) * hw + s], o.Coding, box);
             // clamp(min = 0, max = size) = min(max(v, 0), size); a NaN stays NaN (and fails the size test below)
             box[0] = MathF.Min(MathF.Max(box[0], 0f), width);
             box[1] = MathF.Min(MathF.Max(box[1], 0f), height);
@@ -61,10 +61,10 @@ internal sealed unsafe partial class CpuBackend : IRpnProposalsBackend
     }
 
     /// <summary>
-    /// torchvision's decode_single of one box in its float32 operation order (kernels/RpnProposals.cs
-    /// does the same with unfused multiplies): centre + d·size, size·exp(min(d, clamp)).
+    /// torchvision's decode_single of one box in its float32 operation order (the GPU kernels do the
+    /// same with unfused multiplies): centre + d·size, size·exp(min(d, clamp)).
     /// </summary>
-    private static void DecodeProposal(ReadOnlySpan<float> anchor, float ddx, float ddy, float ddw, float ddh, in RpnProposalOptions o, Span<float> box)
+    internal static void Decode(ReadOnlySpan<float> anchor, float ddx, float ddy, float ddw, float ddh, in BoxCoding o, Span<float> box)
     {
         float w = anchor[2] - anchor[0];
         float h = anchor[3] - anchor[1];

@@ -16,28 +16,28 @@ internal sealed partial class GpuBackend : ILossBackend
     private Action<Index1D, long, ArrayView<float>, ArrayView<float>, ArrayView<float>>? _lossBackward;
     private Action<KernelConfig, LossParams, ArrayView<float>, ArrayView<double>>? _squaresPartial;
     private Action<KernelConfig, LossParams, ArrayView<double>, ArrayView<double>>? _sumPartials;
+    private Action<KernelConfig, HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<double>,
+        ArrayView<float>, ArrayView<float>>? _harmonicWeights;
 
     /// <summary>Most groups of the sum of squares per tensor (each thread then adds a strided share).</summary>
     private const int SquaresGroups = 256;
 
-    public void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad)
+    public void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, Tensor? w, double normalizer, Tensor loss, Tensor grad)
     {
         int rows = logits.Dim(0);
         using var l = Upload(labels);
-        using var w = weights.IsEmpty ? null : Tensor.FromSpan(Device, weights, weights.Length);
         var k = Kernel(ref _softmaxCrossEntropy, "softmax_cross_entropy",
             a => a.LoadStreamKernel<LossParams, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(LossKernels.SoftmaxCrossEntropy));
         var q = new LossParams(rows, logits.Dim(1), 0, w is null ? 0 : 1, 1, 0f, normalizer, 0);
         k(new KernelConfig(1, GroupSums.For(Device)), q, logits.Floats(), l.LongsOrEmpty(), w.FloatsOrEmpty(), loss.Floats(), grad.Floats());
     }
 
-    public void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, ReadOnlySpan<float> weights, int groupSize,
+    public void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, Tensor? w, int groupSize,
         float beta, double normalizer, Tensor loss, Tensor grad)
     {
         Fill(grad.Floats(), 0f);
         using var i = Upload(indices);
         using var t = targets.IsEmpty ? null : Tensor.FromSpan(Device, targets, targets.Length);
-        using var w = weights.IsEmpty ? null : Tensor.FromSpan(Device, weights, weights.Length);
         var k = Kernel(ref _smoothL1, "smooth_l1",
             a => a.LoadStreamKernel<LossParams, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(LossKernels.SmoothL1));
         var q = new LossParams(0, 0, indices.Length, w is null ? 0 : 1, groupSize, beta, normalizer, 0);
@@ -53,6 +53,28 @@ internal sealed partial class GpuBackend : ILossBackend
             a => a.LoadStreamKernel<LossParams, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(LossKernels.BinaryCrossEntropyWithLogits));
         var q = new LossParams(0, 0, indices.Length, 0, 1, 0f, normalizer, 0);
         k(new KernelConfig(1, GroupSums.For(Device)), q, x.Floats(), i.LongsOrEmpty(), t.FloatsOrEmpty(), loss.Floats(), grad.Floats());
+    }
+
+    public void HarmonicWeights(Tensor logits, Tensor deltas, Tensor rois, ReadOnlySpan<int> rows, ReadOnlySpan<int> classes, ReadOnlySpan<float> gtBoxes,
+        float gamma, in BoxCoding coding, Tensor classWeights, Tensor boxWeights)
+    {
+        int fg = rows.Length;
+        // rows and classes side by side: (row, class) pairs as 2·R⁺ longs
+        var pairs = new int[2 * fg];
+        for (int j = 0; j < fg; j++)
+        {
+            pairs[2 * j] = rows[j];
+            pairs[2 * j + 1] = classes[j];
+        }
+        using var rc = Upload(pairs);
+        using var gt = gtBoxes.IsEmpty ? null : Tensor.FromSpan(Device, gtBoxes, gtBoxes.Length);
+        using var ious = Tensor.Empty(Device, DataType.Int64, Math.Max(fg, 1));
+        var k = Kernel(ref _harmonicWeights, "harmonic_weights",
+            a => a.LoadStreamKernel<HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<double>,
+                ArrayView<float>, ArrayView<float>>(LossKernels.HarmonicWeights));
+        var q = new HarmonicParams(logits.Dim(0), logits.Dim(1), fg, gamma, coding.Wx, coding.Wy, coding.Ww, coding.Wh, coding.Clamp);
+        k(new KernelConfig(1, GroupSums.For(Device)), q, logits.Floats(), deltas.Floats(), rois.Floats(), rc.LongsOrEmpty(), gt.FloatsOrEmpty(),
+            ious.Longs().Cast<double>(), classWeights.Floats(), boxWeights.FloatsOrEmpty());
     }
 
     public void Backward(Tensor grad, Tensor gradLoss, Tensor gradX)

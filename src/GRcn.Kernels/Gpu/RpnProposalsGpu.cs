@@ -20,7 +20,7 @@ internal sealed partial class GpuBackend : IRpnProposalsBackend
         int a = objectness.Dim(1), hw = objectness.Dim(2) * objectness.Dim(3), p = hw * a, k = Math.Min(o.PreNmsTopN, p);
         var dev = Device;
         if (k == 0) return (Tensor.Empty(dev, DataType.Float32, 0, 4), Tensor.Empty(dev, DataType.Float32, 0));
-        var q = new ProposalParams(a, hw, (long)image * p, k, imageHeight, imageWidth, o.Wx, o.Wy, o.Ww, o.Wh, o.Clamp, o.MinSize, o.ScoreThreshold);
+        var q = new ProposalParams(a, hw, (long)image * p, k, imageHeight, imageWidth, o.Coding.Wx, o.Coding.Wy, o.Coding.Ww, o.Coding.Wh, o.Coding.Clamp, o.MinSize, o.ScoreThreshold);
 
         using var keyBuffer = Tensor.Empty(dev, DataType.Int64, PowerOfTwo(p) + p);
         var buffer = keyBuffer.Longs().Cast<ulong>();

@@ -12,12 +12,34 @@ namespace GRcn.Kernels;
 /// <summary>Device kernels of <see cref="Loss"/>. Selections arrive validated (distinct indices inside x).</summary>
 internal interface ILossBackend
 {
-    void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad);
-    void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, ReadOnlySpan<float> weights, int groupSize,
+    void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, Tensor? weights, double normalizer, Tensor loss, Tensor grad);
+    void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, Tensor? weights, int groupSize,
         float beta, double normalizer, Tensor loss, Tensor grad);
+    void HarmonicWeights(Tensor logits, Tensor deltas, Tensor rois, ReadOnlySpan<int> rows, ReadOnlySpan<int> classes, ReadOnlySpan<float> gtBoxes,
+        float gamma, in BoxCoding coding, Tensor classWeights, Tensor boxWeights);
     void BinaryCrossEntropyWithLogits(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, double normalizer, Tensor loss, Tensor grad);
     void Backward(Tensor grad, Tensor gradLoss, Tensor gradX);
     double SumOfSquares(IReadOnlyList<Tensor> tensors);
+}
+
+/// <summary>
+/// torchvision's BoxCoder settings in float32: delta weights and the upper clamp of dw and dh before
+/// exp. Decoding is (cx + dx/wx·w, cy + dy/wy·h, w·exp(min(dw/ww, clamp)), h·exp(min(dh/wh, clamp))) in
+/// torchvision's operation order.
+/// </summary>
+/// <param name="Wx">Weight of dx.</param>
+/// <param name="Wy">Weight of dy.</param>
+/// <param name="Ww">Weight of dw.</param>
+/// <param name="Wh">Weight of dh.</param>
+/// <param name="Clamp">Upper clamp of dw/ww and dh/wh (torchvision: log(1000/16)).</param>
+public readonly record struct BoxCoding(float Wx, float Wy, float Ww, float Wh, float Clamp)
+{
+    internal void Validate(string name)
+    {
+        foreach (var (v, field) in new[] { (Wx, "Wx"), (Wy, "Wy"), (Ww, "Ww"), (Wh, "Wh") })
+            if (!(v > 0) || float.IsInfinity(v)) throw new ArgumentOutOfRangeException(name, $"{name}.{field} must be positive and finite; got {v}");
+        if (float.IsNaN(Clamp)) throw new ArgumentOutOfRangeException(name, $"{name}.Clamp must be a number");
+    }
 }
 
 /// <summary>Losses of Faster R-CNN with their gradients, float32 tensors on any device.</summary>
@@ -44,13 +66,22 @@ public static class Loss
     public static void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, ReadOnlySpan<float> weights, double normalizer, Tensor loss, Tensor grad)
     {
         Check.Tensor(logits, nameof(logits), 2, "(R, K)");
+        if (!weights.IsEmpty && weights.Length != logits.Dim(0))
+            throw new ArgumentException($"weights must be empty or have one entry per row ({logits.Dim(0)}); got {weights.Length}", nameof(weights));
+        using var w = weights.IsEmpty ? null : Tensor.FromSpan(logits.Device, weights, weights.Length);
+        SoftmaxCrossEntropy(logits, labels, w, normalizer, loss, grad);
+    }
+
+    /// <summary>As the overload with host weights, the R row weights on logits' device (null: 1).</summary>
+    public static void SoftmaxCrossEntropy(Tensor logits, ReadOnlySpan<int> labels, Tensor? weights, double normalizer, Tensor loss, Tensor grad)
+    {
+        Check.Tensor(logits, nameof(logits), 2, "(R, K)");
         int rows = logits.Dim(0), k = logits.Dim(1);
         if (labels.Length != rows)
             throw new ArgumentException($"labels must have one entry per row of logits {logits.ShapeString}; got {labels.Length}", nameof(labels));
-        if (!weights.IsEmpty && weights.Length != rows)
-            throw new ArgumentException($"weights must be empty or have one entry per row ({rows}); got {weights.Length}", nameof(weights));
         for (int r = 0; r < rows; r++)
             if ((uint)labels[r] >= (uint)k) throw new ArgumentException($"labels[{r}] = {labels[r]} is outside [0, {k})", nameof(labels));
+        DeviceWeights(logits, nameof(logits), weights, rows);
         Outputs(logits, nameof(logits), normalizer, loss, grad);
         K(logits, "softmax_cross_entropy").SoftmaxCrossEntropy(logits, labels, weights, normalizer, loss, grad);
     }
@@ -74,12 +105,70 @@ public static class Loss
     {
         Check.NotNull(x, nameof(x));
         Check.Positive(groupSize, nameof(groupSize));
-        if (!(beta >= 0)) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
-        Selection(x, indices, targets);
         if (!weights.IsEmpty && (long)weights.Length * groupSize != indices.Length)
             throw new ArgumentException($"weights must be empty or have one entry per {groupSize} terms ({indices.Length / groupSize}); got {weights.Length}", nameof(weights));
+        using var w = weights.IsEmpty ? null : Tensor.FromSpan(x.Device, weights, weights.Length);
+        SmoothL1(x, indices, targets, w, groupSize, beta, normalizer, loss, grad);
+    }
+
+    /// <summary>As the overload with host weights, one weight per group on x's device (null: 1).</summary>
+    public static void SmoothL1(Tensor x, ReadOnlySpan<int> indices, ReadOnlySpan<float> targets, Tensor? weights, int groupSize,
+        float beta, double normalizer, Tensor loss, Tensor grad)
+    {
+        Check.NotNull(x, nameof(x));
+        Check.Positive(groupSize, nameof(groupSize));
+        if (!(beta >= 0)) throw new ArgumentOutOfRangeException(nameof(beta), beta, "beta must be non-negative");
+        Selection(x, indices, targets);
+        if (indices.Length % groupSize != 0)
+            throw new ArgumentException($"indices ({indices.Length}) must form whole groups of {groupSize}", nameof(indices));
+        DeviceWeights(x, nameof(x), weights, indices.Length / groupSize);
         Outputs(x, nameof(x), normalizer, loss, grad);
         K(x, "smooth_l1").SmoothL1(x, indices, targets, weights, groupSize, beta, normalizer, loss, grad);
+    }
+
+    /// <summary>
+    /// The Harmonic loss weights (docs/variants.md) of R sampled RoIs: each foreground RoI's box for its class is
+    /// decoded from its deltas, its IoU u with its ground truth and its class probability p = softmax(logits)[class]
+    /// are taken; classWeights[row] = 1 + u (1 for background rows) and boxWeights[j] = (1 + p)·h/mean(h) with
+    /// h = u^γ over the foreground rows (the mean 1 when it is ≤ 1e-12). Weights are constants of the loss.
+    /// </summary>
+    /// <param name="logits">Class logits (R, K).</param>
+    /// <param name="deltas">Class-specific deltas (R, 4K).</param>
+    /// <param name="rois">The RoIs (R, 5) [image, x1, y1, x2, y2] the deltas are relative to.</param>
+    /// <param name="rows">The foreground rows (R⁺), distinct, in [0, R).</param>
+    /// <param name="classes">Each foreground row's class in [0, K).</param>
+    /// <param name="gtBoxes">Each foreground row's ground-truth box, 4 floats per row.</param>
+    /// <param name="gamma">γ of h = IoU^γ.</param>
+    /// <param name="coding">The head's box coding.</param>
+    /// <param name="classWeights">Output (R).</param>
+    /// <param name="boxWeights">Output (R⁺).</param>
+    public static void HarmonicWeights(Tensor logits, Tensor deltas, Tensor rois, ReadOnlySpan<int> rows, ReadOnlySpan<int> classes,
+        ReadOnlySpan<float> gtBoxes, float gamma, BoxCoding coding, Tensor classWeights, Tensor boxWeights)
+    {
+        Check.Tensor(logits, nameof(logits), 2, "(R, K)");
+        int r = logits.Dim(0), k = logits.Dim(1);
+        Check.Tensor(deltas, nameof(deltas), 2, $"(R, 4K) = ({r}, {4 * k})");
+        Check.Shape(deltas, nameof(deltas), "(R, 4K)", r, 4 * k);
+        Check.Tensor(rois, nameof(rois), 2, $"(R, 5) = ({r}, 5)");
+        Check.Shape(rois, nameof(rois), "(R, 5)", r, 5);
+        Check.SameDevice(logits, nameof(logits), deltas, nameof(deltas));
+        Check.SameDevice(logits, nameof(logits), rois, nameof(rois));
+        if (classes.Length != rows.Length || gtBoxes.Length != 4 * rows.Length)
+            throw new ArgumentException($"rows ({rows.Length}), classes ({classes.Length}) and gtBoxes ({gtBoxes.Length} = 4 per row) disagree", nameof(gtBoxes));
+        var seen = new HashSet<int>();
+        for (int j = 0; j < rows.Length; j++)
+        {
+            if ((uint)rows[j] >= (uint)r || !seen.Add(rows[j]))
+                throw new ArgumentException($"rows[{j}] = {rows[j]} is outside [0, {r}) or repeats an earlier row", nameof(rows));
+            if ((uint)classes[j] >= (uint)k) throw new ArgumentException($"classes[{j}] = {classes[j]} is outside [0, {k})", nameof(classes));
+        }
+        if (!float.IsFinite(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "gamma must be finite");
+        coding.Validate(nameof(coding));
+        Check.NotNull(classWeights, nameof(classWeights));
+        Check.NotNull(boxWeights, nameof(boxWeights));
+        DeviceWeights(logits, nameof(logits), classWeights, r, nameof(classWeights));
+        DeviceWeights(logits, nameof(logits), boxWeights, rows.Length, nameof(boxWeights));
+        K(logits, "harmonic_weights").HarmonicWeights(logits, deltas, rois, rows, classes, gtBoxes, gamma, coding, classWeights, boxWeights);
     }
 
     /// <summary>
@@ -130,6 +219,16 @@ public static class Loss
             Check.SameDevice(tensors[0], $"{nameof(tensors)}[0]", tensors[i], $"{nameof(tensors)}[{i}]");
         }
         return K(tensors[0], "sum_of_squares").SumOfSquares(tensors);
+    }
+
+    /// <summary>Null, or a Float32 vector of <paramref name="count"/> elements on x's device.</summary>
+    private static void DeviceWeights(Tensor x, string xName, Tensor? weights, int count, string name = "weights")
+    {
+        if (weights is null) return;
+        Check.NotNull(weights, name);
+        Check.SameDevice(x, xName, weights, name);
+        if (weights.DataType != DataType.Float32 || weights.Length != count)
+            throw new ArgumentException($"{name} must be Float32 with {count} elements; got {weights.DataType} {weights.ShapeString}", name);
     }
 
     private static void Outputs(Tensor x, string xName, double normalizer, Tensor loss, Tensor grad)

@@ -21,13 +21,8 @@ internal interface IRpnProposalsBackend
 /// <param name="NmsThreshold">IoU above which NMS drops the lower-scoring box.</param>
 /// <param name="MinSize">Boxes with a side below this are dropped.</param>
 /// <param name="ScoreThreshold">Boxes whose sigmoid score is below this are dropped.</param>
-/// <param name="Wx">Box coder weight of dx (float32, as torchvision's).</param>
-/// <param name="Wy">Box coder weight of dy.</param>
-/// <param name="Ww">Box coder weight of dw.</param>
-/// <param name="Wh">Box coder weight of dh.</param>
-/// <param name="Clamp">Upper clamp of dw and dh before exp (torchvision: log(1000/16)).</param>
-public readonly record struct RpnProposalOptions(int PreNmsTopN, int PostNmsTopN, double NmsThreshold, float MinSize, float ScoreThreshold,
-    float Wx, float Wy, float Ww, float Wh, float Clamp);
+/// <param name="Coding">The RPN's box coding (torchvision: weights 1, clamp log(1000/16)).</param>
+public readonly record struct RpnProposalOptions(int PreNmsTopN, int PostNmsTopN, double NmsThreshold, float MinSize, float ScoreThreshold, BoxCoding Coding);
 
 /// <summary>RPN proposal selection for one image, on the head outputs' device.</summary>
 /// <remarks>
@@ -70,10 +65,9 @@ public static class RpnProposals
         Check.Positive(options.PreNmsTopN, "options.PreNmsTopN");
         Check.Positive(options.PostNmsTopN, "options.PostNmsTopN");
         if (double.IsNaN(options.NmsThreshold)) throw new ArgumentOutOfRangeException(nameof(options), "options.NmsThreshold must be a number");
-        foreach (var (v, name) in new[] { (options.Wx, "Wx"), (options.Wy, "Wy"), (options.Ww, "Ww"), (options.Wh, "Wh") })
-            if (!(v > 0) || float.IsInfinity(v)) throw new ArgumentOutOfRangeException(nameof(options), $"options.{name} must be positive and finite; got {v}");
-        if (float.IsNaN(options.Clamp) || float.IsNaN(options.MinSize) || float.IsNaN(options.ScoreThreshold))
-            throw new ArgumentOutOfRangeException(nameof(options), "options.Clamp, MinSize and ScoreThreshold must be numbers");
+        options.Coding.Validate(nameof(options));
+        if (float.IsNaN(options.MinSize) || float.IsNaN(options.ScoreThreshold))
+            throw new ArgumentOutOfRangeException(nameof(options), "options.MinSize and ScoreThreshold must be numbers");
         return objectness.Device.Kernels<IRpnProposalsBackend>("rpn_proposals")
             .Select(objectness, deltas, anchors, image, imageHeight, imageWidth, options);
     }

@@ -2,7 +2,8 @@
 // same kernels as CUDA): for tiny detectors of three variants, the first training steps on
 // the emulator give the CPU's losses and parameter updates within float tolerance, Detect
 // gives the CPU's detections, training steps on the emulator make the loss fall, and
-// checkpoints move between the emulator and the CPU in both directions.
+// checkpoints move between the emulator and the CPU in both directions, and a run resumed on the
+// emulator continues as the original (bit for bit from its own checkpoint).
 //
 // Size: the emulator runs every GPU thread as an OS thread; a 64-pixel image costs ~40 s per
 // inference and ~2.5 min per training step of even the tiniest detector on a 2-core machine,
@@ -119,6 +120,24 @@ public sealed class DeviceAgreementTests(ITestOutputHelper output)
             AssertSameParameters(cpu, onEmu, 0, "cpu checkpoint on the emulator");
             int sc = cpu.Parameters.Count;
             output.WriteLine($"checkpoints moved both ways ({sc} parameter tensors)");
+
+            // resume: the emulator's checkpoint, loaded on the emulator, takes the step the original
+            // takes (same weights, optimiser state, iteration, hence seeds), bit for bit; the CPU's,
+            // loaded on the emulator, takes the CPU's next step within the update tolerance
+            var batch = TinyData.Batch(1, 1, Size);
+            using (var resumed = Detector.Load(fromEmu, Device.Emulator))
+            {
+                var want = emu.TrainStep(batch);
+                var got = resumed.TrainStep(batch);
+                Assert.Equal(want, got);
+                AssertSameParameters(emu, resumed, 0, "emulator run resumed on the emulator");
+            }
+            var before = Snapshot(cpu);
+            var tc = cpu.TrainStep(batch);
+            var te = onEmu.TrainStep(batch);
+            Assert.True(Math.Abs(tc.Total - te.Total) <= LossRelTolerance * Math.Abs(tc.Total), $"cpu run resumed on the emulator: loss {te.Total}, cpu {tc.Total}");
+            AssertSameUpdates(before, cpu, onEmu, "cpu run resumed on the emulator");
+            output.WriteLine("runs resumed on the emulator: from its own checkpoint bit for bit, from the cpu's within tolerance");
         }
         finally
         {
