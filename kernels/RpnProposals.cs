@@ -62,7 +62,7 @@ internal static class RpnProposalsKernels
 
     /// <summary>
     /// torchvision's decode_single of one box from reference (rx1, ry1, rx2, ry2) and deltas in its float32
-    /// order (the CPU backend's CpuBackend.Decode): multiplies and adds unfused, divisions IEEE, dw and dh
+    /// order (BoxCoding.Decode on the CPU): multiplies and adds unfused, divisions IEEE, dw and dh
     /// clamped above (NaN kept) before exp.
     /// </summary>
     public static void DecodeBox(float rx1, float ry1, float rx2, float ry2, float ddx, float ddy, float ddw, float ddh,

@@ -131,32 +131,11 @@ public sealed class BoxCoder
 
     private void DecodeCore(ReadOnlySpan<float> deltas, ReadOnlySpan<float> reference, int numClasses, Span<float> boxes)
     {
+        var coding = Coding;
         int row = 4 * numClasses;
+        // row k of deltas/boxes starts at k·4C; class c's group at + 4c
         for (int k = 0, r = 0; r < reference.Length; k++, r += 4)
-        {
-            float w = reference[r + 2] - reference[r];
-            float h = reference[r + 3] - reference[r + 1];
-            float cx = reference[r] + 0.5f * w;
-            float cy = reference[r + 1] + 0.5f * h;
-            // row k of deltas/boxes starts at k·4C; class c's group at + 4c
             for (int o = k * row, end = o + row; o < end; o += 4)
-            {
-                float dx = deltas[o] / Wx;
-                float dy = deltas[o + 1] / Wy;
-                // clamp(max = clip): MathF.Min keeps a NaN as torch.clamp does
-                float dw = MathF.Min(deltas[o + 2] / Ww, Clip);
-                float dh = MathF.Min(deltas[o + 3] / Wh, Clip);
-                float pcx = dx * w + cx;
-                float pcy = dy * h + cy;
-                float pw = MathF.Exp(dw) * w;
-                float ph = MathF.Exp(dh) * h;
-                float halfW = 0.5f * pw;
-                float halfH = 0.5f * ph;
-                boxes[o] = pcx - halfW;
-                boxes[o + 1] = pcy - halfH;
-                boxes[o + 2] = pcx + halfW;
-                boxes[o + 3] = pcy + halfH;
-            }
-        }
+                coding.Decode(reference.Slice(r, 4), deltas[o], deltas[o + 1], deltas[o + 2], deltas[o + 3], boxes.Slice(o, 4));
     }
 }

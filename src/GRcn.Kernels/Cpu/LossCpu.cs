@@ -88,7 +88,7 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
         {
             int row = rows[j], c = classes[j];
             var d = dl.Slice((row * k + c) * 4, 4);
-            Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], coding, box);
+            coding.Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], box);
             double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
             var lrow = lg.Slice(row * k, k);
             float max = float.NegativeInfinity;
@@ -106,7 +106,7 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
             // the IoU again, bit for bit: recomputing is cheaper than keeping R⁺ doubles
             int row = rows[j];
             var d = dl.Slice((row * k + classes[j]) * 4, 4);
-            Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], coding, box);
+            coding.Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], box);
             double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
             bw[j] *= meanH > 1e-12 ? (float)(Math.Pow(iou, gamma) / meanH) : 1f;
         }

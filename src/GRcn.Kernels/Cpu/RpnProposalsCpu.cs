@@ -30,7 +30,7 @@ internal sealed unsafe partial class CpuBackend : IRpnProposalsBackend
             float logit = obj[ai * hw + s];
             float score = 1f / (1f + MathF.Exp(-logit));
             var box = boxes.AsSpan(4 * m, 4);
-            Decode(anc.Slice(4 * i, 4), del[(4 * ai) * hw + s], del[(4 * ai + 1) * hw + s], del[(4 * ai + 2) * hw + s], del[(4 * ai + 3) * hw + s], o.Coding, box);
+            o.Coding.Decode(anc.Slice(4 * i, 4), del[(4 * ai) * hw + s], del[(4 * ai + 1) * hw + s], del[(4 * ai + 2) * hw + s], del[(4 * ai + 3) * hw + s], box);
             // clamp(min = 0, max = size) = min(max(v, 0), size); a NaN stays NaN (and fails the size test below)
             box[0] = MathF.Min(MathF.Max(box[0], 0f), width);
             box[1] = MathF.Min(MathF.Max(box[1], 0f), height);
@@ -58,30 +58,5 @@ internal sealed unsafe partial class CpuBackend : IRpnProposalsBackend
             os[j] = scores[s];
         }
         return (outBoxes, outScores);
-    }
-
-    /// <summary>
-    /// torchvision's decode_single of one box in its float32 operation order (the GPU kernels do the
-    /// same with unfused multiplies): centre + d·size, size·exp(min(d, clamp)).
-    /// </summary>
-    internal static void Decode(ReadOnlySpan<float> anchor, float ddx, float ddy, float ddw, float ddh, in BoxCoding o, Span<float> box)
-    {
-        float w = anchor[2] - anchor[0];
-        float h = anchor[3] - anchor[1];
-        float cx = anchor[0] + 0.5f * w;
-        float cy = anchor[1] + 0.5f * h;
-        float dx = ddx / o.Wx;
-        float dy = ddy / o.Wy;
-        // clamp(max = clip): MathF.Min keeps a NaN as torch.clamp does
-        float dw = MathF.Min(ddw / o.Ww, o.Clamp);
-        float dh = MathF.Min(ddh / o.Wh, o.Clamp);
-        float pcx = dx * w + cx;
-        float pcy = dy * h + cy;
-        float halfW = 0.5f * (MathF.Exp(dw) * w);
-        float halfH = 0.5f * (MathF.Exp(dh) * h);
-        box[0] = pcx - halfW;
-        box[1] = pcy - halfH;
-        box[2] = pcx + halfW;
-        box[3] = pcy + halfH;
     }
 }

@@ -34,6 +34,31 @@ internal interface ILossBackend
 /// <param name="Clamp">Upper clamp of dw/ww and dh/wh (torchvision: log(1000/16)).</param>
 public readonly record struct BoxCoding(float Wx, float Wy, float Ww, float Wh, float Clamp)
 {
+    /// <summary>
+    /// Decodes one box [x1, y1, x2, y2] from deltas (dx, dy, dw, dh) relative to <paramref name="reference"/> in
+    /// torchvision's float32 operation order (the GPU kernels do the same with unfused multiplies). A NaN delta
+    /// stays NaN (clamp keeps it, as torch.clamp).
+    /// </summary>
+    public void Decode(ReadOnlySpan<float> reference, float ddx, float ddy, float ddw, float ddh, Span<float> box)
+    {
+        float w = reference[2] - reference[0];
+        float h = reference[3] - reference[1];
+        float cx = reference[0] + 0.5f * w;
+        float cy = reference[1] + 0.5f * h;
+        float dx = ddx / Wx;
+        float dy = ddy / Wy;
+        float dw = MathF.Min(ddw / Ww, Clamp);
+        float dh = MathF.Min(ddh / Wh, Clamp);
+        float pcx = dx * w + cx;
+        float pcy = dy * h + cy;
+        float halfW = 0.5f * (MathF.Exp(dw) * w);
+        float halfH = 0.5f * (MathF.Exp(dh) * h);
+        box[0] = pcx - halfW;
+        box[1] = pcy - halfH;
+        box[2] = pcx + halfW;
+        box[3] = pcy + halfH;
+    }
+
     internal void Validate(string name)
     {
         foreach (var (v, field) in new[] { (Wx, "Wx"), (Wy, "Wy"), (Ww, "Ww"), (Wh, "Wh") })
