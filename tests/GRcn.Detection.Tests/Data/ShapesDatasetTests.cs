@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Tests.Data;
@@ -11,6 +13,26 @@ public sealed class ShapesDatasetTests
         Assert.Equal(a.Id, b.Id);
         Assert.Equal(a.Image.Pixels, b.Image.Pixels);
         Assert.Equal(a.Objects, b.Objects);
+    }
+
+    /// <summary>SHA-256 of a sample: its id, size, pixels and every annotation (box, label, flags).</summary>
+    private static string Fingerprint(DetectionSample s)
+    {
+        var text = new StringBuilder().Append(s.Id).Append(';').Append(s.Image.Width).Append('x').Append(s.Image.Height);
+        foreach (var o in s.Objects) text.Append(';').Append(FormattableString.Invariant($"{o.Box.X1},{o.Box.Y1},{o.Box.X2},{o.Box.Y2},{o.Label},{o.Difficult},{o.IsCrowd}"));
+        return Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(text.ToString()), .. s.Image.Pixels]));
+    }
+
+    [Fact]
+    public void DefaultSetIsUnchanged()
+    {
+        // The README's and docs/experiments.md's figures were measured on these images: the default set (the one
+        // grcn train --data shapes opens) must stay byte for byte the same. Hashes taken before shapes-large was added.
+        var train = new ShapesDataset(new ShapesOptions { Count = 4000 });
+        var test = new ShapesDataset(new ShapesOptions { Count = 500, Split = ShapesSplit.Test });
+        Assert.Equal("f792353ebe5872d8efb4d629facf0bce05d5c189bd52eed3c6afcae05688a404", Fingerprint(train.Load(0)));
+        Assert.Equal("8ee23825acd0f2e3baeab38824417fd6ed806382501566698f67b7faf597df49", Fingerprint(train.Load(3999)));
+        Assert.Equal("463c9300fec7e9b675eb4584f2c8282602ad47ffdc05e61a3ac8c681fbb8dccb", Fingerprint(test.Load(0)));
     }
 
     [Fact]
