@@ -143,6 +143,17 @@ public class CompareStatisticsTests
     }
 
     [Fact]
+    public void PaperRowsLookThroughThePoolerModifiersOnly()
+    {
+        Assert.Equal(21.3, PaperResults.For("faster-rcnn+roi-align-v2", BackboneKind.Vgg16)!.AP);
+        Assert.Equal(34.6, PaperResults.For("-pool/loc+roi-align", BackboneKind.Vgg16)!.APl);
+        Assert.Equal(22.1, PaperResults.For("context/cls", BackboneKind.Vgg16)!.AP);
+        Assert.Null(PaperResults.For("g-rcn+double-head", BackboneKind.Vgg16));
+        Assert.Null(PaperResults.For("g-rcn+roi-align-v2+frozen-backbone", BackboneKind.Vgg16));
+        Assert.Null(PaperResults.For("-pool/cls+roi-align-v2", BackboneKind.ResNet50));
+    }
+
+    [Fact]
     public void ABaselineThatIsNoVariantIsAnError() =>
         Assert.Throws<ArgumentException>(() => CompareReport.Write(Path.GetTempPath(), "t", "s", BackboneKind.Vgg16, [new("g-rcn", [], [])], "faster-rcnn"));
 }
