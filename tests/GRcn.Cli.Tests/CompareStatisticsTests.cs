@@ -111,6 +111,11 @@ public class CompareStatisticsTests
         Assert.Contains("| g-rcn | 3 |", md);
         Assert.DoesNotContain("| faster-rcnn | 4 | +", md);
         Assert.Contains("g-rcn: pairs seeds 0, 2, 3 only (seed 1 missing for g-rcn)", md);
+        var partial = new CompareVariant("x", [RunOf(3, 0.5), RunOf(4, 0.5), RunOf(5, 0.5)], []);
+        Assert.Equal("x: pairs seed 3 only (seeds 0, 1, 2 missing for x; seeds 4, 5 missing for faster-rcnn)", CompareReport.PairingNote(partial, variants[1]));
+        Assert.Equal("x: pairs no seed (seeds 0, 1, 2, 3 missing for x; seed 7 missing for faster-rcnn)",
+            CompareReport.PairingNote(new CompareVariant("x", [RunOf(7, 0.5)], []), variants[1]));
+        Assert.Null(CompareReport.PairingNote(variants[0], variants[1]));
 
         string html = File.ReadAllText(Path.Combine(tmp.Path, "report.html"));
         Assert.Contains("<h2>Paired differences to faster-rcnn</h2>", html);

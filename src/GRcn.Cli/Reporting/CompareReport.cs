@@ -66,11 +66,12 @@ internal static class CompareReport
         var b = baseline.Runs.Select(r => r.Seed).ToHashSet();
         if (a.SetEquals(b)) return null;
         string Seeds(IEnumerable<ulong> seeds) => string.Join(", ", seeds.Order());
+        string Missing(ulong[] seeds, string name) => $"seed{(seeds.Length > 1 ? "s" : "")} {Seeds(seeds)} missing for {name}";
         var missing = new List<string>();
-        if (b.Except(a).Any()) missing.Add($"seed {Seeds(b.Except(a))} missing for {variant.Variant}");
-        if (a.Except(b).Any()) missing.Add($"seed {Seeds(a.Except(b))} missing for {baseline.Variant}");
+        if (b.Except(a).ToArray() is { Length: > 0 } onlyBaseline) missing.Add(Missing(onlyBaseline, variant.Variant));
+        if (a.Except(b).ToArray() is { Length: > 0 } onlyVariant) missing.Add(Missing(onlyVariant, baseline.Variant));
         var common = a.Intersect(b).ToArray();
-        return $"{variant.Variant}: pairs {(common.Length == 0 ? "no seed" : "seeds " + Seeds(common))} only ({string.Join("; ", missing)})";
+        return $"{variant.Variant}: {(common.Length == 0 ? "pairs no seed" : $"pairs seed{(common.Length > 1 ? "s" : "")} {Seeds(common)} only")} ({string.Join("; ", missing)})";
     }
 
     /// <summary>
