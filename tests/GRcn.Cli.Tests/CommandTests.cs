@@ -142,6 +142,67 @@ public class CommandTests
         Assert.True(File.Exists(Path.Combine(dir, "conv_2_2_2_loc", "seed-0", "metrics.json")));
     }
 
+    [Fact]
+    public void CompareRunAgainReusesFinishedRunsResumesInterruptedOnesAndLeavesOtherRunsAlone()
+    {
+        using var tmp = new TempDir();
+        string dir = Path.Combine(tmp.Path, "cmp");
+        string[] args = ["compare", "--variants", "faster-rcnn,-pool/loc", "--seeds", "2", "--iters", "1", "--out", dir, "--baseline", "faster-rcnn", .. Tiny];
+        var (code, output, err) = Run(args);
+        Assert.True(code == 0, output + err);
+        string metrics = Path.Combine(dir, "faster-rcnn", "seed-1", "metrics.json"), resumed = Path.Combine(dir, "-pool_loc", "seed-0");
+        string before = File.ReadAllText(metrics);
+        // one run's evaluation lost (as if interrupted after its last checkpoint)
+        File.Delete(Path.Combine(resumed, "metrics.json"));
+
+        (code, output, err) = Run(args);
+        Assert.True(code == 0, output + err);
+        Assert.Equal(3, output.Split("finished earlier, reusing its metrics.json").Length - 1);
+        Assert.Contains($"-pool/loc, seed 0 → {resumed}: resuming its checkpoint", output);
+        Assert.Equal(before, File.ReadAllText(metrics));
+        Assert.True(File.Exists(Path.Combine(resumed, "metrics.json")));
+        Assert.Contains("| -pool/loc | 2 |", File.ReadAllText(Path.Combine(dir, "report.md")));
+
+        // other settings into the same folder: every run is left alone and listed as failed
+        (code, output, err) = Run([.. args[..^Tiny.Length].Select(a => a == "1" ? "2" : a), .. Tiny]);
+        Assert.Equal(1, code);
+        Assert.Contains("is a run with other settings (iterations 1, here 2)", err);
+        Assert.Equal(before, File.ReadAllText(metrics));
+    }
+
+    [Fact]
+    public void CompareRejectsABaselineThatIsNotAVariant()
+    {
+        using var tmp = new TempDir();
+        var (code, _, err) = Run("compare", "--variants", "faster-rcnn,g-rcn", "--baseline", "-pool/loc", "--out", tmp.Path);
+        Assert.Equal(2, code);
+        Assert.Contains("--baseline -pool/loc is not one of --variants", err);
+        Assert.Empty(Directory.GetFileSystemEntries(tmp.Path));
+    }
+
+    [Fact]
+    public void ShapesLargeIsADataSourceWithItsOwnDefaults()
+    {
+        var data = DataSource.Parse("shapes-large");
+        Assert.Equal("shapes-large", data.ToString());
+        Assert.True(data.IsShapes);
+        var test = data.OpenTest(3);
+        Assert.Equal((3, 320, 240), (test.Count, test.Load(0).Image.Width, test.Load(0).Image.Height));
+        Assert.StartsWith("shapes-large-test-", test.Load(0).Id);
+        Assert.Equal(5, data.OpenTrain(5).Count);
+        var d = TrainSettings.DefaultsFor(data);
+        Assert.Equal((240, 400), (d.Size, d.MaxSize));
+        Assert.Equal([16f, 32, 64, 128, 256], d.Anchors);
+        // the recipe of the main job: AdamW, cosine, group norm, eighth-width VGG16, 10000 iterations of 2 images
+        var shapes = TrainSettings.DefaultsFor(DataSource.Parse("shapes"));
+        Assert.Equal((shapes.Optimizer, shapes.Schedule, shapes.Width, shapes.Iterations, shapes.BatchSize, shapes.LearningRate, shapes.Variant),
+            (d.Optimizer, d.Schedule, d.Width, d.Iterations, d.BatchSize, d.LearningRate, d.Variant));
+        var c = d.BuildConfig(["x"]);
+        Assert.Equal(14, c.ContextSize);
+        Assert.Equal(32, c.RoiHeads.BatchSizePerImage);
+        Assert.Equal(7, shapes.BuildConfig(["x"]).ContextSize);
+    }
+
     [Theory]
     [InlineData("--iters", "0", "--iters")]
     [InlineData("--data", "imagenet", "--data")]

@@ -12,7 +12,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var shared = new TrainOptions();
-        var variant = new Option<string?>("--variant") { Description = "Variant name (docs/variants.md), e.g. g-rcn, faster-rcnn, -pool/loc, g-rcn+roi-align (default: g-rcn+roi-align-v2 on shapes, g-rcn otherwise)" };
+        var variant = new Option<string?>("--variant") { Description = "Variant name (docs/variants.md), e.g. g-rcn, faster-rcnn, -pool/loc, g-rcn+roi-align (default: g-rcn+roi-align-v2 on shapes and shapes-large, g-rcn otherwise)" };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the initial weights, sampling and data order", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out") { Description = "Output folder: checkpoint.safetensors, metrics.json, detections.png, loss.png/.svg, lr.png/.svg, losses.csv", DefaultValueFactory = _ => Path.Combine("runs", "latest") };
         var resume = new Option<bool>("--resume") { Description = "Continue from OUT/checkpoint.safetensors (weights, optimiser state, iteration)" };

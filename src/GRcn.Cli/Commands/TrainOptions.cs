@@ -18,9 +18,9 @@ internal sealed class TrainOptions
     public readonly Option<double?> LearningRate = new("--lr") { Description = "Base learning rate, reached after a linear warm-up from lr/10 (default: 0.002 on shapes, 0.001 otherwise)" };
     public readonly Option<string?> Optimizer = new("--optimizer") { Description = "sgd (momentum 0.9, the paper's) or adamw (default: adamw on shapes, sgd otherwise)" };
     public readonly Option<string?> Schedule = new("--schedule") { Description = "Learning-rate decay after the warm-up: step (×0.1 at 80 % of the iterations) or cosine (half-cosine to 0 at the end; default: cosine on shapes, step otherwise)" };
-    public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing at evaluation, and in training unless --train-sizes is given; the longer side is at most 5/3 of the largest shorter side (default: 160 on shapes, 600 otherwise)" };
-    public readonly Option<int[]?> TrainSizes = new("--train-sizes") { Description = "Training's shorter image sides, one drawn per batch (several: multi-scale training; default: 128 on shapes, --size otherwise)", AllowMultipleArgumentsPerToken = true };
-    public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<int?> Size = new("--size") { Description = "Shorter image side after resizing at evaluation, and in training unless --train-sizes is given; the longer side is at most 5/3 of the largest shorter side (default: 160 on shapes, 240 on shapes-large, 600 otherwise)" };
+    public readonly Option<int[]?> TrainSizes = new("--train-sizes") { Description = "Training's shorter image sides, one drawn per batch (several: multi-scale training; default: 128 on shapes, 240 on shapes-large, --size otherwise)", AllowMultipleArgumentsPerToken = true };
+    public readonly Option<float[]?> Anchors = new("--anchors") { Description = "Anchor sizes in input pixels (default: 16 32 64 128 on shapes, 16 … 256 on shapes-large, 128 256 512 on VOC, 32 … 512 on COCO)", AllowMultipleArgumentsPerToken = true };
     public readonly Option<string> Device = DeviceOption.Create();
     public readonly Option<int?> Threads = new("--threads") { Description = "CPU threads (default: all logical cores)" };
     public readonly Option<int?> TrainImages = new("--train-images") { Description = "Synthetic training images (default 4000)" };

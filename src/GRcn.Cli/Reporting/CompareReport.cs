@@ -2,11 +2,14 @@
 // AP, AP50, AP70, AP75, APs, APm, APl and VOC AP50 (percent, one decimal, as the paper
 // prints), the paper's numbers for the same rows beside them, AP against the IoU threshold per
 // variant and the training loss per variant (each term and the sum in its own panel, raw under
-// the moving average, means over seeds). Written as report.md (plots as PNG and SVG files next to
-// it) and as a self-contained report.html (plots inlined as base64 SVG, which scales).
+// the moving average, means over seeds), and per variant its paired difference to a baseline
+// variant with a 95 % confidence interval over seeds (PairedStatistics). Written as report.md
+// (plots as PNG and SVG files next to it), as a self-contained report.html (plots inlined as
+// base64 SVG, which scales) and as report.json (every number of both tables, per run as well).
 using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Text.Json;
 using GRcn.Cli.Drawing;
 using GRcn.Cli.Training;
 using GRcn.Detection.Data;
@@ -41,8 +44,41 @@ internal static class CompareReport
 
     private static string Paper(double? v) => v is double d ? d.ToString("0.0", Inv) : "";
 
-    /// <summary>Writes report.md, report.html, ap_iou.png/.svg and loss.png/.svg into <paramref name="outDir"/>; returns the Markdown.</summary>
-    public static string Write(string outDir, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants)
+    /// <summary>The metrics of the paired-difference table, in <see cref="MetricsSummary.Columns"/> order (AP … APm).</summary>
+    public static readonly string[] PairedColumns = ["AP", "AP50", "AP70", "AP75", "APs", "APm"];
+
+    /// <summary>"+3.2 [+1.0, +5.4] *": the mean paired difference and its interval in percentage points, * where it excludes zero.</summary>
+    public static string DifferenceCell(PairedDifference? d) => d is null ? "-"
+        : d.Pairs == 1 ? string.Create(Inv, $"{100 * d.Mean:+0.0;−0.0;0.0} (1 seed)")
+        : string.Create(Inv, $"{100 * d.Mean:+0.0;−0.0;0.0} [{100 * d.Lower:+0.0;−0.0;0.0}, {100 * d.Upper:+0.0;−0.0;0.0}]{(d.ExcludesZero ? " *" : "")}");
+
+    /// <summary>The paired difference of <paramref name="variant"/> to <paramref name="baseline"/> in metric column <paramref name="k"/>.</summary>
+    public static PairedDifference? Paired(CompareVariant variant, CompareVariant baseline, int k) =>
+        PairedStatistics.Difference(variant.Runs.Select(r => (r.Seed, r.Metrics.Values[k])), baseline.Runs.Select(r => (r.Seed, r.Metrics.Values[k])));
+
+    /// <summary>
+    /// "seeds 0, 2 (seed 1 missing for faster-rcnn)" when <paramref name="variant"/> and <paramref name="baseline"/> did not
+    /// finish the same seeds, else null.
+    /// </summary>
+    public static string? PairingNote(CompareVariant variant, CompareVariant baseline)
+    {
+        var a = variant.Runs.Select(r => r.Seed).ToHashSet();
+        var b = baseline.Runs.Select(r => r.Seed).ToHashSet();
+        if (a.SetEquals(b)) return null;
+        string Seeds(IEnumerable<ulong> seeds) => string.Join(", ", seeds.Order());
+        string Missing(ulong[] seeds, string name) => $"seed{(seeds.Length > 1 ? "s" : "")} {Seeds(seeds)} missing for {name}";
+        var missing = new List<string>();
+        if (b.Except(a).ToArray() is { Length: > 0 } onlyBaseline) missing.Add(Missing(onlyBaseline, variant.Variant));
+        if (a.Except(b).ToArray() is { Length: > 0 } onlyVariant) missing.Add(Missing(onlyVariant, baseline.Variant));
+        var common = a.Intersect(b).ToArray();
+        return $"{variant.Variant}: {(common.Length == 0 ? "pairs no seed" : $"pairs seed{(common.Length > 1 ? "s" : "")} {Seeds(common)} only")} ({string.Join("; ", missing)})";
+    }
+
+    /// <summary>
+    /// Writes report.md, report.html, report.json, ap_iou.png/.svg and loss.png/.svg into <paramref name="outDir"/>; returns
+    /// the Markdown. <paramref name="baseline"/> names the variant the paired differences are taken to.
+    /// </summary>
+    public static string Write(string outDir, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants, string baseline)
     {
         Directory.CreateDirectory(outDir);
         string[] ours = ["AP", "AP50", "AP70", "AP75", "APs", "APm", "APl", "VOC AP50"];
@@ -62,6 +98,21 @@ internal static class CompareReport
             rows.Add(row);
         }
 
+        // paired differences to the baseline, one row per other variant
+        var base_ = variants.FirstOrDefault(v => v.Variant == baseline)
+                    ?? throw new ArgumentException($"the baseline {baseline} is not one of the variants", nameof(baseline));
+        var pairedHeader = new List<string> { "variant", "pairs" };
+        pairedHeader.AddRange(PairedColumns.Select(c => "Δ" + c));
+        var pairedRows = new List<List<string>>();
+        var pairingNotes = new List<string>();
+        foreach (var v in variants.Where(v => v != base_))
+        {
+            var row = new List<string> { v.Variant, v.Runs.Select(r => r.Seed).Intersect(base_.Runs.Select(r => r.Seed)).Count().ToString(Inv) };
+            for (int k = 0; k < PairedColumns.Length; k++) row.Add(DifferenceCell(Paired(v, base_, k)));
+            pairedRows.Add(row);
+            if (PairingNote(v, base_) is { } n) pairingNotes.Add(n);
+        }
+
         var apPlot = ApIouPlot(variants);
         var lossPlot = LossPlot(variants);
         apPlot.Write(outDir, "ap_iou");
@@ -69,14 +120,21 @@ internal static class CompareReport
 
         const string note = "Ours: mean ± sample standard deviation over seeds, percent. Paper: VGG16/ResNet on COCO (AP … APl) and VOC 2007 (AP70), " +
                             "G-RCN Tables 1–5 (shared/specs/variants.md); a different dataset and budget, so compare the ordering, not the values.";
+        string pairedTitle = $"Paired differences to {baseline}";
+        string pairedNote =
+            $"Per variant, the mean over seeds of (variant − {baseline}) between runs with the same seed (the same images in the same order), " +
+            $"in percentage points, with its {(100 * PairedStatistics.Confidence).ToString("0", Inv)} % Student-t confidence interval [low, high] " +
+            "(mean ± t·sd/√n, n − 1 degrees of freedom); * marks an interval that excludes zero. One pair gives no interval.";
         var md = new StringBuilder();
         md.Append("# ").Append(title).Append("\n\n").Append(settings).Append("\n\n");
         md.Append(note).Append("\n\n");
-        md.Append("| ").Append(string.Join(" | ", header)).Append(" |\n");
-        md.Append('|').Append(string.Concat(header.Select((_, i) => i < 2 ? " --- |" : " ---: |"))).Append('\n');
-        foreach (var r in rows) md.Append("| ").Append(string.Join(" | ", r.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal)))).Append(" |\n");
+        AppendMarkdownTable(md, header, rows);
         var failures = variants.SelectMany(v => v.Failures.Select(f => $"- {v.Variant}: {f}")).ToArray();
         if (failures.Length > 0) md.Append("\nFailed runs:\n\n").Append(string.Join("\n", failures)).Append('\n');
+        md.Append("\n## ").Append(pairedTitle).Append("\n\n").Append(pairedNote).Append("\n\n");
+        if (pairedRows.Count > 0) AppendMarkdownTable(md, pairedHeader, pairedRows);
+        else md.Append("(no other variant)\n");
+        if (pairingNotes.Count > 0) md.Append('\n').Append(string.Concat(pairingNotes.Select(n => "- " + n + "\n")));
         md.Append("\n## AP against IoU threshold\n\n![AP against IoU threshold](ap_iou.png) ([SVG](ap_iou.svg))\n");
         md.Append("\n## Training loss\n\nEach term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
           .Append("both averaged over seeds.\n\n![training loss](loss.png) ([SVG](loss.svg))\n");
@@ -86,24 +144,151 @@ internal static class CompareReport
         html.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(Enc(title)).Append("</title>\n<style>")
             .Append("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:14px}")
             .Append("th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}")
-            .Append("th.paper,td.paper{background:#f4f4f4;color:#555}img{max-width:100%}</style></head><body>\n");
-        html.Append("<h1>").Append(Enc(title)).Append("</h1>\n<p>").Append(Enc(settings)).Append("</p>\n<p>").Append(Enc(note)).Append("</p>\n<table>\n<tr>");
-        for (int i = 0; i < header.Count; i++) html.Append(i >= header.Count - paper.Length ? "<th class=\"paper\">" : "<th>").Append(Enc(header[i])).Append("</th>");
-        html.Append("</tr>\n");
-        foreach (var r in rows)
-        {
-            html.Append("<tr>");
-            for (int i = 0; i < r.Count; i++) html.Append(i >= r.Count - paper.Length ? "<td class=\"paper\">" : "<td>").Append(Enc(r[i])).Append("</td>");
-            html.Append("</tr>\n");
-        }
-        html.Append("</table>\n");
+            .Append("th.paper,td.paper{background:#f4f4f4;color:#555}td.sig{font-weight:bold}img{max-width:100%}</style></head><body>\n");
+        html.Append("<h1>").Append(Enc(title)).Append("</h1>\n<p>").Append(Enc(settings)).Append("</p>\n<p>").Append(Enc(note)).Append("</p>\n");
+        AppendHtmlTable(html, header, rows, paperColumns: paper.Length);
         if (failures.Length > 0) html.Append("<p>Failed runs:</p><ul>").Append(string.Concat(failures.Select(f => "<li>" + Enc(f[2..]) + "</li>"))).Append("</ul>\n");
+        html.Append("<h2>").Append(Enc(pairedTitle)).Append("</h2>\n<p>").Append(Enc(pairedNote)).Append("</p>\n");
+        if (pairedRows.Count > 0) AppendHtmlTable(html, pairedHeader, pairedRows, paperColumns: 0);
+        else html.Append("<p>(no other variant)</p>\n");
+        if (pairingNotes.Count > 0) html.Append("<ul>").Append(string.Concat(pairingNotes.Select(n => "<li>" + Enc(n) + "</li>"))).Append("</ul>\n");
         html.Append("<h2>AP against IoU threshold</h2>\n").Append(SvgImg("AP against IoU threshold", apPlot.Svg)).Append('\n');
         html.Append("<h2>Training loss</h2>\n<p>Each term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
             .Append("both averaged over seeds.</p>\n").Append(SvgImg("training loss", lossPlot.Svg)).Append('\n');
         html.Append("</body></html>\n");
         File.WriteAllText(Path.Combine(outDir, "report.html"), html.ToString());
+
+        WriteJson(Path.Combine(outDir, "report.json"), title, settings, backbone, variants, base_);
         return md.ToString();
+    }
+
+    private static void AppendMarkdownTable(StringBuilder md, IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows)
+    {
+        md.Append("| ").Append(string.Join(" | ", header)).Append(" |\n");
+        md.Append('|').Append(string.Concat(header.Select((_, i) => i < 2 ? " --- |" : " ---: |"))).Append('\n');
+        foreach (var r in rows) md.Append("| ").Append(string.Join(" | ", r.Select(c => c.Replace("|", "\\|", StringComparison.Ordinal)))).Append(" |\n");
+    }
+
+    /// <summary>An HTML table; the last <paramref name="paperColumns"/> columns shaded as the paper's, cells ending in " *" bold.</summary>
+    private static void AppendHtmlTable(StringBuilder html, IReadOnlyList<string> header, IEnumerable<IReadOnlyList<string>> rows, int paperColumns)
+    {
+        html.Append("<table>\n<tr>");
+        for (int i = 0; i < header.Count; i++) html.Append(i >= header.Count - paperColumns ? "<th class=\"paper\">" : "<th>").Append(Enc(header[i])).Append("</th>");
+        html.Append("</tr>\n");
+        foreach (var r in rows)
+        {
+            html.Append("<tr>");
+            for (int i = 0; i < r.Count; i++)
+                html.Append(i >= r.Count - paperColumns ? "<td class=\"paper\">" : r[i].EndsWith(" *", StringComparison.Ordinal) ? "<td class=\"sig\">" : "<td>")
+                    .Append(Enc(r[i])).Append("</td>");
+            html.Append("</tr>\n");
+        }
+        html.Append("</table>\n");
+    }
+
+    /// <summary>
+    /// report.json: the settings, then per variant every run (seed, metrics, AP by IoU, training time), the mean, standard
+    /// deviation and count of each metric, the paper's row, and (for all but the baseline) the paired difference of each
+    /// paired metric: the seeds paired, mean, sd, t quantile, interval and whether it excludes zero. Undefined values are null.
+    /// </summary>
+    private static void WriteJson(string path, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants, CompareVariant baseline)
+    {
+        static string Key(string column) => column.Replace(' ', '_');
+        using var stream = File.Create(path);
+        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        w.WriteStartObject();
+        w.WriteString("title", title);
+        w.WriteString("settings", settings);
+        w.WriteString("baseline", baseline.Variant);
+        w.WriteNumber("confidence", PairedStatistics.Confidence);
+        w.WriteStartArray("variants");
+        foreach (var v in variants)
+        {
+            w.WriteStartObject();
+            w.WriteString("variant", v.Variant);
+            w.WriteStartArray("failures");
+            foreach (var f in v.Failures) w.WriteStringValue(f);
+            w.WriteEndArray();
+            w.WriteStartArray("runs");
+            foreach (var r in v.Runs)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("seed", r.Seed);
+                Metrics.Number(w, "training_seconds", r.TrainingSeconds);
+                w.WriteStartObject("metrics");
+                for (int k = 0; k < MetricsSummary.Columns.Length; k++) Metrics.Number(w, Key(MetricsSummary.Columns[k]), r.Metrics.Values[k]);
+                w.WriteEndObject();
+                w.WriteStartArray("ap_by_iou");
+                foreach (double ap in r.ApByIou)
+                    if (ap >= 0 && double.IsFinite(ap)) w.WriteNumberValue(Math.Round(ap, 6));
+                    else w.WriteNullValue();
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("summary");
+            for (int k = 0; k < MetricsSummary.Columns.Length; k++)
+            {
+                w.WritePropertyName(Key(MetricsSummary.Columns[k]));
+                if (MeanStd(v.Runs.Select(r => r.Metrics.Values[k])) is { } s)
+                {
+                    w.WriteStartObject();
+                    Metrics.Number(w, "mean", s.Mean);
+                    Metrics.Number(w, "std", s.Std);
+                    w.WriteNumber("n", s.N);
+                    w.WriteEndObject();
+                }
+                else w.WriteNullValue();
+            }
+            w.WriteEndObject();
+            w.WritePropertyName("paper");
+            if (PaperResults.For(v.Variant, backbone) is { } p)
+            {
+                w.WriteStartObject();
+                w.WriteString("source", p.Source);
+                foreach (var (name, value) in new[] { ("AP", p.AP), ("AP50", p.AP50), ("AP75", p.AP75), ("APs", p.APs), ("APm", p.APm), ("APl", p.APl), ("VOC_AP70", p.VocAP70) })
+                    if (value is double d) w.WriteNumber(name, d / 100);
+                    else w.WriteNull(name);
+                w.WriteEndObject();
+            }
+            else w.WriteNullValue();
+            w.WritePropertyName("paired");
+            if (v == baseline) w.WriteNullValue();
+            else
+            {
+                w.WriteStartObject();
+                for (int k = 0; k < PairedColumns.Length; k++)
+                {
+                    w.WritePropertyName(PairedColumns[k]);
+                    if (Paired(v, baseline, k) is { } d)
+                    {
+                        w.WriteStartObject();
+                        w.WriteStartArray("seeds");
+                        foreach (ulong seed in d.Seeds) w.WriteNumberValue(seed);
+                        w.WriteEndArray();
+                        Signed(w, "mean", d.Mean);
+                        Signed(w, "std", d.Std);
+                        Signed(w, "t", d.T);
+                        Signed(w, "lower", d.Lower);
+                        Signed(w, "upper", d.Upper);
+                        w.WriteBoolean("excludes_zero", d.ExcludesZero);
+                        w.WriteEndObject();
+                    }
+                    else w.WriteNullValue();
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>A number rounded to 6 decimals, or null when not finite (differences may be negative).</summary>
+    private static void Signed(Utf8JsonWriter w, string name, double v)
+    {
+        if (double.IsFinite(v)) w.WriteNumber(name, Math.Round(v, 6));
+        else w.WriteNull(name);
     }
 
     /// <summary>Mean AP over seeds at each COCO IoU threshold, one line per variant.</summary>

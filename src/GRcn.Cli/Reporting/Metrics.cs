@@ -151,7 +151,31 @@ internal static class Metrics
         w.WriteEndObject();
     }
 
-    private static void Number(Utf8JsonWriter w, string name, double v)
+    /// <summary>
+    /// Reads back a metrics.json of <see cref="WriteJson"/>: the summary, AP by IoU and the whole document (for the run's
+    /// description). A file that is not one is an <see cref="InvalidDataException"/> naming it.
+    /// </summary>
+    public static (MetricsSummary Summary, double[] ApByIou, JsonElement Document) ReadJson(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = doc.RootElement.Clone();
+            var m = root.GetProperty("metrics");
+            double Get(JsonElement e, string name) => e.GetProperty(name) is { ValueKind: JsonValueKind.Number } v ? v.GetDouble() : -1;
+            var summary = new MetricsSummary(Get(m, "AP"), Get(m, "AP50"), Get(m, "AP70"), Get(m, "AP75"), Get(m, "APs"), Get(m, "APm"), Get(m, "APl"), Get(m, "VOC_AP50"));
+            var ap = root.GetProperty("ap_by_iou").EnumerateArray().Select(e => Get(e, "AP")).ToArray();
+            if (ap.Length != CocoParameters.IouThresholds.Length) throw new InvalidDataException($"ap_by_iou has {ap.Length} entries, not {CocoParameters.IouThresholds.Length}");
+            return (summary, ap, root);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or InvalidDataException)
+        {
+            throw new InvalidDataException($"{path}: not a grcn metrics.json ({e.Message})", e);
+        }
+    }
+
+    /// <summary>A metric rounded to 6 decimals, or null where undefined (negative or not finite).</summary>
+    internal static void Number(Utf8JsonWriter w, string name, double v)
     {
         if (v < 0 || !double.IsFinite(v)) w.WriteNull(name);
         else w.WriteNumber(name, Math.Round(v, 6));

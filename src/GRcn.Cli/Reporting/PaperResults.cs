@@ -33,7 +33,14 @@ internal static class PaperResults
         [("resnet50-det", BackboneKind.Vgg16)] = new("Tables 4–5", 22.3, null, null, null, null, null, 59.5),
     };
 
-    /// <summary>The paper's row for <paramref name="variant"/> on <paramref name="backbone"/> (modifiers: none), or null.</summary>
-    public static PaperRow? For(string variant, BackboneKind backbone) =>
-        !variant.Contains('+') && Rows.TryGetValue((variant, backbone), out var row) ? row : null;
+    /// <summary>
+    /// The paper's row for <paramref name="variant"/> on <paramref name="backbone"/>, or null. The RoI pooler modifiers
+    /// (+roi-align, +roi-align-v2) are looked through: the rows are branch structures, and a study that runs every
+    /// structure with the main job's aligned RoIAlign compares the same structures; any other modifier has no row.
+    /// </summary>
+    public static PaperRow? For(string variant, BackboneKind backbone)
+    {
+        var parts = variant.Split('+', StringSplitOptions.TrimEntries);
+        return parts.Skip(1).All(m => m is "roi-align" or "roi-align-v2") && Rows.TryGetValue((parts[0], backbone), out var row) ? row : null;
+    }
 }

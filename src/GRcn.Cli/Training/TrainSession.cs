@@ -140,21 +140,10 @@ internal static class TrainSession
         output.Write(Metrics.PerClassTable(report.Coco, report.Voc));
 
         string metricsPath = Path.Combine(outDir, "metrics.json");
-        Metrics.WriteJson(metricsPath, metrics, report.Coco, report.Voc, new Dictionary<string, object?>
-        {
-            ["variant"] = c.Variant,
-            ["backbone"] = c.Backbone.ToString(),
-            ["width"] = c.Width,
-            ["data"] = s.Data.ToString(),
-            ["iterations"] = result.Iterations,
-            ["batch"] = s.BatchSize,
-            ["learning_rate"] = s.LearningRate,
-            ["size"] = c.Input.MinSize,
-            ["train_sizes"] = c.Input.TrainingSizes(),
-            ["seed"] = detector.Seed,
-            ["training_seconds"] = Math.Round(trainingTime.TotalSeconds, 1),
-            ["evaluations"] = evaluations.Select(e => new Dictionary<string, object> { ["iteration"] = e.Iteration, ["AP"] = e.Metrics.AP, ["AP50"] = e.Metrics.AP50 }).ToArray(),
-        });
+        var fields = RunFields(s, c, result.Iterations, detector.Seed);
+        fields["training_seconds"] = Math.Round(trainingTime.TotalSeconds, 1);
+        fields["evaluations"] = evaluations.Select(e => new Dictionary<string, object> { ["iteration"] = e.Iteration, ["AP"] = e.Metrics.AP, ["AP50"] = e.Metrics.AP50 }).ToArray();
+        Metrics.WriteJson(metricsPath, metrics, report.Coco, report.Voc, fields);
         string gridPath = Path.Combine(outDir, "detections.png");
         WriteDetectionGrid(gridPath, test, report, c, result.Iterations, Math.Min(s.GridImages, test.Count), s.DrawThreshold);
         string lossPath = LossPlot($"{c.Variant} training loss", losses).Write(outDir, "loss");
@@ -165,6 +154,31 @@ internal static class TrainSession
             $"AP50 {metrics.AP50:0.000}  AP {metrics.AP:0.000}  ({ProgressDisplay.Clock(total.Elapsed)} in all)"));
         return new TrainOutcome(0, metrics, Metrics.ApByIou(report.Coco), losses, trainingTime, total.Elapsed);
     }
+
+    /// <summary>
+    /// The run's description in metrics.json: the detector's variant, backbone, width and input sizes from
+    /// <paramref name="c"/>, the data and recipe from <paramref name="s"/>. grcn compare reuses a finished run only where
+    /// these fields match what it would train.
+    /// </summary>
+    public static Dictionary<string, object?> RunFields(TrainSettings s, DetectorConfig c, int iterations, ulong seed) => new()
+    {
+        ["variant"] = c.Variant,
+        ["backbone"] = c.Backbone.ToString(),
+        ["width"] = c.Width,
+        ["data"] = s.Data.ToString(),
+        ["iterations"] = iterations,
+        ["batch"] = s.BatchSize,
+        ["learning_rate"] = s.LearningRate,
+        ["optimizer"] = s.Optimizer,
+        ["schedule"] = s.Schedule,
+        ["group_norm"] = c.GroupNormGroups,
+        ["anchors"] = c.Rpn.AnchorSizes,
+        ["size"] = c.Input.MinSize,
+        ["train_sizes"] = c.Input.TrainingSizes(),
+        ["train_images"] = s.TrainImages,
+        ["test_images"] = s.TestImages,
+        ["seed"] = seed,
+    };
 
     /// <summary>"160" or, with separate training sizes, "128 in training, 160 at test".</summary>
     private static string SizeText(InputSettings input) => input.TrainingSizes() is [var t] && t == input.MinSize

@@ -3,7 +3,9 @@
 // output. The defaults depend on the data: the synthetic shapes set gets a small, fast
 // setting (the 128-pixel images trained at their own size and evaluated upscaled to 160, an
 // eighth-width VGG16 with group norm trained from scratch by AdamW on a cosine schedule, small
-// anchors and proposal counts) sized to finish in under ten minutes on two CPU cores; VOC and
+// anchors and proposal counts) sized to finish in under ten minutes on two CPU cores; the
+// COCO-like shapes-large set the same recipe on its 320×240 images at their own size, with
+// anchors up to 256 and the paper's 14×14 context map; VOC and
 // COCO get the paper's input size, SGD schedule and Faster R-CNN's counts.
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
@@ -145,16 +147,17 @@ internal sealed record TrainSettings
             FrozenStages = Weights is null ? 0 : 2,
             GroupNormGroups = GroupNormGroups,
         };
-        if (Data.Kind == DataKind.Shapes)
+        if (Data.IsShapes)
         {
             // small images with a few objects: fewer proposals, 32 RoIs per image half of them
             // foreground, a narrow fc head without dropout, and a context map of the feature map's
-            // own size (a 128-pixel image gives an 8×8 map at stride 16; 14×14 would only repeat cells)
+            // own size (a 128-pixel image gives an 8×8 map at stride 16; 14×14 would only repeat cells;
+            // shapes-large's 240×320 gives 15×20 and keeps the paper's 14×14)
             c = c with
             {
                 Rpn = c.Rpn with { PreNmsTopNTrain = 1000, PostNmsTopNTrain = 300, PreNmsTopNTest = 300, PostNmsTopNTest = 100 },
                 RoiHeads = c.RoiHeads with { BatchSizePerImage = 32, PositiveFraction = 0.5f, FcDim = 256, Dropout = 0f },
-                ContextSize = 7,
+                ContextSize = Data.Kind == DataKind.Shapes ? 7 : c.ContextSize,
             };
         }
         return c;
@@ -169,7 +172,7 @@ internal sealed record TrainSettings
         Optimizer = Optimizer == "adamw" ? OptimizerKind.AdamW : OptimizerKind.Sgd,
         LearningRate = LearningRate,
         Momentum = 0.9,
-        WeightDecay = Data.Kind == DataKind.Shapes ? 1e-4 : 5e-4,
+        WeightDecay = Data.IsShapes ? 1e-4 : 5e-4,
         WarmupIterations = Math.Min(200, Math.Max(1, Iterations / 10)),
         WarmupFactor = 0.1,
         Steps = [Math.Max(1, (int)(0.8 * Iterations))],
@@ -186,9 +189,15 @@ internal sealed record TrainSettings
     public static int LongerSideFor(int size) => size * 5 / 3;
 
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
-    public static TrainSettings DefaultsFor(DataSource data) => data.Kind == DataKind.Shapes
-        ? new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = LongerSideFor(160) }
-        : new TrainSettings
+    public static TrainSettings DefaultsFor(DataSource data) => data.Kind switch
+    {
+        DataKind.Shapes => new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = LongerSideFor(160) },
+        // the 320×240 images at their own size (COCO's area thresholds then hold in the pixels the detector sees)
+        DataKind.ShapesLarge => new TrainSettings
+        {
+            Data = data, Variant = "g-rcn+roi-align-v2", Size = 240, TrainSizes = [240], MaxSize = LongerSideFor(240), Anchors = [16, 32, 64, 128, 256],
+        },
+        _ => new TrainSettings
         {
             Data = data,
             Width = 1.0,
@@ -204,5 +213,6 @@ internal sealed record TrainSettings
             EvaluationLimit = 500,
             CheckpointEvery = 2000,
             LogEvery = 100,
-        };
+        },
+    };
 }

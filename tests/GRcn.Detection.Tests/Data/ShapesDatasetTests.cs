@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Tests.Data;
@@ -11,6 +13,26 @@ public sealed class ShapesDatasetTests
         Assert.Equal(a.Id, b.Id);
         Assert.Equal(a.Image.Pixels, b.Image.Pixels);
         Assert.Equal(a.Objects, b.Objects);
+    }
+
+    /// <summary>SHA-256 of a sample: its id, size, pixels and every annotation (box, label, flags).</summary>
+    private static string Fingerprint(DetectionSample s)
+    {
+        var text = new StringBuilder().Append(s.Id).Append(';').Append(s.Image.Width).Append('x').Append(s.Image.Height);
+        foreach (var o in s.Objects) text.Append(';').Append(FormattableString.Invariant($"{o.Box.X1},{o.Box.Y1},{o.Box.X2},{o.Box.Y2},{o.Label},{o.Difficult},{o.IsCrowd}"));
+        return Convert.ToHexStringLower(SHA256.HashData([.. Encoding.UTF8.GetBytes(text.ToString()), .. s.Image.Pixels]));
+    }
+
+    [Fact]
+    public void DefaultSetIsUnchanged()
+    {
+        // The README's and docs/experiments.md's figures were measured on these images: the default set (the one
+        // grcn train --data shapes opens) must stay byte for byte the same. Hashes taken before shapes-large was added.
+        var train = new ShapesDataset(new ShapesOptions { Count = 4000 });
+        var test = new ShapesDataset(new ShapesOptions { Count = 500, Split = ShapesSplit.Test });
+        Assert.Equal("f792353ebe5872d8efb4d629facf0bce05d5c189bd52eed3c6afcae05688a404", Fingerprint(train.Load(0)));
+        Assert.Equal("8ee23825acd0f2e3baeab38824417fd6ed806382501566698f67b7faf597df49", Fingerprint(train.Load(3999)));
+        Assert.Equal("463c9300fec7e9b675eb4584f2c8282602ad47ffdc05e61a3ac8c681fbb8dccb", Fingerprint(test.Load(0)));
     }
 
     [Fact]
@@ -82,6 +104,72 @@ public sealed class ShapesDatasetTests
         foreach (int n in perClass) Assert.InRange(n / (double)total, 0.15, 0.25);
         Assert.InRange(small / (double)total, 0.2, 0.4);
         Assert.InRange(large / (double)total, 0.1, 0.25);
+    }
+
+    [Fact]
+    public void LargeSetHasCocoLikeSizes()
+    {
+        // COCO train2017 by pycocotools' area thresholds: 41 % small (< 32²), 34 % medium, 24 % large (≥ 96²). The set
+        // draws 41/34/25; occlusion and the pixel extent of tips and rims move the annotated shares by a point or so
+        // (seed 3: 40.9/34.0/25.1 %).
+        var options = ShapesOptions.Large with { Count = SampleImages, Seed = 3 };
+        var ds = new ShapesDataset(options);
+        int total = 0, small = 0, medium = 0, large = 0, tiny = 0;
+        for (int i = 0; i < ds.Count; i++)
+        {
+            var s = ds.Load(i);
+            Assert.Equal((320, 240), (s.Image.Width, s.Image.Height));
+            Assert.Equal($"shapes-large-train-{i}", s.Id);
+            Assert.InRange(s.Objects.Count, 1, options.MaxObjects);
+            foreach (var o in s.Objects)
+            {
+                Box b = o.Box;
+                Assert.True(b.X1 >= 0 && b.Y1 >= 0 && b.X2 <= 320 && b.Y2 <= 240, $"{s.Id}: {b} outside the image");
+                Assert.InRange(Math.Sqrt(b.Area), options.MinObjectSize - 2.0, options.MaxObjectSize + 1.0);
+                total++;
+                if (b.Area < 32 * 32) small++;
+                else if (b.Area < 96 * 96) medium++;
+                else large++;
+                if (Math.Sqrt(b.Area) < 16) tiny++;
+            }
+        }
+        Assert.InRange(small / (double)total, 0.36, 0.46);
+        Assert.InRange(medium / (double)total, 0.29, 0.39);
+        Assert.InRange(large / (double)total, 0.20, 0.30);
+        // log-uniform in [12, 32): 29 % of the small ones (12 % of all) under 16 pixels; the default set has 30 % under 20
+        Assert.InRange(tiny / (double)total, 0.08, 0.17);
+        // 1–6 drawn (mean 3.5), a few dropped as covered
+        Assert.InRange(total / (double)ds.Count, 2.8, 3.6);
+    }
+
+    [Fact]
+    public void LargeSetIsAPureFunctionOfSeedSplitAndIndexAndDiffersFromTheDefaultSet()
+    {
+        var a = new ShapesDataset(ShapesOptions.Large with { Count = 8, Seed = 4 });
+        var b = new ShapesDataset(ShapesOptions.Large with { Count = 8, Seed = 4 });
+        var other = new ShapesDataset(ShapesOptions.Large with { Count = 8, Seed = 5 });
+        var test = new ShapesDataset(ShapesOptions.Large with { Count = 8, Seed = 4, Split = ShapesSplit.Test });
+        // the default set's stream drawn at the large size: the COCO-like set must not share its random stream
+        var defaultStream = new ShapesDataset(ShapesOptions.Large with { Count = 8, Seed = 4, SizeDistribution = ShapesSizeDistribution.LogUniform });
+        for (int i = 7; i >= 0; i--)
+        {
+            var s = a.Load(i);
+            AssertSameSample(s, b.Load(i));
+            Assert.NotEqual(s.Image.Pixels, other.Load(i).Image.Pixels);
+            Assert.NotEqual(s.Image.Pixels, test.Load(i).Image.Pixels);
+            Assert.NotEqual(s.Image.Pixels, defaultStream.Load(i).Image.Pixels);
+            Assert.StartsWith("shapes-large-test-", test.Load(i).Id);
+        }
+    }
+
+    [Theory]
+    [InlineData(32, 200)]
+    [InlineData(12, 95)]
+    public void CocoLikeSizesNeedTheCocoRanges(int minSize, int maxSize)
+    {
+        var e = Assert.Throws<ArgumentException>(() => new ShapesDataset(ShapesOptions.Large with { MinObjectSize = minSize, MaxObjectSize = maxSize }));
+        Assert.Equal("options", e.ParamName);
+        Assert.Contains("COCO-like", e.Message);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 // The built-in synthetic detection set: images of coloured shapes (rectangle, ellipse,
-// triangle, plus, ring) with varied size (log-uniform, many small), aspect ratio, colour and
+// triangle, plus, ring) with varied size (log-uniform, many small; or COCO-like, see
+// ShapesSizeDistribution.CocoLike and ShapesOptions.Large), aspect ratio, colour and
 // fill texture (solid, stripes, checker, noise) on a textured background with unannotated
 // clutter (thin lines, faint soft blobs). Later shapes may cover earlier ones: an object's box
 // is the full extent of its own pixels, and an object more than MaxOcclusion covered is not
@@ -18,9 +19,39 @@ public enum ShapesSplit
     Test,
 }
 
+/// <summary>How the size √(w·h) of a drawn shape is distributed.</summary>
+public enum ShapesSizeDistribution
+{
+    /// <summary>Log-uniform in [MinObjectSize, MaxObjectSize + 1): many small objects (the default set).</summary>
+    LogUniform,
+
+    /// <summary>
+    /// COCO's mix by its area thresholds (pycocotools' 32² and 96² pixels): 41 % small (size in [MinObjectSize, 32)),
+    /// 34 % medium ([32, 96)), 25 % large ([96, MaxObjectSize + 1)), log-uniform within each range. Needs
+    /// MinObjectSize &lt; 32 and MaxObjectSize ≥ 96.
+    /// </summary>
+    CocoLike,
+}
+
 /// <summary>Options of <see cref="ShapesDataset"/>.</summary>
 public sealed record ShapesOptions
 {
+    /// <summary>
+    /// The "shapes-large" set: 320×240 images (COCO's 4:3 at half its 640×480) with up to 6 shapes of COCO-like sizes
+    /// (<see cref="ShapesSizeDistribution.CocoLike"/>, 12 to 200 pixels). At the scale the detector sees them (1:1) a
+    /// small object spans under two cells of the stride-16 map, a large one 6 to 12, about as COCO's objects do at the
+    /// paper's 600-pixel input (docs/experiments.md).
+    /// </summary>
+    public static ShapesOptions Large => new()
+    {
+        Width = 320,
+        Height = 240,
+        MaxObjects = 6,
+        MinObjectSize = 12,
+        MaxObjectSize = 200,
+        SizeDistribution = ShapesSizeDistribution.CocoLike,
+    };
+
     /// <summary>Image width in pixels.</summary>
     public int Width { get; init; } = 128;
 
@@ -48,6 +79,9 @@ public sealed record ShapesOptions
     /// <summary>Largest drawn size, √(w·h) in pixels.</summary>
     public int MaxObjectSize { get; init; } = 64;
 
+    /// <summary>How the drawn sizes are distributed between <see cref="MinObjectSize"/> and <see cref="MaxObjectSize"/>.</summary>
+    public ShapesSizeDistribution SizeDistribution { get; init; } = ShapesSizeDistribution.LogUniform;
+
     /// <summary>Largest aspect ratio (w/h or h/w) of a drawn shape (≥ 1).</summary>
     public double MaxAspectRatio { get; init; } = 2.0;
 
@@ -65,6 +99,13 @@ public sealed class ShapesDataset : IDetectionDataset
     public static IReadOnlyList<string> ShapeClasses { get; } = ["rectangle", "ellipse", "triangle", "plus", "ring"];
 
     private const ulong StreamTag = 0x5348415045535631UL; // "SHAPESV1"
+    private const ulong CocoLikeStreamTag = 0x5348415045534C31UL; // "SHAPESL1": COCO-like sizes draw from their own streams
+
+    /// <summary>Upper size bounds of COCO's small and medium objects (√ of pycocotools' area thresholds 32² and 96²).</summary>
+    private const double CocoSmall = 32, CocoMedium = 96;
+
+    /// <summary>Shares of COCO's small and medium objects (train2017: 41 % and 34 %; the rest, 25 %, large).</summary>
+    private const double SmallShare = 0.41, MediumShare = 0.34;
 
     /// <summary>Creates the set; validates <paramref name="options"/> (default: 128×128, 2000 images).</summary>
     public ShapesDataset(ShapesOptions? options = null)
@@ -79,6 +120,9 @@ public sealed class ShapesDataset : IDetectionDataset
             throw new ArgumentException($"object sizes {options.MinObjectSize}..{options.MaxObjectSize} must satisfy 4 ≤ min ≤ max", nameof(options));
         if (options.MinObjectSize > Math.Min(options.Width, options.Height))
             throw new ArgumentException($"MinObjectSize {options.MinObjectSize} exceeds the image size {options.Width}×{options.Height}", nameof(options));
+        if (options.SizeDistribution == ShapesSizeDistribution.CocoLike && (options.MinObjectSize >= CocoSmall || options.MaxObjectSize < CocoMedium))
+            throw new ArgumentException($"COCO-like sizes need MinObjectSize < {CocoSmall} and MaxObjectSize ≥ {CocoMedium}; got {options.MinObjectSize}..{options.MaxObjectSize}", nameof(options));
+        if (!Enum.IsDefined(options.SizeDistribution)) throw new ArgumentException($"SizeDistribution {options.SizeDistribution} is not defined", nameof(options));
         if (!(options.MaxAspectRatio >= 1) || !double.IsFinite(options.MaxAspectRatio))
             throw new ArgumentException($"MaxAspectRatio {options.MaxAspectRatio} must be ≥ 1", nameof(options));
         if (!(options.MaxOcclusion is >= 0 and <= 1)) throw new ArgumentException($"MaxOcclusion {options.MaxOcclusion} must be in [0, 1]", nameof(options));
@@ -107,7 +151,8 @@ public sealed class ShapesDataset : IDetectionDataset
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
         var o = Options;
         int width = o.Width, height = o.Height;
-        var rng = SeededRandom.For(StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
+        bool cocoLike = o.SizeDistribution == ShapesSizeDistribution.CocoLike;
+        var rng = SeededRandom.For(cocoLike ? CocoLikeStreamTag : StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
         var pixels = new byte[width * height * 3];
         // owner[p] = 1 + the index of the last shape drawn over pixel p, 0 for background.
         byte[] owner = ArrayPool<byte>.Shared.Rent(width * height);
@@ -135,7 +180,7 @@ public sealed class ShapesDataset : IDetectionDataset
                 objects.Add(new ObjectAnnotation(new Box(s.MinX, s.MinY, s.MaxX + 1, s.MaxY + 1), s.Label));
             }
             string split = o.Split == ShapesSplit.Train ? "train" : "test";
-            return new DetectionSample($"shapes-{split}-{index}", new RgbImage(width, height, pixels), objects);
+            return new DetectionSample($"{(cocoLike ? "shapes-large" : "shapes")}-{split}-{index}", new RgbImage(width, height, pixels), objects);
         }
         finally
         {
@@ -216,7 +261,9 @@ public sealed class ShapesDataset : IDetectionDataset
     {
         var o = Options;
         int label = rng.NextInt(ShapeClasses.Count);
-        double size = Math.Exp(rng.NextDouble(Math.Log(o.MinObjectSize), Math.Log(o.MaxObjectSize + 1)));
+        double size = o.SizeDistribution == ShapesSizeDistribution.CocoLike
+            ? CocoLikeSize(o, ref rng)
+            : Math.Exp(rng.NextDouble(Math.Log(o.MinObjectSize), Math.Log(o.MaxObjectSize + 1)));
         double aspect = Math.Exp(rng.NextDouble(-Math.Log(o.MaxAspectRatio), Math.Log(o.MaxAspectRatio)));
         int w = Math.Clamp((int)Math.Round(size * Math.Sqrt(aspect)), 4, width);
         int h = Math.Clamp((int)Math.Round(size / Math.Sqrt(aspect)), 4, height);
@@ -286,6 +333,16 @@ public sealed class ShapesDataset : IDetectionDataset
             }
         }
         return s;
+    }
+
+    /// <summary>A size of <see cref="ShapesSizeDistribution.CocoLike"/>: COCO's range by its share, log-uniform within it.</summary>
+    private static double CocoLikeSize(ShapesOptions o, ref SeededRandom rng)
+    {
+        double u = rng.NextDouble();
+        (double lo, double hi) = u < SmallShare ? (o.MinObjectSize, CocoSmall)
+            : u < SmallShare + MediumShare ? (CocoSmall, CocoMedium)
+            : (CocoMedium, o.MaxObjectSize + 1);
+        return Math.Exp(rng.NextDouble(Math.Log(lo), Math.Log(hi)));
     }
 
     private static int Away(int c, int background) => c >= background ? Math.Min(255, c + 60) : Math.Max(0, c - 60);
