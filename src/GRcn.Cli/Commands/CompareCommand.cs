@@ -44,14 +44,14 @@ internal static class CompareCommand
                 if (n < 1) throw new ArgumentException($"--seeds must be at least 1; got {n}");
                 foreach (var v in names)
                     plan.Add((v, Enumerable.Range(0, n).Select(s =>
-                        shared.Resolve(p, v, (ulong)s, Path.Combine(outDir, TrainOptions.Slug(v), $"seed-{s}"), resume: false)).ToList()));
+                        shared.Resolve(p, v, (ulong)s, Path.Combine(outDir, TrainOptions.Slug(v), $"seed-{s}"), resume: false) with { Overwrite = true }).ToList()));
             }
             catch (ArgumentException ex)
             {
-                e.WriteLine($"grcn compare: {ex.Message}");
+                e.WriteLine($"grcn compare: {GrcnApp.Message(ex)}");
                 return 2;
             }
-            return GrcnApp.WithCtrlC(token => Run(plan, outDir, o, e, token));
+            return GrcnApp.WithCtrlC(token => Run(plan, outDir, o, e, token), e);
         });
         return command;
     }
@@ -101,8 +101,8 @@ internal static class CompareCommand
                 }
                 catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or PlatformNotSupportedException)
                 {
-                    e.WriteLine($"grcn compare: {variant}, seed {s.Seed}: {ex.Message}");
-                    failures.Add($"seed {s.Seed}: {ex.Message}");
+                    e.WriteLine($"grcn compare: {variant}, seed {s.Seed}: {GrcnApp.Message(ex)}");
+                    failures.Add($"seed {s.Seed}: {GrcnApp.Message(ex)}");
                 }
                 o.WriteLine();
             }
