@@ -323,7 +323,9 @@ public sealed class Detector : IDisposable
         }
         catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: invalid configuration in the checkpoint metadata: {e.Message}", e);
+            // ArgumentException's " (Parameter 'config')" tail says nothing to the reader of a file
+            string message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+            throw new InvalidDataException($"{path}: invalid configuration in the checkpoint metadata: {message}", e);
         }
         if (!ulong.TryParse(Meta("seed"), NumberStyles.None, CultureInfo.InvariantCulture, out ulong seed))
             throw new InvalidDataException($"{path}: metadata 'seed' must be an integer in [0, {ulong.MaxValue}]; got '{Meta("seed")}'");
