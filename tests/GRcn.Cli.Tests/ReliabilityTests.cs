@@ -49,13 +49,7 @@ public sealed class TinyRun : IDisposable
 
 public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
 {
-    internal static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = new StringWriter();
-        var e = new StringWriter();
-        int code = GrcnApp.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
+    internal static (int Code, string Out, string Err) Run(params string[] args) => CommandTests.Run(args);
 
     /// <summary>Exit code 2 and an error naming <paramref name="words"/>, on lines that are no stack trace.</summary>
     private static string AssertBadInput((int Code, string Out, string Err) r, params string[] words)
@@ -181,7 +175,11 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     {
         if (!File.Exists("/dev/zero")) return;
         AssertBadInput(Run("eval", "--checkpoint", "/dev/zero"), "/dev/zero");
+        AssertBadInput(Run("eval", "--coco-gt", "/dev/zero", "--coco-results", "/dev/zero"), "/dev/zero", "not JSON");
         using var tmp = new TempDir();
+        string voc = Directory.CreateDirectory(Path.Combine(tmp.Path, "voc", "ImageSets", "Main")).FullName;
+        File.CreateSymbolicLink(Path.Combine(voc, "trainval.txt"), "/dev/zero");
+        AssertBadInput(Run("train", "--data", "voc:" + Path.Combine(tmp.Path, "voc"), "--out", Path.Combine(tmp.Path, "out")), "trainval.txt", "not a text file");
         string image = Path.Combine(tmp.Path, "shape.png");
         File.WriteAllBytes(image, ImageFile.EncodePng(new ShapesDataset(new ShapesOptions { Count = 1 }).Load(0).Image));
         var r = Run("detect", "/dev/zero", image, "--checkpoint", run.Checkpoint, "--out", Path.Combine(tmp.Path, "out"));
