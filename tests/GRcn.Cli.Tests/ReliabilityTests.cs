@@ -282,37 +282,36 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
 
-    [Fact]
-    public async Task SigtermStopsTrainingWithACheckpointAndExitCode143ThenResumeContinues()
+    /// <summary>
+    /// Runs grcn in its own process, sends <paramref name="signal"/> once a stdout line starts with
+    /// <paramref name="trigger"/>, and returns the exit code, stdout and stderr.
+    /// </summary>
+    private static async Task<(int Code, string Out, string Err)> SignalWhen(string trigger, int signal, params string[] args)
     {
-        if (OperatingSystem.IsWindows()) return;
         string grcn = Path.Combine(AppContext.BaseDirectory, "grcn.dll");
         Assert.True(File.Exists(grcn), grcn);
-        using var tmp = new TempDir();
-        string dir = Path.Combine(tmp.Path, "run");
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        foreach (var a in new[] { grcn, "train", "--iters", "100000", "--checkpoint-every", "100000", "--plain", "--log-every", "1", "--out", dir }.Concat(TinyRun.Tiny))
-            start.ArgumentList.Add(a);
+        foreach (var a in args.Prepend(grcn)) start.ArgumentList.Add(a);
         using var p = Process.Start(start)!;
         var output = new System.Text.StringBuilder();
-        var stepped = new ManualResetEventSlim();
+        var seen = new ManualResetEventSlim();
         p.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
             lock (output) output.AppendLine(e.Data);
-            if (e.Data.StartsWith("it ", StringComparison.Ordinal)) stepped.Set();
+            if (e.Data.StartsWith(trigger, StringComparison.Ordinal)) seen.Set();
         };
         p.BeginOutputReadLine();
         var err = p.StandardError.ReadToEndAsync();
         try
         {
-            Assert.True(stepped.Wait(TimeSpan.FromSeconds(120)), "no training step within 120 s: " + output);
-            Assert.Equal(0, Kill(p.Id, 15));
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "no exit within 60 s of SIGTERM");
+            Assert.True(seen.Wait(TimeSpan.FromSeconds(120)), $"no '{trigger}' line within 120 s: {output}");
+            Assert.Equal(0, Kill(p.Id, signal));
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), $"no exit within 60 s of signal {signal}");
         }
         finally
         {
@@ -320,9 +319,18 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
         }
         p.WaitForExit();
         string errText = await err;
-        string text;
-        lock (output) text = output.ToString();
-        Assert.True(p.ExitCode == 143, $"exit {p.ExitCode}: {text}{errText}");
+        lock (output) return (p.ExitCode, output.ToString(), errText);
+    }
+
+    [Fact]
+    public async Task SigtermStopsTrainingWithACheckpointAndExitCode143ThenResumeContinues()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        using var tmp = new TempDir();
+        string dir = Path.Combine(tmp.Path, "run");
+        var (exit, text, errText) = await SignalWhen("it ", 15,
+            ["train", "--iters", "100000", "--checkpoint-every", "100000", "--plain", "--log-every", "1", "--out", dir, .. TinyRun.Tiny]);
+        Assert.True(exit == 143, $"exit {exit}: {text}{errText}");
         Assert.Contains("SIGTERM", errText);
         Assert.Contains("interrupted at iteration", text);
         var losses = TrainSession.ReadLosses(Path.Combine(dir, "losses.csv"));
@@ -332,5 +340,23 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
         Assert.True(code == 0, resumed + rerr);
         Assert.Contains($"resuming {Path.Combine(dir, TrainSession.CheckpointFile)} at iteration {losses[^1].Iteration}", resumed);
         Assert.Equal(Enumerable.Range(1, losses[^1].Iteration + 1), TrainSession.ReadLosses(Path.Combine(dir, "losses.csv")).Select(l => l.Iteration));
+    }
+
+    [Fact]
+    public async Task SighupDuringTheFinalEvaluationStopsItWithTheCheckpointWrittenAndExitCode129()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        using var tmp = new TempDir();
+        string dir = Path.Combine(tmp.Path, "run");
+        var args = (string[])TinyRun.Tiny.Clone();
+        int at = Array.IndexOf(args, "--test-images");
+        args[at + 1] = "5000";
+        var (exit, text, errText) = await SignalWhen("trained to iteration", 1, ["train", "--iters", "1", "--plain", "--out", dir, .. args]);
+        Assert.True(exit == 129, $"exit {exit}: {text}{errText}");
+        Assert.Contains("interrupted during the final evaluation", text);
+        Assert.Contains("SIGHUP", errText);
+        Assert.False(File.Exists(Path.Combine(dir, "metrics.json")));
+        using var d = GRcn.Detection.Model.Detector.Load(Path.Combine(dir, TrainSession.CheckpointFile));
+        Assert.Equal(1, d.Iteration);
     }
 }
