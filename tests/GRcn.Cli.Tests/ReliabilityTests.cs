@@ -81,10 +81,12 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     [InlineData("--test-images", "2000000000")]
     [InlineData("--log-every", "0")]
     [InlineData("--anchors", "1e30")]
+    [InlineData("--seeds", "100000000")]
     public void TrainOptionsHaveUpperBounds(string option, string value)
     {
         using var tmp = new TempDir();
-        AssertBadInput(Run("train", option, value, "--out", tmp.Path), option);
+        string[] command = option == "--seeds" ? ["compare", "--variants", "g-rcn"] : ["train"];
+        AssertBadInput(Run([.. command, option, value, "--out", tmp.Path]), option);
         Assert.Empty(Directory.GetFiles(tmp.Path));
     }
 
@@ -200,6 +202,14 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
         Assert.True(code == 0, output + err);
         Assert.Equal(before, File.ReadAllBytes(image));
         Assert.True(File.Exists(Path.Combine(tmp.Path, "shape-2.png")));
+        // nor through a symbolic link in the output folder that points at an input
+        string linked = Path.Combine(tmp.Path, "linked");
+        Directory.CreateDirectory(linked);
+        File.CreateSymbolicLink(Path.Combine(linked, "shape.png"), image);
+        (code, output, err) = Run("detect", image, "--checkpoint", run.Checkpoint, "--out", linked);
+        Assert.True(code == 0, output + err);
+        Assert.Equal(before, File.ReadAllBytes(image));
+        Assert.True(File.Exists(Path.Combine(linked, "shape-2.png")));
 
         string outDir = Path.Combine(tmp.Path, "out");
         var r = Run("detect", bad, image, "--checkpoint", run.Checkpoint, "--out", outDir, "--json");

@@ -41,7 +41,7 @@ internal static class CompareCommand
                 if (names.Count == 0) throw new ArgumentException("--variants names no variant");
                 if (names.Distinct().Count() != names.Count) throw new ArgumentException("--variants names a variant twice");
                 int n = p.GetValue(seeds);
-                if (n < 1) throw new ArgumentException($"--seeds must be at least 1; got {n}");
+                if (n is < 1 or > 1000) throw new ArgumentException($"--seeds must be in [1, 1000]; got {n}");
                 foreach (var v in names)
                     plan.Add((v, Enumerable.Range(0, n).Select(s =>
                         shared.Resolve(p, v, (ulong)s, Path.Combine(outDir, TrainOptions.Slug(v), $"seed-{s}"), resume: false) with { Overwrite = true }).ToList()));

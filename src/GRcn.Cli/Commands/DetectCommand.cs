@@ -54,6 +54,13 @@ internal static class DetectCommand
         return command;
     }
 
+    /// <summary>The absolute path of the file a path ends at, symbolic links followed (writing through a link writes its target).</summary>
+    private static string RealPath(string path)
+    {
+        var info = new FileInfo(Path.GetFullPath(path));
+        return (info.Exists ? info.ResolveLinkTarget(returnFinalTarget: true)?.FullName : null) ?? info.FullName;
+    }
+
     private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, int? size, TextWriter o, TextWriter e)
     {
         var device = DeviceOption.Open(deviceName);
@@ -65,7 +72,7 @@ internal static class DetectCommand
         Directory.CreateDirectory(outDir);
         // output names never take an input's (or the checkpoint's) name: a picture never replaces what it was drawn from
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        var inputs = images.Append(checkpoint).Select(Path.GetFullPath).ToHashSet(StringComparer.Ordinal);
+        var inputs = images.Append(checkpoint).Select(RealPath).ToHashSet(StringComparer.Ordinal);
         var all = new List<(string Image, IReadOnlyList<Detection> Detections)>();
         var inv = CultureInfo.InvariantCulture;
         int failed = 0;
@@ -90,7 +97,7 @@ internal static class DetectCommand
             int longSide = Math.Max(image.Width, image.Height) < 256 ? 2 * Math.Max(image.Width, image.Height) : 0;
             var picture = DetectionPainter.Draw(image, null, dets, names, threshold, longSide);
             string name = Path.GetFileNameWithoutExtension(path), file = name + ".png";
-            for (int k = 2; inputs.Contains(Path.GetFullPath(Path.Combine(outDir, file))) || !used.Add(file); k++) file = $"{name}-{k}.png";
+            for (int k = 2; inputs.Contains(RealPath(Path.Combine(outDir, file))) || !used.Add(file); k++) file = $"{name}-{k}.png";
             string target = Path.Combine(outDir, file);
             File.WriteAllBytes(target, ImageFile.EncodePng(picture));
             var shown = dets.Where(d => d.Score >= threshold).OrderByDescending(d => d.Score).ToArray();
@@ -101,7 +108,7 @@ internal static class DetectCommand
         if (json)
         {
             string target = Path.Combine(outDir, "detections.json");
-            if (inputs.Contains(Path.GetFullPath(target)))
+            if (inputs.Contains(RealPath(target)))
                 throw new ArgumentException($"--json would write {target}, which is an input; choose another --out", "--out");
             using (var stream = File.Create(target))
             using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
