@@ -82,6 +82,7 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     [InlineData("--log-every", "0")]
     [InlineData("--anchors", "1e30")]
     [InlineData("--seeds", "100000000")]
+    [InlineData("--lr", "1e300")]
     public void TrainOptionsHaveUpperBounds(string option, string value)
     {
         using var tmp = new TempDir();

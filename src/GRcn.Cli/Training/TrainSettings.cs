@@ -125,7 +125,7 @@ internal sealed record TrainSettings
     {
         if (Iterations < 1) throw new ArgumentException($"--iters must be at least 1; got {Iterations}", "--iters");
         if (BatchSize is < 1 or > MaxBatch) throw new ArgumentException($"--batch must be in [1, {MaxBatch}]; got {BatchSize}", "--batch");
-        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"--lr must be positive; got {LearningRate}", "--lr");
+        if (!(LearningRate > 0 && LearningRate <= 1e6)) throw new ArgumentException($"--lr must be in (0, 1000000]; got {LearningRate}", "--lr");
         if (!(Width > 0 && Width <= 4)) throw new ArgumentException($"--width must be in (0, 4]; got {Width}", "--width");
         if (Size is < 32 or > MaxSide) throw new ArgumentException($"--size must be in [32, {MaxSide}]; got {Size}", "--size");
         if (TrainSizes.Any(t => t is < 32 or > MaxSide))
