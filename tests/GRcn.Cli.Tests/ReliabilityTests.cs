@@ -71,6 +71,18 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     public void ParseErrorsAndMissingRequiredOptionsExitWithTwo(string args, string named) =>
         AssertBadInput(Run(args.Split(' ')), named, "--help");
 
+    [Fact]
+    public void ExceptionsThatEscapeACommandBecomeOneLineWithTheirExitCode()
+    {
+        Assert.Equal("grcn: --size must be in [1, 2]", GrcnApp.Describe(new ArgumentException("--size must be in [1, 2]", "--size"), out int code));
+        Assert.Equal(2, code);
+        Assert.Contains("out of memory", GrcnApp.Describe(new OutOfMemoryException(), out code));
+        Assert.Equal(2, code);
+        Assert.Equal("grcn: internal error: InvalidOperationException: broken (please report this with the command line)",
+            GrcnApp.Describe(new AggregateException(new InvalidOperationException("broken")), out code));
+        Assert.Equal(70, code);
+    }
+
     [Theory]
     [InlineData("--threads", "100000")]
     [InlineData("--size", "100000")]
