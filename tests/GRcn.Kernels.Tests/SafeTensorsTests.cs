@@ -186,6 +186,31 @@ public sealed class SafeTensorsTests : IDisposable
         Assert.True(accepted > 0);
     }
 
+    [Fact]
+    public void ReadingAFileIsBoundedByWhatItsHeaderDeclares()
+    {
+        // an endless stream: the 8 zero bytes declare an empty header, and reading stops there
+        if (File.Exists("/dev/zero"))
+            Assert.Contains("/dev/zero", Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Read("/dev/zero")).Message);
+        var valid = File.ReadAllBytes(WriteSample(out _, out _));
+        string path = Path.Combine(_dir, "edited.safetensors");
+        File.WriteAllBytes(path, [.. valid, 0]);
+        Assert.Contains("trailing", Assert.Throws<SafeTensorsFormatException>(() => SafeTensorsFile.Read(path)).Message);
+        // a file gives the outcome its bytes give, whatever they are
+        var rng = new Random(77);
+        for (int i = 0; i < 300; i++)
+        {
+            var b = (byte[])valid.Clone();
+            if (rng.Next(3) == 0) b = b[..rng.Next(b.Length)];
+            else b[rng.Next(Math.Min(b.Length, 8 + 200))] ^= (byte)(1 << rng.Next(8));
+            File.WriteAllBytes(path, b);
+            string? parsed = null, read = null;
+            try { SafeTensorsFile.Parse(b, path); } catch (SafeTensorsFormatException e) { parsed = e.Message; }
+            try { SafeTensorsFile.Read(path); } catch (SafeTensorsFormatException e) { read = e.Message; }
+            Assert.Equal(parsed is null, read is null);
+        }
+    }
+
     private static byte[] Build(string header, int dataBytes)
     {
         var h = Encoding.UTF8.GetBytes(header);

@@ -60,12 +60,12 @@ internal static class BenchCommand
         {
             options.Validate();
             device = Device.Parse(deviceName);
-            if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
+            DeviceOption.SetThreads(device, threads);
             cases = OpSuite.Select(filters);
         }
         catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException)
         {
-            Console.Error.WriteLine($"grcn bench ops: {e.Message}");
+            Console.Error.WriteLine($"grcn bench ops: {GrcnApp.Message(e)}");
             return 2;
         }
         if (cases.Count == 0)
@@ -106,7 +106,7 @@ internal static class BenchCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine($"grcn bench ops: cannot write {jsonPath}: {e.Message}");
+                Console.Error.WriteLine($"grcn bench ops: cannot write {jsonPath}: {GrcnApp.Message(e)}");
                 return 2;
             }
         }
@@ -125,9 +125,9 @@ internal static class BenchCommand
             return 2;
         }
         if (threads.Length == 0) threads = Environment.ProcessorCount > 1 ? [1, Environment.ProcessorCount] : [1];
-        if (threads.Any(t => t < 1) || trials < 1 || !(seconds > 0))
+        if (threads.Any(t => t < 1 || t > CpuDevice.MaxThreads) || trials < 1 || !(seconds > 0))
         {
-            Console.Error.WriteLine("grcn bench peak: --threads and --trials must be at least 1 and --seconds positive");
+            Console.Error.WriteLine($"grcn bench peak: --threads must be in [1, {CpuDevice.MaxThreads}], --trials at least 1 and --seconds positive");
             return 2;
         }
         Console.WriteLine(string.Format(inv, "float32 FMA peak: {0} independent Vector256 FMA chains per thread, best of {1} trials of {2} s",

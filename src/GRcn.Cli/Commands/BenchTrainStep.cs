@@ -49,7 +49,7 @@ internal static class BenchTrainStep
             if (imageWidth < 32) throw new ArgumentException($"--image-width must be at least 32; got {imageWidth}");
             if (batchSize < 1 || repeats < 1 || warmup < 0) throw new ArgumentException("--batch and --repeats must be at least 1, --warmup at least 0");
             var device = DeviceOption.Open(deviceName);
-            if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
+            DeviceOption.SetThreads(device, threads);
             var config = VariantCatalog.Create(variant, VariantCatalog.ParseBackbone(backboneName), ["a", "b", "c", "d", "e"], width);
             config = config with
             {
@@ -60,7 +60,7 @@ internal static class BenchTrainStep
         }
         catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException)
         {
-            error.WriteLine($"grcn bench train-step: {e.Message}");
+            error.WriteLine($"grcn bench train-step: {GrcnApp.Message(e)}");
             return 2;
         }
         using (det)

@@ -53,7 +53,7 @@ internal static class CompareCommand
                 if (names.Count == 0) throw new ArgumentException("--variants names no variant");
                 if (names.Distinct().Count() != names.Count) throw new ArgumentException("--variants names a variant twice");
                 int n = p.GetValue(seeds);
-                if (n < 1) throw new ArgumentException($"--seeds must be at least 1; got {n}");
+                if (n is < 1 or > 1000) throw new ArgumentException($"--seeds must be in [1, 1000]; got {n}");
                 baselineName = p.GetValue(baseline)?.Trim() ?? names[0];
                 if (!names.Contains(baselineName)) throw new ArgumentException($"--baseline {baselineName} is not one of --variants ({string.Join(", ", names)})");
                 foreach (var v in names)
@@ -62,10 +62,10 @@ internal static class CompareCommand
             }
             catch (ArgumentException ex)
             {
-                e.WriteLine($"grcn compare: {ex.Message}");
+                e.WriteLine($"grcn compare: {GrcnApp.Message(ex)}");
                 return 2;
             }
-            return GrcnApp.WithCtrlC(token => Run(plan, baselineName, outDir, o, e, token));
+            return GrcnApp.WithCtrlC(token => Run(plan, baselineName, outDir, o, e, token), e);
         });
         return command;
     }
@@ -165,8 +165,8 @@ internal static class CompareCommand
                 }
                 catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or PlatformNotSupportedException)
                 {
-                    e.WriteLine($"grcn compare: {variant}, seed {s.Seed}: {ex.Message}");
-                    failures.Add($"seed {s.Seed}: {ex.Message}");
+                    e.WriteLine($"grcn compare: {variant}, seed {s.Seed}: {GrcnApp.Message(ex)}");
+                    failures.Add($"seed {s.Seed}: {GrcnApp.Message(ex)}");
                 }
                 o.WriteLine();
             }

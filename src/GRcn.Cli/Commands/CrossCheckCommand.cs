@@ -36,7 +36,7 @@ internal static class CrossCheckCommand
         }
         catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException)
         {
-            error.WriteLine($"grcn crosscheck: {e.Message}");
+            error.WriteLine($"grcn crosscheck: {GrcnApp.Message(e)}");
             return 2;
         }
         if (device.Kind == DeviceKind.Cpu)
@@ -64,7 +64,7 @@ internal static class CrossCheckCommand
         }
         catch (Exception e) when (e is NotSupportedException or GpuException or OutOfMemoryException)
         {
-            error.WriteLine($"grcn crosscheck: {e.Message}");
+            error.WriteLine($"grcn crosscheck: {GrcnApp.Message(e)}");
             return 1;
         }
         int failed = rows.Count(r => !r.Passed);
@@ -81,7 +81,7 @@ internal static class CrossCheckCommand
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                error.WriteLine($"grcn crosscheck: cannot write {jsonPath}: {e.Message}");
+                error.WriteLine($"grcn crosscheck: cannot write {jsonPath}: {GrcnApp.Message(e)}");
                 return 2;
             }
         }

@@ -1,7 +1,9 @@
 // grcn detect: runs a checkpoint on image files (PNG, JPEG, PPM) and writes, per image, a PNG
 // with the detections at or above --threshold drawn (class-coloured boxes, "name score"
 // labels); --json also writes every raw detection (score ≥ the model's 0.05) of every image
-// to OUT/detections.json, boxes in the image's pixels.
+// to OUT/detections.json, boxes in the image's pixels. An output never takes the name of an input
+// (photo.png detected into its own folder becomes photo-2.png); an image that cannot be read is
+// reported and the others are still processed, and the exit code is then 2.
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -40,42 +42,62 @@ internal static class DetectCommand
                 float th = p.GetValue(threshold);
                 if (!(th >= 0 && th <= 1)) throw new ArgumentException($"--threshold must be in [0, 1]; got {th}");
                 return Run(p.GetValue(images)!, p.GetValue(checkpoint)!, p.GetValue(output)!, p.GetValue(json), th,
-                    p.GetValue(device)!, p.GetValue(threads), p.GetValue(size), o);
+                    p.GetValue(device)!, p.GetValue(threads), p.GetValue(size), o, e);
             }
             catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or NotSupportedException
                                            or PlatformNotSupportedException or UnauthorizedAccessException)
             {
-                e.WriteLine($"grcn detect: {ex.Message}");
+                e.WriteLine($"grcn detect: {GrcnApp.Message(ex)}");
                 return 2;
             }
         });
         return command;
     }
 
-    private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, int? size, TextWriter o)
+    /// <summary>The absolute path of the file a path ends at, symbolic links followed (writing through a link writes its target).</summary>
+    private static string RealPath(string path)
+    {
+        var info = new FileInfo(Path.GetFullPath(path));
+        return (info.Exists ? info.ResolveLinkTarget(returnFinalTarget: true)?.FullName : null) ?? info.FullName;
+    }
+
+    private static int Run(string[] images, string checkpoint, string outDir, bool json, float threshold, string deviceName, int? threads, int? size, TextWriter o, TextWriter e)
     {
         var device = DeviceOption.Open(deviceName);
-        if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
-        foreach (var path in images)
-            if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such image file", path);
-        if (size is < 1) throw new ArgumentException($"--size must be at least 1; got {size}");
+        DeviceOption.SetThreads(device, threads);
+        if (size is < 1 or > TrainSettings.MaxSide) throw new ArgumentException($"--size must be in [1, {TrainSettings.MaxSide}]; got {size}", "--size");
         using var detector = Detector.Load(checkpoint, device);
         if (size is int sz) detector.SetInputSize(sz, TrainSettings.LongerSideFor(sz));
         var names = detector.Config.ClassNames;
         Directory.CreateDirectory(outDir);
+        // output names never take an input's (or the checkpoint's) name: a picture never replaces what it was drawn from
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var inputs = images.Append(checkpoint).Select(RealPath).ToHashSet(StringComparer.Ordinal);
         var all = new List<(string Image, IReadOnlyList<Detection> Detections)>();
         var inv = CultureInfo.InvariantCulture;
+        int failed = 0;
         foreach (var path in images)
         {
-            var image = ImageFile.Load(path);
+            RgbImage image;
+            try
+            {
+                if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such image file", path);
+                image = ImageFile.Load(path);
+            }
+            catch (Exception ex) when (ex is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                // one bad image is reported and the others are still processed; the exit code says some failed
+                e.WriteLine($"grcn detect: {GrcnApp.Message(ex)}");
+                failed++;
+                continue;
+            }
             var dets = detector.Detect(image);
             all.Add((path, dets));
             // small images are drawn twice as large so labels stay readable
             int longSide = Math.Max(image.Width, image.Height) < 256 ? 2 * Math.Max(image.Width, image.Height) : 0;
             var picture = DetectionPainter.Draw(image, null, dets, names, threshold, longSide);
             string name = Path.GetFileNameWithoutExtension(path), file = name + ".png";
-            for (int k = 2; !used.Add(file); k++) file = $"{name}-{k}.png";
+            for (int k = 2; inputs.Contains(RealPath(Path.Combine(outDir, file))) || !used.Add(file); k++) file = $"{name}-{k}.png";
             string target = Path.Combine(outDir, file);
             File.WriteAllBytes(target, ImageFile.EncodePng(picture));
             var shown = dets.Where(d => d.Score >= threshold).OrderByDescending(d => d.Score).ToArray();
@@ -86,6 +108,8 @@ internal static class DetectCommand
         if (json)
         {
             string target = Path.Combine(outDir, "detections.json");
+            if (inputs.Contains(RealPath(target)))
+                throw new ArgumentException($"--json would write {target}, which is an input; choose another --out", "--out");
             using (var stream = File.Create(target))
             using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
             {
@@ -118,6 +142,11 @@ internal static class DetectCommand
                 w.WriteEndObject();
             }
             o.WriteLine($"wrote {target}");
+        }
+        if (failed > 0)
+        {
+            e.WriteLine($"grcn detect: {failed} of {images.Length} images could not be read (listed above)");
+            return 2;
         }
         return 0;
     }

@@ -15,6 +15,22 @@ internal static class DeviceOption
     /// <summary>A new --device option defaulting to cpu.</summary>
     public static Option<string> Create() => new("--device") { Description = Help, DefaultValueFactory = _ => "cpu" };
 
+    /// <summary>Sets the CPU threads of <paramref name="device"/> to <paramref name="threads"/> (null: leave the default; other devices ignore it).</summary>
+    /// <exception cref="ArgumentException">--threads is outside [1, <see cref="CpuDevice.MaxThreads"/>].</exception>
+    public static void SetThreads(Device device, int? threads)
+    {
+        CheckThreads(threads);
+        if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
+    }
+
+    /// <summary>Checks a --threads value (null: the default).</summary>
+    /// <exception cref="ArgumentException">It is outside [1, <see cref="CpuDevice.MaxThreads"/>].</exception>
+    public static void CheckThreads(int? threads)
+    {
+        if (threads is < 1 || threads > CpuDevice.MaxThreads)
+            throw new ArgumentException($"--threads must be in [1, {CpuDevice.MaxThreads}] (8 per logical core); got {threads}", "--threads");
+    }
+
     /// <summary>Opens the device named <paramref name="name"/>.</summary>
     /// <exception cref="ArgumentException">The name is not a device, or the device cannot be used here (the message says why).</exception>
     public static Device Open(string name)

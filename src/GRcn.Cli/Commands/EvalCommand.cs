@@ -43,8 +43,9 @@ internal static class EvalCommand
                 if (ckpt is null && (gt is null || res is null))
                     throw new ArgumentException("give --checkpoint FILE (with --data), or both --coco-gt FILE and --coco-results FILE");
                 if (p.GetValue(limit) < 0) throw new ArgumentException("--limit must be ≥ 0");
-                if (p.GetValue(testImages) < 1) throw new ArgumentException("--test-images must be at least 1");
-                if (p.GetValue(size) is int sz && sz < 1) throw new ArgumentException($"--size must be at least 1; got {sz}");
+                if (p.GetValue(testImages) is < 1 or > TrainSettings.MaxSyntheticImages)
+                    throw new ArgumentException($"--test-images must be in [1, {TrainSettings.MaxSyntheticImages}]; got {p.GetValue(testImages)}");
+                if (p.GetValue(size) is int sz && sz is < 1 or > TrainSettings.MaxSide) throw new ArgumentException($"--size must be in [1, {TrainSettings.MaxSide}]; got {sz}");
                 if (p.GetValue(size) is not null && ckpt is null) throw new ArgumentException("--size applies to --checkpoint");
                 return ckpt is not null
                     ? EvaluateCheckpoint(ckpt, DataSource.Parse(p.GetValue(data)!), p.GetValue(testImages), p.GetValue(limit),
@@ -54,7 +55,7 @@ internal static class EvalCommand
             catch (Exception ex) when (ex is ArgumentException or IOException or InvalidDataException or NotSupportedException
                                            or PlatformNotSupportedException or UnauthorizedAccessException)
             {
-                e.WriteLine($"grcn eval: {ex.Message}");
+                e.WriteLine($"grcn eval: {GrcnApp.Message(ex)}");
                 return 2;
             }
         });
@@ -64,7 +65,7 @@ internal static class EvalCommand
     private static int EvaluateCheckpoint(string path, DataSource data, int testImages, int limit, string deviceName, int? threads, int? size, string? json, TextWriter o)
     {
         var device = DeviceOption.Open(deviceName);
-        if (threads is int t && device is CpuDevice cpu) cpu.Threads = t;
+        DeviceOption.SetThreads(device, threads);
         using var detector = Detector.Load(path, device);
         if (size is int sz) detector.SetInputSize(sz, TrainSettings.LongerSideFor(sz));
         var test = data.OpenTest(testImages);

@@ -32,7 +32,7 @@ internal static class GoldenCommand
         }
         catch (Exception e) when (e is ArgumentException or PlatformNotSupportedException or DirectoryNotFoundException)
         {
-            Console.Error.WriteLine($"grcn golden: {e.Message}");
+            Console.Error.WriteLine($"grcn golden: {GrcnApp.Message(e)}");
             return 2;
         }
         if (files.Count == 0)

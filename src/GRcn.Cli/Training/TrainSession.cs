@@ -43,21 +43,34 @@ internal static class TrainSession
         var total = Stopwatch.StartNew();
         s.Validate();
         var device = Commands.DeviceOption.Open(s.Device);
-        if (s.Threads is int t && device is CpuDevice cpu) cpu.Threads = t;
+        Commands.DeviceOption.SetThreads(device, s.Threads);
+        string outDir = s.OutputDirectory;
+        string checkpoint = Path.Combine(outDir, CheckpointFile), lossFile = Path.Combine(outDir, "losses.csv");
+        // a trained checkpoint is never replaced by accident
+        if (s.Resume && s.Overwrite) throw new ArgumentException("--resume continues the checkpoint in --out and --overwrite replaces it: give one", "--overwrite");
+        if (s.Resume && !File.Exists(checkpoint)) throw new ArgumentException($"--resume: {checkpoint} does not exist", "--resume");
+        if (!s.Resume && !s.Overwrite && File.Exists(checkpoint))
+            throw new ArgumentException($"{checkpoint} exists: continue that run with --resume, replace it with --overwrite, or choose another --out", "--out");
         var train = s.Data.OpenTrain(s.TrainImages);
         var test = s.Data.OpenTest(s.TestImages);
-        string outDir = s.OutputDirectory;
+        if (!test.ClassNames.SequenceEqual(train.ClassNames))
+            throw new InvalidDataException($"{s.Data}: the evaluation classes ({string.Join(", ", test.ClassNames)}) differ from the training classes ({string.Join(", ", train.ClassNames)})");
+        var trainCheck = DataCheck.Run(train, "training");
+        DataCheck.Run(test, "evaluation");
+        if (trainCheck.ClippedBoxes > 0)
+            output.WriteLine($"note: {trainCheck.ClippedBoxes} training boxes reach outside their image and are clipped to it" +
+                             (trainCheck.EmptiedBoxes > 0 ? $"; {trainCheck.EmptiedBoxes} of them lie wholly outside and are skipped" : ""));
         Directory.CreateDirectory(outDir);
-        string checkpoint = Path.Combine(outDir, CheckpointFile), lossFile = Path.Combine(outDir, "losses.csv");
+        RemoveOrphanedTemporaries(outDir, output);
         var losses = new List<LossRecord>();
 
         Detector detector;
         if (s.Resume)
         {
-            if (!File.Exists(checkpoint)) throw new ArgumentException($"--resume: {checkpoint} does not exist", "--resume");
             detector = Detector.Load(checkpoint, device);
+            CheckResumeOptions(s, detector, checkpoint);
             detector.SetOptions(s.BuildTrainingOptions());
-            losses.AddRange(ReadLosses(lossFile).Where(l => l.Iteration <= detector.Iteration));
+            losses.AddRange(ReadLosses(lossFile, error).Where(l => l.Iteration <= detector.Iteration));
             output.WriteLine($"resuming {checkpoint} at iteration {detector.Iteration}");
         }
         else
@@ -81,6 +94,8 @@ internal static class TrainSession
                 ScratchInit.HeInitRoiHeads(detector, s.Seed);
         }
         using var _ = detector;
+        // losses.csv holds every step so far: rewritten once with the rows kept, then appended and flushed step by step
+        using var lossLog = LossLog.Open(lossFile, losses);
         var c = detector.Config;
         string cpuThreads = device is CpuDevice cd ? $" ({cd.Threads} threads)" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -105,7 +120,9 @@ internal static class TrainSession
             {
                 trainer.Progress += p =>
                 {
-                    losses.Add(new LossRecord(p.Iteration, p.Losses, p.LearningRate));
+                    var record = new LossRecord(p.Iteration, p.Losses, p.LearningRate);
+                    losses.Add(record);
+                    lossLog.Append(record);
                     sink.Step(p);
                     if (s.EvaluateEvery > 0 && p.Iteration % s.EvaluateEvery == 0 && p.Iteration < p.Total && !cancellation.IsCancellationRequested)
                     {
@@ -119,12 +136,11 @@ internal static class TrainSession
         }
         catch (TrainingDivergedException e)
         {
-            WriteLosses(lossFile, losses);
             error.WriteLine($"grcn train: {e.Message}");
             return new TrainOutcome(1, null, null, losses, clock.Elapsed, total.Elapsed);
         }
         var trainingTime = clock.Elapsed;
-        WriteLosses(lossFile, losses);
+        lossLog.Dispose();
         if (result.Cancelled)
         {
             output.WriteLine($"interrupted at iteration {result.Iterations}; checkpoint {result.Checkpoint}; continue with --resume --out {outDir}");
@@ -132,7 +148,16 @@ internal static class TrainSession
         }
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained to iteration {result.Iterations} in {ProgressDisplay.Clock(trainingTime)}; evaluating {test.Count} test images"));
 
-        var report = Trainer.Evaluate(detector, test);
+        EvaluationReport report;
+        try
+        {
+            report = Trainer.Evaluate(detector, test, cancellation: cancellation);
+        }
+        catch (OperationCanceledException)
+        {
+            output.WriteLine($"interrupted during the final evaluation; {checkpoint} (iteration {result.Iterations}) is complete: score it with grcn eval --checkpoint {checkpoint}");
+            return new TrainOutcome(130, null, null, losses, trainingTime, total.Elapsed);
+        }
         var metrics = MetricsSummary.From(report);
         output.WriteLine();
         output.Write(Metrics.SummaryTable([(c.Variant, metrics)]));
@@ -268,35 +293,125 @@ internal static class TrainSession
         return points;
     }
 
-    private static void WriteLosses(string path, IReadOnlyList<LossRecord> losses)
-    {
-        using var w = new StreamWriter(path);
-        w.WriteLine("iteration,lr,rpn_objectness,rpn_box,classifier,box_regression,total");
-        foreach (var l in losses)
-        {
-            var t = l.Losses;
-            w.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{l.Iteration},{l.LearningRate:G6},{t.RpnObjectness:G6},{t.RpnBox:G6},{t.Classifier:G6},{t.BoxRegression:G6},{t.Total:G6}"));
-        }
-    }
-
-    /// <summary>Reads losses.csv (empty when missing); a malformed line is an error naming the file.</summary>
-    public static List<LossRecord> ReadLosses(string path)
+    /// <summary>
+    /// Reads losses.csv (empty when missing). A malformed last line (a write cut short by a kill) is left out, with a
+    /// note on <paramref name="warnings"/>; a malformed line before it is an error naming the file and line.
+    /// </summary>
+    public static List<LossRecord> ReadLosses(string path, TextWriter? warnings = null)
     {
         var list = new List<LossRecord>();
         if (!File.Exists(path)) return list;
-        int lineNo = 0;
-        foreach (var line in File.ReadLines(path))
+        var lines = File.ReadAllLines(path);
+        var inv = CultureInfo.InvariantCulture;
+        for (int n = 1; n < lines.Length; n++)
         {
-            if (lineNo++ == 0 || line.Length == 0) continue;
+            string line = lines[n];
+            if (line.Length == 0) continue;
             var f = line.Split(',');
-            var inv = CultureInfo.InvariantCulture;
             if (f.Length != 7 || !int.TryParse(f[0], inv, out int it) || !double.TryParse(f[1], inv, out double lr)
                 || !double.TryParse(f[2], inv, out double a) || !double.TryParse(f[3], inv, out double b)
-                || !double.TryParse(f[4], inv, out double cl) || !double.TryParse(f[5], inv, out double bx))
-                throw new InvalidDataException($"{path}: line {lineNo} is not 'iteration,lr,rpn_objectness,rpn_box,classifier,box_regression,total'");
+                || !double.TryParse(f[4], inv, out double cl) || !double.TryParse(f[5], inv, out double bx) || !double.TryParse(f[6], inv, out _))
+            {
+                if (n == lines.Length - 1)
+                {
+                    warnings?.WriteLine($"note: {path}: the last line ({n + 1}) is incomplete, left out");
+                    break;
+                }
+                throw new InvalidDataException($"{path}: line {n + 1} is not '{LossLog.Header}' (fix or delete the file to continue)");
+            }
             list.Add(new LossRecord(it, new LossTerms(a, b, cl, bx), lr));
         }
         return list;
+    }
+
+    /// <summary>
+    /// Removes checkpoint temporaries (.NAME.PID.GUID.tmp, SafeTensorsWriter's) left in <paramref name="dir"/> by a
+    /// process that was killed while writing; those of a process still running are left alone.
+    /// </summary>
+    internal static void RemoveOrphanedTemporaries(string dir, TextWriter output)
+    {
+        foreach (var file in Directory.EnumerateFiles(dir, ".*.tmp"))
+        {
+            // "", name…, pid, guid, "tmp"
+            var parts = Path.GetFileName(file).Split('.');
+            if (parts.Length < 5 || !int.TryParse(parts[^3], CultureInfo.InvariantCulture, out int pid) || parts[^2].Length != 32) continue;
+            if (pid != Environment.ProcessId && IsRunning(pid)) continue;
+            File.Delete(file);
+            output.WriteLine($"removed {file}, left by an interrupted checkpoint write");
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// With --resume, every option given on the command line that fixes the network (or the seed) must agree with the
+    /// checkpoint; the ones left out take the checkpoint's values.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option differs: its value and the checkpoint's.</exception>
+    private static void CheckResumeOptions(TrainSettings s, Detector detector, string checkpoint)
+    {
+        var c = detector.Config;
+        var inv = CultureInfo.InvariantCulture;
+        void Same(string option, string given, string saved)
+        {
+            if (s.Given.Contains(option) && given != saved)
+                throw new ArgumentException($"--resume: {option} {given} differs from the checkpoint's {saved} ({checkpoint}); leave it out or train into another --out", option);
+        }
+        static string Join<T>(IEnumerable<T> values) => string.Join(' ', values.Select(v => string.Format(CultureInfo.InvariantCulture, "{0}", v)));
+        Same("--variant", s.Variant, c.Variant);
+        Same("--backbone", s.Backbone.ToString().ToLowerInvariant(), c.Backbone.ToString().ToLowerInvariant());
+        Same("--width", s.Width.ToString(inv), c.Width.ToString(inv));
+        Same("--group-norm", s.GroupNormGroups.ToString(inv), c.GroupNormGroups.ToString(inv));
+        Same("--size", s.Size.ToString(inv), c.Input.MinSize.ToString(inv));
+        Same("--train-sizes", Join(s.TrainSizes.Length > 0 ? s.TrainSizes : [s.Size]), Join(c.Input.TrainingSizes()));
+        Same("--anchors", Join(s.Anchors), Join(c.Rpn.AnchorSizes));
+        Same("--seed", s.Seed.ToString(inv), detector.Seed.ToString(inv));
+        if (s.Given.Contains("--weights"))
+            throw new ArgumentException("--resume: --weights starts a new run; the checkpoint already holds the weights", "--weights");
+    }
+
+    /// <summary>losses.csv as training goes: the rows kept from earlier runs written once (atomically), then one line per step, flushed.</summary>
+    private sealed class LossLog : IDisposable
+    {
+        public const string Header = "iteration,lr,rpn_objectness,rpn_box,classifier,box_regression,total";
+        private readonly StreamWriter _writer;
+
+        private LossLog(StreamWriter writer) => _writer = writer;
+
+        /// <summary>Writes <paramref name="path"/> with <paramref name="kept"/> and opens it for appending.</summary>
+        public static LossLog Open(string path, IReadOnlyList<LossRecord> kept)
+        {
+            string temp = path + ".tmp";
+            using (var w = new StreamWriter(temp))
+            {
+                w.WriteLine(Header);
+                foreach (var l in kept) w.WriteLine(Line(l));
+            }
+            File.Move(temp, path, overwrite: true);
+            return new LossLog(new StreamWriter(path, append: true) { AutoFlush = true });
+        }
+
+        /// <summary>Appends one step (flushed: a kill loses at most the line being written).</summary>
+        public void Append(LossRecord l) => _writer.WriteLine(Line(l));
+
+        private static string Line(LossRecord l)
+        {
+            var t = l.Losses;
+            return string.Create(CultureInfo.InvariantCulture,
+                $"{l.Iteration},{l.LearningRate:G6},{t.RpnObjectness:G6},{t.RpnBox:G6},{t.Classifier:G6},{t.BoxRegression:G6},{t.Total:G6}");
+        }
+
+        public void Dispose() => _writer.Dispose();
     }
 }

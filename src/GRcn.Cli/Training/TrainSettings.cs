@@ -80,6 +80,12 @@ internal sealed record TrainSettings
     /// <summary>Continue from OUT/checkpoint.safetensors.</summary>
     public bool Resume { get; init; }
 
+    /// <summary>Start afresh even when OUT holds a checkpoint (it is replaced at the first checkpoint of this run).</summary>
+    public bool Overwrite { get; init; }
+
+    /// <summary>The options given on the command line (not defaulted), by name ("--variant"); --resume checks them against the checkpoint.</summary>
+    public IReadOnlySet<string> Given { get; init; } = new HashSet<string>();
+
     /// <summary>Evaluate every this many iterations on <see cref="EvaluationLimit"/> test images (0: only the final evaluation).</summary>
     public int EvaluateEvery { get; init; } = 2000;
 
@@ -107,30 +113,46 @@ internal sealed record TrainSettings
     /// <summary>Detections drawn at or above this score.</summary>
     public float DrawThreshold { get; init; } = 0.5f;
 
+    /// <summary>Largest --size and --train-sizes value: the longer side (5/3 of it) then stays within the detector's limit.</summary>
+    public const int MaxSide = 2048;
+
+    /// <summary>Largest --batch.</summary>
+    public const int MaxBatch = 64;
+
+    /// <summary>Largest --train-images and --test-images (synthetic images are drawn on demand, but their list is kept).</summary>
+    public const int MaxSyntheticImages = 10_000_000;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid option.</summary>
     public void Validate()
     {
         if (Iterations < 1) throw new ArgumentException($"--iters must be at least 1; got {Iterations}", "--iters");
-        if (BatchSize < 1) throw new ArgumentException($"--batch must be at least 1; got {BatchSize}", "--batch");
-        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentException($"--lr must be positive; got {LearningRate}", "--lr");
+        if (BatchSize is < 1 or > MaxBatch) throw new ArgumentException($"--batch must be in [1, {MaxBatch}]; got {BatchSize}", "--batch");
+        if (!(LearningRate > 0 && LearningRate <= 1e6)) throw new ArgumentException($"--lr must be in (0, 1000000]; got {LearningRate}", "--lr");
         if (!(Width > 0 && Width <= 4)) throw new ArgumentException($"--width must be in (0, 4]; got {Width}", "--width");
-        if (Size < 32) throw new ArgumentException($"--size must be at least 32; got {Size}", "--size");
+        if (Size is < 32 or > MaxSide) throw new ArgumentException($"--size must be in [32, {MaxSide}]; got {Size}", "--size");
+        if (TrainSizes.Any(t => t is < 32 or > MaxSide))
+            throw new ArgumentException($"--train-sizes must each be in [32, {MaxSide}]; got {string.Join(' ', TrainSizes)}", "--train-sizes");
+        if (TrainSizes.Length > 64) throw new ArgumentException($"--train-sizes takes at most 64 sizes; got {TrainSizes.Length}", "--train-sizes");
         if (MaxSize < Size) throw new ArgumentException($"the longer side limit ({MaxSize}) must be at least --size ({Size})", "--size");
-        if (TrainSizes.Any(t => t < 32)) throw new ArgumentException($"--train-sizes must each be at least 32; got {string.Join(' ', TrainSizes)}", "--train-sizes");
         if (TrainSizes.Any(t => t > MaxSize))
             throw new ArgumentException($"the longer side limit ({MaxSize}) must be at least every --train-sizes value ({string.Join(' ', TrainSizes)})", "--train-sizes");
-        if (Anchors.Length == 0 || Anchors.Any(a => !(a > 0))) throw new ArgumentException("--anchors needs positive sizes", "--anchors");
-        if (EvaluateEvery < 0 || CheckpointEvery < 0) throw new ArgumentException("--eval-every and --checkpoint-every must be ≥ 0", "--eval-every");
-        if (GroupNorm is < 0) throw new ArgumentException($"--group-norm must be ≥ 0; got {GroupNorm}", "--group-norm");
+        if (Anchors.Length is 0 or > 64 || Anchors.Any(a => !(a > 0 && a <= 4 * MaxSide)))
+            throw new ArgumentException($"--anchors needs 1 to 64 sizes in (0, {4 * MaxSide}]; got {string.Join(' ', Anchors)}", "--anchors");
+        if (EvaluateEvery < 0) throw new ArgumentException($"--eval-every must be ≥ 0; got {EvaluateEvery}", "--eval-every");
+        if (CheckpointEvery < 0) throw new ArgumentException($"--checkpoint-every must be ≥ 0; got {CheckpointEvery}", "--checkpoint-every");
+        if (EvaluationLimit < 0) throw new ArgumentException($"--eval-limit must be ≥ 0; got {EvaluationLimit}", "--eval-limit");
+        if (LogEvery < 1) throw new ArgumentException($"--log-every must be at least 1; got {LogEvery}", "--log-every");
+        if (GroupNorm is < 0 or > 512) throw new ArgumentException($"--group-norm must be in [0, 512]; got {GroupNorm}", "--group-norm");
         if (GroupNorm is > 0 && Backbone != BackboneKind.Vgg16)
             throw new ArgumentException($"--group-norm applies to vgg16 only; {Backbone} has batch norm", "--group-norm");
         if (GroupNorm is > 0 && Weights is not null)
             throw new ArgumentException("--group-norm cannot start from --weights: torchvision's VGG16 has no normalisation layers to load", "--group-norm");
         if (Optimizer is not ("sgd" or "adamw")) throw new ArgumentException($"--optimizer must be sgd or adamw; got '{Optimizer}'", "--optimizer");
         if (Schedule is not ("step" or "cosine")) throw new ArgumentException($"--schedule must be step or cosine; got '{Schedule}'", "--schedule");
-        if (Threads is < 1) throw new ArgumentException($"--threads must be at least 1; got {Threads}", "--threads");
+        Commands.DeviceOption.CheckThreads(Threads);
         if (TrainImages < BatchSize) throw new ArgumentException($"--train-images ({TrainImages}) must be at least --batch ({BatchSize})", "--train-images");
-        if (TestImages < 1) throw new ArgumentException($"--test-images must be at least 1; got {TestImages}", "--test-images");
+        if (TrainImages > MaxSyntheticImages) throw new ArgumentException($"--train-images must be at most {MaxSyntheticImages}; got {TrainImages}", "--train-images");
+        if (TestImages is < 1 or > MaxSyntheticImages) throw new ArgumentException($"--test-images must be in [1, {MaxSyntheticImages}]; got {TestImages}", "--test-images");
         if (string.IsNullOrWhiteSpace(OutputDirectory)) throw new ArgumentException("--out must name a folder", "--out");
     }
 
@@ -186,7 +208,7 @@ internal sealed record TrainSettings
     };
 
     /// <summary>The longer-side cap that goes with a shorter side of <paramref name="size"/> when only that is given: 5/3 of it.</summary>
-    public static int LongerSideFor(int size) => size * 5 / 3;
+    public static int LongerSideFor(int size) => (int)Math.Min(int.MaxValue, size * 5L / 3);
 
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
     public static TrainSettings DefaultsFor(DataSource data) => data.Kind switch

@@ -417,11 +417,11 @@ public static class CocoJson
         return Evaluate(gt, results, resultsPath);
     }
 
-    private static FileStream OpenRead(string path)
+    private static Stream OpenRead(string path)
     {
         try
         {
-            return File.OpenRead(path);
+            return new JsonInputStream(File.OpenRead(path), path);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

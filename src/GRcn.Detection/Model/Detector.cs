@@ -89,11 +89,8 @@ public sealed class Detector : IDisposable
     /// <param name="options">Optimiser settings (default <see cref="TrainingOptions"/>).</param>
     public static Detector Create(DetectorConfig config, Device? device = null, ulong seed = 0, TrainingOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        if (config.NumClasses < 1) throw new ArgumentException("config.ClassNames must name at least one class", nameof(config));
-        if (config.GroupNormGroups < 0) throw new ArgumentException($"config.GroupNormGroups must be ≥ 0; got {config.GroupNormGroups}", nameof(config));
-        if (config.GroupNormGroups > 0 && config.Backbone != BackboneKind.Vgg16)
-            throw new ArgumentException($"config.GroupNormGroups applies to the VGG16 backbone only (ResNets have batch norm); got {config.Backbone}", nameof(config));
+        DetectorConfigCheck.Validate(config, nameof(config));
+        if (options is not null) DetectorConfigCheck.Validate(options, nameof(options));
         return new Detector(config, device ?? Device.Cpu, seed, options ?? new TrainingOptions());
     }
 
@@ -299,10 +296,17 @@ public sealed class Detector : IDisposable
         SafeTensorsWriter.Write(path, tensors, meta);
     }
 
-    /// <summary>Loads a checkpoint written by <see cref="Save"/>: the same network, weights, optimiser state and iteration.</summary>
-    /// <exception cref="InvalidDataException">The file is not a G-RCN checkpoint or does not match its configuration.</exception>
+    /// <summary>
+    /// Loads a checkpoint written by <see cref="Save"/>: the same network, weights, optimiser state and iteration.
+    /// Everything <see cref="Create"/> validates is validated here too; every model tensor must be F32 and finite,
+    /// and the optimiser state must match the parameters (names, shapes, the update rule's entries for every
+    /// trainable parameter once training has begun).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file is not a G-RCN checkpoint or does not match its configuration; the message names the file and the field or tensor.</exception>
+    /// <exception cref="IOException">The file cannot be read or is not a valid safetensors file (<see cref="SafeTensorsFormatException"/>).</exception>
     public static Detector Load(string path, Device? device = null)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
         var file = SafeTensorsFile.Read(path);
         string Meta(string key) => file.Metadata.TryGetValue(key, out var v)
             ? v : throw new InvalidDataException($"{path}: not a G-RCN checkpoint (metadata '{key}' is missing)");
@@ -312,41 +316,45 @@ public sealed class Detector : IDisposable
         TrainingOptions options;
         try
         {
-            config = JsonSerializer.Deserialize<DetectorConfig>(Meta("config"), Json) ?? throw new InvalidDataException("null config");
-            options = JsonSerializer.Deserialize<TrainingOptions>(Meta("training"), Json) ?? throw new InvalidDataException("null training options");
+            config = JsonSerializer.Deserialize<DetectorConfig>(Meta("config"), Json) ?? throw new InvalidDataException($"{path}: metadata 'config' is null");
+            options = JsonSerializer.Deserialize<TrainingOptions>(Meta("training"), Json) ?? throw new InvalidDataException($"{path}: metadata 'training' is null");
+            DetectorConfigCheck.Validate(config, "config");
+            DetectorConfigCheck.Validate(options, "training");
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: unreadable configuration in the checkpoint metadata: {e.Message}", e);
+            // ArgumentException's " (Parameter 'config')" tail says nothing to the reader of a file
+            string message = e is ArgumentException { ParamName: { } name } ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+            throw new InvalidDataException($"{path}: invalid configuration in the checkpoint metadata: {message}", e);
         }
-        var d = new Detector(config, device ?? Device.Cpu, ulong.Parse(Meta("seed"), CultureInfo.InvariantCulture), options)
-        {
-            Iteration = int.Parse(Meta("iteration"), CultureInfo.InvariantCulture),
-        };
+        if (!ulong.TryParse(Meta("seed"), NumberStyles.None, CultureInfo.InvariantCulture, out ulong seed))
+            throw new InvalidDataException($"{path}: metadata 'seed' must be an integer in [0, {ulong.MaxValue}]; got '{Meta("seed")}'");
+        if (!int.TryParse(Meta("iteration"), NumberStyles.None, CultureInfo.InvariantCulture, out int iteration))
+            throw new InvalidDataException($"{path}: metadata 'iteration' must be an integer in [0, {int.MaxValue}]; got '{Meta("iteration")}'");
+        Detector d;
         try
         {
+            d = new Detector(config, device ?? Device.Cpu, seed, options) { Iteration = iteration };
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{path}: the checkpoint's configuration cannot be built: {e.Message}", e);
+        }
+        try
+        {
+            var parameters = d._net.NamedParameters();
             var names = new HashSet<string>();
-            foreach (var (name, p) in d._net.NamedParameters())
+            foreach (var (name, p) in parameters)
             {
                 string key = "model." + name;
                 names.Add(key);
-                if (!file.Contains(key)) throw new InvalidDataException($"{path}: tensor '{key}' is missing");
-                var info = file.Info(key);
-                if (!info.Shape.AsSpan().SequenceEqual(p.Value.Shape))
-                    throw new InvalidDataException($"{path}: tensor '{key}' has shape {info.ShapeString}, the network expects {p.Value.ShapeString}");
-                using var t = file.Load(key, d.Device);
+                using var t = LoadChecked(file, path, key, p.Value.Shape, d.Device);
                 p.Value.CopyFrom(t);
             }
             foreach (var info in file.Tensors)
-            {
-                if (info.Name.StartsWith("optimizer.", StringComparison.Ordinal))
-                {
-                    d._optimizer ??= new Optimizer(d._net.NamedParameters(), options);
-                    d._optimizer.SetState(info.Name["optimizer.".Length..], file.Load(info.Name, d.Device));
-                }
-                else if (!names.Contains(info.Name))
+                if (!names.Contains(info.Name) && !info.Name.StartsWith("optimizer.", StringComparison.Ordinal))
                     throw new InvalidDataException($"{path}: unexpected tensor '{info.Name}' for variant {config.Variant} on {config.Backbone}");
-            }
+            LoadOptimizerState(d, file, path, parameters);
             Nn.StateVersion.Bump();
             return d;
         }
@@ -355,6 +363,53 @@ public sealed class Detector : IDisposable
             d.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The optimiser entries of a checkpoint: each must be <c>optimizer.RULE.NAME</c> for the options' update rule
+    /// (velocity for SGD with momentum, exp_avg and exp_avg_sq for AdamW) and a trainable parameter NAME, F32 of its
+    /// shape and finite; after the first step every trainable parameter must have all its entries (a partial state
+    /// would resume inexactly).
+    /// </summary>
+    private static void LoadOptimizerState(Detector d, SafeTensorsFile file, string path, IReadOnlyList<(string Name, Parameter Parameter)> parameters)
+    {
+        var options = d.Options;
+        string[] rules = options.Optimizer == OptimizerKind.AdamW ? ["exp_avg", "exp_avg_sq"] : options.Momentum != 0 ? ["velocity"] : [];
+        var trainable = parameters.Where(p => p.Parameter.Trainable).ToDictionary(p => p.Name, p => p.Parameter);
+        var expected = new Dictionary<string, Parameter>(StringComparer.Ordinal);
+        foreach (var rule in rules)
+            foreach (var (name, p) in trainable) expected["optimizer." + rule + "." + name] = p;
+        var present = file.Tensors.Where(t => t.Name.StartsWith("optimizer.", StringComparison.Ordinal)).ToList();
+        foreach (var info in present)
+            if (!expected.ContainsKey(info.Name))
+                throw new InvalidDataException($"{path}: optimiser tensor '{info.Name}' matches no trainable parameter of {options.Optimizer} " +
+                                               $"(expected optimizer.{(rules.Length == 0 ? "<none: SGD without momentum keeps no state>" : string.Join("|", rules))}.PARAMETER)");
+        // no state at all is a fresh start of the rule (a checkpoint saved after SetOptions changed it); part of one is damage
+        if (d.Iteration > 0 && present.Count > 0 && present.Count != expected.Count)
+        {
+            string missing = expected.Keys.First(k => !file.Contains(k));
+            throw new InvalidDataException($"{path}: optimiser tensor '{missing}' is missing ({present.Count} of {expected.Count} present); the resume would not be exact");
+        }
+        foreach (var info in present)
+        {
+            d._optimizer ??= new Optimizer(parameters, options);
+            d._optimizer.SetState(info.Name["optimizer.".Length..], LoadChecked(file, path, info.Name, expected[info.Name].Value.Shape, d.Device));
+        }
+    }
+
+    /// <summary>Tensor <paramref name="key"/> of a checkpoint: present, F32, of <paramref name="shape"/>, every value finite.</summary>
+    private static Tensor LoadChecked(SafeTensorsFile file, string path, string key, ReadOnlySpan<int> shape, Device device)
+    {
+        if (!file.Contains(key)) throw new InvalidDataException($"{path}: tensor '{key}' is missing");
+        var info = file.Info(key);
+        if (info.DType != "F32") throw new InvalidDataException($"{path}: tensor '{key}' has dtype {info.DType}; checkpoints hold F32");
+        if (!info.Shape.AsSpan().SequenceEqual(shape))
+            throw new InvalidDataException($"{path}: tensor '{key}' has shape {info.ShapeString}, the network expects {Tensor.FormatShape(shape)}");
+        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(file.RawBytes(key));
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i]))
+                throw new InvalidDataException($"{path}: tensor '{key}' holds a non-finite value ({values[i]}) at flat index {i}");
+        return file.Load(key, device);
     }
 
     /// <summary>

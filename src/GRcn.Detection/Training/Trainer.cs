@@ -209,7 +209,8 @@ public sealed class Trainer
     /// Detects every image of <paramref name="dataset"/> (the first <paramref name="limit"/> when positive)
     /// and scores them: COCO metrics (pycocotools semantics) and VOC AP50.
     /// </summary>
-    public static EvaluationReport Evaluate(Detector detector, IDetectionDataset dataset, int limit = 0, int batchSize = 2)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellation"/> was cancelled (checked before each batch).</exception>
+    public static EvaluationReport Evaluate(Detector detector, IDetectionDataset dataset, int limit = 0, int batchSize = 2, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(detector);
         ArgumentNullException.ThrowIfNull(dataset);
@@ -232,6 +233,7 @@ public sealed class Trainer
         {
             using (batch)
             {
+                cancellation.ThrowIfCancellationRequested();
                 var prepared = batch.Select(PreparedImage.FromSample).ToArray();
                 var dets = detector.Detect(prepared);
                 for (int i = 0; i < batch.Count; i++)

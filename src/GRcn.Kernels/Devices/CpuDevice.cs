@@ -30,11 +30,20 @@ public sealed class CpuDevice : Device
         $"AVX2 {(Avx2.IsSupported ? "yes" : "no")}, FMA {(Fma.IsSupported ? "yes" : "no")}, " +
         $"AVX-512 {(Avx512F.IsSupported ? "yes" : "no")}";
 
+    /// <summary>Most threads <see cref="Threads"/> accepts: 8 per logical core, at least 64 (more only adds switching, and a
+    /// pool of tens of thousands of threads exhausts the process).</summary>
+    public static int MaxThreads { get; } = Math.Max(64, 8 * Environment.ProcessorCount);
+
     /// <summary>Threads the kernels use (defaults to the number of logical cores).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is below 1 or above <see cref="MaxThreads"/>.</exception>
     public int Threads
     {
         get => Parallelism.Threads;
-        set => Parallelism.Threads = value;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxThreads);
+            Parallelism.Threads = value;
+        }
     }
 
     /// <summary>The cache of freed tensor memory.</summary>

@@ -68,6 +68,7 @@ public sealed class GoldenFixture
         foreach (var p in tolJson.EnumerateObject())
         {
             if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() != 2 ||
+                p.Value[0].ValueKind != JsonValueKind.Number || p.Value[1].ValueKind != JsonValueKind.Number ||
                 !p.Value[0].TryGetDouble(out double rtol) || !p.Value[1].TryGetDouble(out double atol) || rtol < 0 || atol < 0)
                 throw new InvalidDataException($"{path}: tolerance of '{p.Name}' must be [rtol, atol] with non-negative numbers");
             tol[p.Name] = (rtol, atol);
@@ -87,10 +88,10 @@ public sealed class GoldenFixture
     public Tensor? LoadOptional(string name, Device device) => File.Contains(name) ? File.Load(name, device) : null;
 
     /// <summary>An integer attribute.</summary>
-    public int Int(string name) => Attr(name).TryGetInt32(out int v) ? v : throw BadAttr(name, "an integer");
+    public int Int(string name) => Attr(name) is { ValueKind: JsonValueKind.Number } e && e.TryGetInt32(out int v) ? v : throw BadAttr(name, "an integer");
 
     /// <summary>A number attribute.</summary>
-    public double Double(string name) => Attr(name).TryGetDouble(out double v) ? v : throw BadAttr(name, "a number");
+    public double Double(string name) => Attr(name) is { ValueKind: JsonValueKind.Number } e && e.TryGetDouble(out double v) ? v : throw BadAttr(name, "a number");
 
     /// <summary>A boolean attribute.</summary>
     public bool Bool(string name) => Attr(name).ValueKind switch
@@ -105,7 +106,8 @@ public sealed class GoldenFixture
     {
         var e = Attr(name);
         if (e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int s)) return (s, s);
-        if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2 && e[0].TryGetInt32(out int a) && e[1].TryGetInt32(out int b))
+        if (e.ValueKind == JsonValueKind.Array && e.GetArrayLength() == 2 && e[0].ValueKind == JsonValueKind.Number && e[1].ValueKind == JsonValueKind.Number
+            && e[0].TryGetInt32(out int a) && e[1].TryGetInt32(out int b))
             return (a, b);
         throw BadAttr(name, "[a, b] integers");
     }

@@ -116,16 +116,59 @@ public sealed class SafeTensorsFile
         }
     }
 
-    /// <summary>Reads and validates a safetensors file.</summary>
+    /// <summary>
+    /// Reads and validates a safetensors file. Reading is bounded by what the header declares (the 8-byte length,
+    /// then the data section up to the largest <c>data_offsets</c> end, then one byte to detect trailing data), so
+    /// an endless stream such as <c>/dev/zero</c> or a pipe is refused after a few bytes instead of filling memory.
+    /// </summary>
     /// <exception cref="SafeTensorsFormatException">The file is malformed.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static SafeTensorsFile Read(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var length = new FileInfo(path).Length;
-        if (length > int.MaxValue)
-            throw new SafeTensorsFormatException($"{path}: file of {length} bytes is larger than the 2 GiB this reader supports");
-        return Parse(File.ReadAllBytes(path), path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var prefix = new byte[8];
+        int got = stream.ReadAtLeast(prefix, 8, throwOnEndOfStream: false);
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+        // a short file or an oversized header length: Parse reports it from the bytes read so far
+        if (got < 8 || headerLength > MaxHeaderBytes) return Parse(prefix[..got], path);
+        var head = new byte[8 + (int)headerLength];
+        prefix.CopyTo(head, 0);
+        got = stream.ReadAtLeast(head.AsSpan(8), (int)headerLength, throwOnEndOfStream: false);
+        if (got < (int)headerLength) return Parse(head[..(8 + got)], path);
+        long dataLength = DeclaredDataLength(head.AsSpan(8));
+        if (dataLength < 0) return Parse(head, path);
+        if (head.Length + dataLength > Array.MaxLength)
+            throw Fail(path, $"header declares {dataLength} data bytes, more than the 2 GiB this reader supports");
+        var bytes = new byte[head.Length + dataLength];
+        head.CopyTo(bytes, 0);
+        got = stream.ReadAtLeast(bytes.AsSpan(head.Length), (int)dataLength, throwOnEndOfStream: false);
+        if (got < dataLength) return Parse(bytes[..(head.Length + got)], path);
+        if (stream.ReadByte() >= 0)
+            throw Fail(path, $"data section has more than the {dataLength} bytes the tensors cover: trailing bytes");
+        return Parse(bytes, path);
+    }
+
+    /// <summary>The largest data_offsets end in a header (−1 when the header is not a JSON object: Parse then reports why).</summary>
+    private static long DeclaredDataLength(ReadOnlySpan<byte> header)
+    {
+        long end = 0;
+        try
+        {
+            var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 8 });
+            using var doc = JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) return -1;
+            foreach (var prop in doc.RootElement.EnumerateObject())
+                if (prop.Value.ValueKind == JsonValueKind.Object && prop.Value.TryGetProperty("data_offsets", out var off)
+                    && off.ValueKind == JsonValueKind.Array && off.GetArrayLength() == 2 && off[1].ValueKind == JsonValueKind.Number
+                    && off[1].TryGetInt64(out long e))
+                    end = Math.Max(end, e);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            return -1;
+        }
+        return end;
     }
 
     /// <summary>Parses and validates safetensors bytes; <paramref name="source"/> names them in errors.</summary>

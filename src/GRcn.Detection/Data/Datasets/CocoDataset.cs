@@ -35,7 +35,7 @@ public sealed class CocoDataset : IDetectionDataset
         JsonDocument doc;
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = new JsonInputStream(File.OpenRead(path), path);
             doc = JsonDocument.Parse(stream);
         }
         catch (JsonException e)

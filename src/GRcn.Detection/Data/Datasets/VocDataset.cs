@@ -51,6 +51,7 @@ public sealed class VocDataset : IDetectionDataset
 
         string listPath = Path.Combine(root, "ImageSets", "Main", imageSet + ".txt");
         if (!File.Exists(listPath)) throw new FileNotFoundException($"VOC image-set list not found: {listPath}", listPath);
+        CheckListFile(listPath);
         var ids = new List<string>();
         foreach (string line in File.ReadLines(listPath))
         {
@@ -123,6 +124,16 @@ public sealed class VocDataset : IDetectionDataset
         if (w > 0 && h > 0 && (w != image.Width || h != image.Height))
             throw new InvalidDataException($"{path}: image is {image.Width}×{image.Height} but its annotation declares {w}×{h}");
         return new DetectionSample(_ids[index], image, _objects[index]);
+    }
+
+    /// <summary>Refuses a list that is no text (a NUL byte in its first 4 KiB, as /dev/zero or a binary file) or over 64 MiB.</summary>
+    private static void CheckListFile(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        if (fs.CanSeek && fs.Length > 64 << 20) throw new InvalidDataException($"{path}: {fs.Length} bytes is too large for an image-set list (64 MiB at most)");
+        Span<byte> head = stackalloc byte[4096];
+        int n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        if (head[..n].Contains((byte)0)) throw new InvalidDataException($"{path}: not a text file (it holds NUL bytes)");
     }
 
     private void CheckIndex(int index)

@@ -79,6 +79,62 @@ public static class ImageFile
         return Decode(ReadCapped(path, options.MaxFileBytes), path, options);
     }
 
+    /// <summary>Bytes <see cref="ReadSize"/> reads at most: enough for any header short of megabytes of embedded metadata.</summary>
+    public const int HeaderBytes = 1 << 20;
+
+    /// <summary>
+    /// The format and size of the image file at <paramref name="path"/> from its header alone (the first
+    /// <see cref="HeaderBytes"/> bytes at most; no pixels are decoded), with the byte and pixel limits of
+    /// <paramref name="options"/> applied: the check before training that every listed image can be opened.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    /// <exception cref="InvalidDataException">Not an image in a supported format, over a limit, or the header is unreadable.</exception>
+    public static (ImageFormat Format, int Width, int Height) ReadSize(string path, ImageLoadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= ImageLoadOptions.Default;
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        if (fs.CanSeek && fs.Length > options.MaxFileBytes) throw TooLarge(path, $"{fs.Length} bytes", options.MaxFileBytes);
+        // most headers end within the first kilobytes: read 16 KiB, and up to HeaderBytes only when the codec needs more
+        var head = new byte[HeaderBytes];
+        int got = fs.ReadAtLeast(head.AsSpan(0, 16 << 10), 16 << 10, throwOnEndOfStream: false);
+        ImageFormat format = DetectFormat(head.AsSpan(0, got));
+        if (format == ImageFormat.Unknown)
+            throw new InvalidDataException(got == 0
+                ? $"{path}: not an image: the file is empty"
+                : $"{path}: not an image in a supported format (PNG, JPEG, BMP, GIF, WebP, PPM/PGM): first bytes {Convert.ToHexString(head, 0, Math.Min(8, got))}");
+        (int Width, int Height)? size = format == ImageFormat.Ppm ? PpmCodec.ReadSize(head.AsSpan(0, got), path) : SkiaSize(head.AsSpan(0, got), out _);
+        if (size is null && got == 16 << 10)
+        {
+            got += fs.ReadAtLeast(head.AsSpan(got), head.Length - got, throwOnEndOfStream: false);
+            size = SkiaSize(head.AsSpan(0, got), out SKCodecResult result);
+            if (size is null) throw new InvalidDataException($"{path}: corrupt {format.ToString().ToUpperInvariant()}: cannot read the header ({Describe(result)})");
+        }
+        else if (size is null)
+        {
+            _ = SkiaSize(head.AsSpan(0, got), out SKCodecResult result);
+            throw new InvalidDataException($"{path}: corrupt {format.ToString().ToUpperInvariant()}: cannot read the header ({Describe(result)})");
+        }
+        var (width, height) = size.Value;
+        if (width <= 0 || height <= 0) throw new InvalidDataException($"{path}: corrupt {format.ToString().ToUpperInvariant()}: image size {width}×{height}");
+        long pixels = (long)width * height;
+        if (pixels > options.MaxPixels)
+            throw new InvalidDataException($"{path}: {format.ToString().ToUpperInvariant()} header declares {width}×{height} = {pixels} pixels, over the limit of {options.MaxPixels} (ImageLoadOptions.MaxPixels)");
+        return (format, width, height);
+    }
+
+    /// <summary>The size in a Skia-decodable header, or null with the codec's result when it cannot be read from <paramref name="head"/>.</summary>
+    private static unsafe (int Width, int Height)? SkiaSize(ReadOnlySpan<byte> head, out SKCodecResult result)
+    {
+        fixed (byte* p = head)
+        {
+            using SKData skData = SKData.Create((nint)p, head.Length);
+            using var stream = new SKMemoryStream(skData);
+            using SKCodec? codec = SKCodec.Create(stream, out result);
+            return codec is null ? null : (codec.Info.Width, codec.Info.Height);
+        }
+    }
+
     /// <summary>Decodes an image held in memory; <paramref name="name"/> appears in error messages.</summary>
     /// <exception cref="InvalidDataException">As <see cref="Load"/>.</exception>
     public static RgbImage Decode(ReadOnlySpan<byte> data, string name = "image data", ImageLoadOptions? options = null)

@@ -19,6 +19,18 @@ public static class PpmCodec
         return Decode(File.ReadAllBytes(path), path);
     }
 
+    /// <summary>The width and height in a PPM/PGM header (the raster is not read).</summary>
+    /// <exception cref="InvalidDataException">The header is malformed.</exception>
+    public static (int Width, int Height) ReadSize(ReadOnlySpan<byte> data, string name)
+    {
+        if (!IsPpm(data)) throw Corrupt(name, "missing the P2/P3/P5/P6 magic number");
+        int pos = 2;
+        long width = ReadNumber(data, ref pos, name, "width");
+        long height = ReadNumber(data, ref pos, name, "height");
+        if (width is <= 0 or > int.MaxValue || height is <= 0 or > int.MaxValue) throw Corrupt(name, $"image size {width}×{height}");
+        return ((int)width, (int)height);
+    }
+
     /// <summary>Decodes PPM/PGM data; <paramref name="name"/> appears in error messages.</summary>
     /// <param name="data">The file's bytes.</param>
     /// <param name="name">A file name for messages.</param>
