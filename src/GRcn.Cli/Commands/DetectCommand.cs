@@ -13,8 +13,6 @@ using GRcn.Kernels;
 
 namespace GRcn.Cli.Commands;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 internal static class DetectCommand
 {
     public static Command Create()
@@ -64,7 +62,7 @@ internal static class DetectCommand
         var names = detector.Config.ClassNames;
         Directory.CreateDirectory(outDir);
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        var all = new List<(string Image, IReadOnlyList<Detection> Detections)>();
+        var all = new List<(string Image, IReadOnlyList<DetectedObject> Detections)>();
         var inv = CultureInfo.InvariantCulture;
         foreach (var path in images)
         {

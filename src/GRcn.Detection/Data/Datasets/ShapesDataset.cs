@@ -31,7 +31,7 @@ public sealed record ShapesOptions
     public int Count { get; init; } = 2000;
 
     /// <summary>Seed of the whole set.</summary>
-    public int Seed { get; init; }
+    public ulong Seed { get; init; }
 
     /// <summary>Train or test stream.</summary>
     public ShapesSplit Split { get; init; } = ShapesSplit.Train;
@@ -107,7 +107,7 @@ public sealed class ShapesDataset : IDetectionDataset
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Count);
         var o = Options;
         int width = o.Width, height = o.Height;
-        var rng = SeededRandom.For(StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
+        var rng = SeededRandom.For(StreamTag, o.Seed, (ulong)o.Split, (ulong)index);
         var pixels = new byte[width * height * 3];
         // owner[p] = 1 + the index of the last shape drawn over pixel p, 0 for background.
         byte[] owner = ArrayPool<byte>.Shared.Rent(width * height);
