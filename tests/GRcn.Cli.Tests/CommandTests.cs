@@ -25,7 +25,7 @@ public class CommandTests
     private static readonly string[] Tiny =
         ["--width", "0.0625", "--size", "64", "--batch", "2", "--train-images", "8", "--test-images", "4", "--threads", "2"];
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
+    internal static (int Code, string Out, string Err) Run(params string[] args)
     {
         var o = new StringWriter();
         var e = new StringWriter();
