@@ -1,8 +1,9 @@
-// README.md's C# snippets cannot rot: every ```csharp block of the README must appear verbatim
-// (up to indentation) in a region "// readme:NAME" … "// end readme" of a file that builds in
-// the solution (the samples, or this file, where the kernel snippet also runs on small inputs).
-// The recipe tests check that TrainingRecipe.Shapes builds what its documentation says and that
-// Detect's threshold and class names hold on a trained-for-a-few-steps detector.
+// The READMEs' C# snippets cannot rot: every ```csharp block of README.md and of each package's
+// README (src/*/README.md) must appear verbatim (up to indentation) in a region
+// "// readme:NAME" … "// end readme" of a file that builds in the solution (the samples, or this
+// file, where the kernel snippet also runs on small inputs). The recipe tests check that
+// TrainingRecipe.Shapes builds what its documentation says, that its detector's fc head is
+// He-initialised, and that Detect's threshold and class names hold.
 using System.Text.RegularExpressions;
 using GRcn.Detection.Data;
 using GRcn.Detection.Model;
@@ -47,11 +48,19 @@ public sealed partial class ReadmeSnippetTests
         var regions = sources.SelectMany(f => Region().Matches(File.ReadAllText(f).Replace("\r\n", "\n", StringComparison.Ordinal))
             .Select(m => Dedent(m.Groups[1].Value))).ToHashSet();
         Assert.True(regions.Count >= 3, $"found only {regions.Count} readme regions");
-        var readme = File.ReadAllText(Path.Combine(root, "README.md")).Replace("\r\n", "\n", StringComparison.Ordinal);
-        var snippets = CSharpBlock().Matches(readme).Select(m => Dedent(m.Groups[1].Value)).ToList();
-        Assert.NotEmpty(snippets);
-        foreach (var snippet in snippets)
-            Assert.True(regions.Contains(snippet), $"README snippet is not a '// readme:' region of a sample or of this file:\n{snippet}");
+        // the repository's README and each package's own
+        var readmes = Directory.GetFiles(Path.Combine(root, "src"), "README.md", SearchOption.AllDirectories).Append(Path.Combine(root, "README.md"));
+        int checkedSnippets = 0;
+        foreach (var readme in readmes)
+        {
+            var text = File.ReadAllText(readme).Replace("\r\n", "\n", StringComparison.Ordinal);
+            foreach (var snippet in CSharpBlock().Matches(text).Select(m => Dedent(m.Groups[1].Value)))
+            {
+                Assert.True(regions.Contains(snippet), $"{readme}: snippet is not a '// readme:' region of a sample or of this file:\n{snippet}");
+                checkedSnippets++;
+            }
+        }
+        Assert.True(checkedSnippets >= 6, $"only {checkedSnippets} snippets found");
     }
 
     [Fact]
