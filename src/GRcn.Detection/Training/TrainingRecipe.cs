@@ -194,7 +194,10 @@ public sealed record TrainingRecipe
         return detector;
     }
 
-    /// <summary>The loop settings: <see cref="Iterations"/>, <see cref="BatchSize"/> and the data order's seed.</summary>
+    /// <summary>
+    /// The loop settings: <see cref="Iterations"/>, <see cref="BatchSize"/> and the seed of the data order and flips
+    /// (<c>grcn train --seed N</c> gives the detector and the loop the same seed).
+    /// </summary>
     public TrainerOptions CreateTrainerOptions(ulong seed = 0) => new() { Iterations = Iterations, BatchSize = BatchSize, Seed = seed };
 
     /// <summary>
