@@ -22,6 +22,7 @@ var detections = detector.Detect(image, scoreThreshold: 0.5f);          // highe
 foreach (var d in detections)
     Console.WriteLine($"{d.ClassName,-12} {d.Score:0.000}  ({d.Box.X1:0.0}, {d.Box.Y1:0.0}) – ({d.Box.X2:0.0}, {d.Box.Y2:0.0})");
 // end readme
+Console.WriteLine($"{detections.Count} detections (score ≥ 0.5) by {detector.Config.Variant} after {detector.Iteration} iterations");
 
 // draw each box's outline in a colour per class
 byte[][] colours = [[31, 119, 180], [255, 127, 14], [214, 39, 40], [148, 103, 189], [23, 190, 207]];
