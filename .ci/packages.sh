@@ -32,16 +32,19 @@ dotnet build src/GRcn.Cli -c Release $incremental -p:ContinuousIntegrationBuild=
 for project in src/GRcn.Kernels src/GRcn.Detection src/GRcn.Cli; do
     dotnet pack "$project" -c Release --no-build -o "$feed" -p:PackageVersion="$version" -p:ContinuousIntegrationBuild=true -v:q -nologo
 done
-for id in GRcn.Kernels GRcn.Detection GRcn.Cli; do
-    for ext in nupkg snupkg; do
-        [ -f "$feed/$id.$version.$ext" ] || { echo "packages: $feed/$id.$version.$ext is missing" >&2; exit 1; }
-    done
-    # the package's own README, and no build machine path in its assemblies
-    unzip -l "$feed/$id.$version.nupkg" README.md >/dev/null || { echo "packages: $id has no README.md" >&2; exit 1; }
-    if unzip -p "$feed/$id.$version.nupkg" '*.dll' | grep -aq "$PWD/"; then
-        echo "packages: $id's assemblies name the build folder $PWD" >&2; exit 1
-    fi
-done
+# each package and its symbols; the package's own README; no build machine path in its assemblies
+/usr/bin/python3 - "$feed" "$version" "$PWD/" <<'PY'
+import os, sys, zipfile
+feed, version, root = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+for id in ("GRcn.Kernels", "GRcn.Detection", "GRcn.Cli"):
+    for ext in ("nupkg", "snupkg"):
+        if not os.path.isfile(f"{feed}/{id}.{version}.{ext}"): sys.exit(f"packages: {feed}/{id}.{version}.{ext} is missing")
+    with zipfile.ZipFile(f"{feed}/{id}.{version}.nupkg") as z:
+        names = z.namelist()
+        if "README.md" not in names: sys.exit(f"packages: {id} has no README.md")
+        for n in names:
+            if n.endswith(".dll") and root in z.read(n): sys.exit(f"packages: {id}'s {n} names the build folder {root.decode()}")
+PY
 
 mkdir "$work/consumer"
 cp .ci/consumer/Consumer.csproj .ci/consumer/Program.cs "$work/consumer/"
