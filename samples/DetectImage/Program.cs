@@ -1,5 +1,6 @@
 // Sample: load a detector checkpoint (from grcn train or samples/TrainShapes), detect the
-// objects of an image, print them and write a copy of the image with the boxes drawn.
+// objects of an image (score ≥ 0.5), print them and write a copy of the image with the boxes
+// drawn (never over an existing file).
 // Without an image argument (or with "") it uses a synthetic shapes test image.
 //
 //   dotnet run --project samples/DetectImage -c Release -- CHECKPOINT [IMAGE] [OUT.png]
@@ -11,18 +12,17 @@ if (args.Length < 1)
     Console.Error.WriteLine("usage: DetectImage CHECKPOINT [IMAGE] [OUT.png]");
     return 2;
 }
-using var detector = Detector.Load(args[0]);
-var names = detector.Config.ClassNames;
-
+// readme:detect-image
+using var detector = Detector.Load(args[0]);                            // a checkpoint of grcn train or TrainShapes
 // PNG, JPEG, BMP, GIF, WebP or PPM; or the first synthetic test image
 RgbImage image = args.Length > 1 && args[1].Length > 0
     ? ImageFile.Load(args[1])
     : new ShapesDataset(new ShapesOptions { Count = 1, Split = ShapesSplit.Test }).Load(0).Image;
-
-var detections = detector.Detect(image).Where(d => d.Score >= 0.5f).OrderByDescending(d => d.Score).ToList();
-Console.WriteLine($"{detections.Count} detections (score ≥ 0.5) by {detector.Config.Variant} after {detector.Iteration} iterations:");
+var detections = detector.Detect(image, scoreThreshold: 0.5f);          // highest score first
 foreach (var d in detections)
-    Console.WriteLine($"  {names[d.Label],-12} {d.Score:0.000}  x1 {d.Box.X1,6:0.0}  y1 {d.Box.Y1,6:0.0}  x2 {d.Box.X2,6:0.0}  y2 {d.Box.Y2,6:0.0}");
+    Console.WriteLine($"{d.ClassName,-12} {d.Score:0.000}  ({d.Box.X1:0.0}, {d.Box.Y1:0.0}) – ({d.Box.X2:0.0}, {d.Box.Y2:0.0})");
+// end readme
+Console.WriteLine($"{detections.Count} detections (score ≥ 0.5) by {detector.Config.Variant} after {detector.Iteration} iterations");
 
 // draw each box's outline in a colour per class
 byte[][] colours = [[31, 119, 180], [255, 127, 14], [214, 39, 40], [148, 103, 189], [23, 190, 207]];
@@ -39,6 +39,11 @@ foreach (var d in detections)
     for (int y = y1; y <= y2; y++) { Put(x1, y, c); Put(x2, y, c); }
 }
 string output = args.Length > 2 ? args[2] : "detections.png";
+if (File.Exists(output))
+{
+    Console.Error.WriteLine($"{output} exists; name another output file");
+    return 2;
+}
 File.WriteAllBytes(output, ImageFile.EncodePng(new RgbImage(image.Width, image.Height, pixels)));
 Console.WriteLine($"wrote {output}");
 return 0;

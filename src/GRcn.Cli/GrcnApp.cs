@@ -34,6 +34,7 @@ public static class GrcnApp
         TrainCommand.Create(),
         EvalCommand.Create(),
         DetectCommand.Create(),
+        ShapesCommand.Create(),
         CompareCommand.Create(),
         GoldenCommand.Create(),
         DevicesCommand.Create(),

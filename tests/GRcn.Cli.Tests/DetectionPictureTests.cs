@@ -6,8 +6,6 @@ using SkiaSharp;
 
 namespace GRcn.Cli.Tests;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 public class DetectionPictureTests
 {
     private static (byte R, byte G, byte B) At(RgbImage img, int x, int y)
@@ -44,7 +42,7 @@ public class DetectionPictureTests
     {
         var image = Background(size, size);
         float s = size / 40f;
-        var dets = new[] { new Detection(new Box(5 * s, 20 * s, 30 * s, 35 * s), 0.9f, 1), new Detection(new Box(1, 1, 4, 4), 0.2f, 2) };
+        var dets = new[] { new DetectedObject(new Box(5 * s, 20 * s, 30 * s, 35 * s), 0.9f, 1), new DetectedObject(new Box(1, 1, 4, 4), 0.2f, 2) };
         var truth = new[] { new ObjectAnnotation(new Box(6 * s, 4 * s, 30 * s, 16 * s), 2) };
         var (img, labels) = DetectionPainter.DrawWithLabels(image, truth, dets, ["circle", "square", "ring"], 0.5f, longSide);
         Assert.Equal(longSide > 0 ? longSide : size, img.Width);
@@ -65,7 +63,7 @@ public class DetectionPictureTests
     public void DetectionBoxIsInItsClassColour()
     {
         var image = Background(200, 200);
-        var dets = new[] { new Detection(new Box(20, 80, 150, 180), 0.9f, 3) };
+        var dets = new[] { new DetectedObject(new Box(20, 80, 150, 180), 0.9f, 3) };
         RgbImage img = DetectionPainter.Draw(image, null, dets, ["a", "b", "c", "d"], 0.5f);
         SKColor c = DetectionPainter.Palette(3);
         var (R, G, B) = At(img, 20, 150); // the left edge, well below the label (anti-aliased: nearly the colour)
@@ -77,7 +75,7 @@ public class DetectionPictureTests
     public void CrowdedLabelsDoNotCoverEachOther()
     {
         var image = Background(120, 120);
-        var dets = Enumerable.Range(0, 12).Select(i => new Detection(new Box(10 + i, 40 + i, 60 + i, 90 + i), 0.5f + i * 0.04f, i % 3)).ToArray();
+        var dets = Enumerable.Range(0, 12).Select(i => new DetectedObject(new Box(10 + i, 40 + i, 60 + i, 90 + i), 0.5f + i * 0.04f, i % 3)).ToArray();
         var truth = Enumerable.Range(0, 3).Select(i => new ObjectAnnotation(new Box(12 + i, 42, 62, 92), i)).ToArray();
         var (img, labels) = DetectionPainter.DrawWithLabels(image, truth, dets, ["circle", "square", "triangle"], 0.5f);
         Assert.True(labels.Count >= 5, $"only {labels.Count} labels placed");
@@ -120,7 +118,7 @@ public class PictureSamples
         for (int i = 0; i < 4; i++)
         {
             var s = shapes.Load(i);
-            var dets = s.Objects.Select((o, k) => new Detection(new Box(o.Box.X1 + 1, o.Box.Y1 - 1, o.Box.X2 + 2, o.Box.Y2), 0.95f - 0.1f * k, (o.Label + k) % 3)).ToList();
+            var dets = s.Objects.Select((o, k) => new DetectedObject(new Box(o.Box.X1 + 1, o.Box.Y1 - 1, o.Box.X2 + 2, o.Box.Y2), 0.95f - 0.1f * k, (o.Label + k) % 3)).ToList();
             cells.Add(DetectionPainter.Draw(s.Image, s.Objects, dets, shapes.ClassNames, 0.3f, longSide: 256));
             if (i == 0) File.WriteAllBytes(Path.Combine(dir, "small.png"), ImageFile.EncodePng(DetectionPainter.Draw(s.Image, s.Objects, dets, shapes.ClassNames, 0.3f)));
         }

@@ -64,11 +64,21 @@ public class TrainingTests
     }
 
     [Fact]
+    public void TheDefaultShapesRunIsTheLibrarysShapesRecipe()
+    {
+        var json = new System.Text.Json.JsonSerializerOptions { IncludeFields = true };
+        var cli = TrainSettings.DefaultsFor(DataSource.Parse("shapes"));
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(TrainingRecipe.Shapes, json), System.Text.Json.JsonSerializer.Serialize(cli.ToRecipe(), json));
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(TrainingRecipe.Shapes.CreateConfig(ShapesDataset.ShapeClasses), json),
+            System.Text.Json.JsonSerializer.Serialize(cli.BuildConfig(ShapesDataset.ShapeClasses), json));
+    }
+
+    [Fact]
     public void HeInitialisationDrawsTheFcHeadWithSigmaRootTwoOverFanIn()
     {
         const double relativeTolerance = 0.03;   // ~ 200k draws: the sample σ is within 1 % of σ with overwhelming probability
         using var d = Make(3);
-        Assert.Equal(2, ScratchInit.HeInitRoiHeads(d, 3));
+        Assert.Equal(2, TrainingRecipe.HeNormalRoiHeads(d, 3));
         var w = Values(d, "roi_head.fc6.weight");
         int fanIn = d.Parameters.Single(p => p.Name == "roi_head.fc6.weight").Parameter.Value.Shape[1];
         double mean = w.Average(v => (double)v);

@@ -15,8 +15,6 @@ using GRcn.Kernels;
 
 namespace GRcn.Cli.Commands;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 internal static class DetectCommand
 {
     public static Command Create()
@@ -73,7 +71,7 @@ internal static class DetectCommand
         // output names never take an input's (or the checkpoint's) name: a picture never replaces what it was drawn from
         var used = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var inputs = images.Append(checkpoint).Select(RealPath).ToHashSet(StringComparer.Ordinal);
-        var all = new List<(string Image, IReadOnlyList<Detection> Detections)>();
+        var all = new List<(string Image, IReadOnlyList<DetectedObject> Detections)>();
         var inv = CultureInfo.InvariantCulture;
         int failed = 0;
         foreach (var path in images)

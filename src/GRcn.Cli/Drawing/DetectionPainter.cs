@@ -13,8 +13,6 @@ using SkiaSharp;
 
 namespace GRcn.Cli.Drawing;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>A placed label: its tab in picture pixels, its text and its fill colour.</summary>
 internal readonly record struct PlacedLabel(SKRect Rect, string Text, SKColor Fill, bool GroundTruth);
 
@@ -35,13 +33,13 @@ internal static class DetectionPainter
     /// (0: unscaled) with <paramref name="truth"/> (may be null) and the detections scoring at
     /// least <paramref name="threshold"/>.
     /// </summary>
-    public static RgbImage Draw(RgbImage image, IReadOnlyList<ObjectAnnotation>? truth, IReadOnlyList<Detection> detections,
+    public static RgbImage Draw(RgbImage image, IReadOnlyList<ObjectAnnotation>? truth, IReadOnlyList<DetectedObject> detections,
         IReadOnlyList<string> classNames, float threshold, int longSide = 0) =>
         DrawWithLabels(image, truth, detections, classNames, threshold, longSide).Image;
 
     /// <summary>As <see cref="Draw"/>, also returning where each label went.</summary>
     public static (RgbImage Image, IReadOnlyList<PlacedLabel> Labels) DrawWithLabels(RgbImage image, IReadOnlyList<ObjectAnnotation>? truth,
-        IReadOnlyList<Detection> detections, IReadOnlyList<string> classNames, float threshold, int longSide = 0)
+        IReadOnlyList<DetectedObject> detections, IReadOnlyList<string> classNames, float threshold, int longSide = 0)
     {
         ArgumentNullException.ThrowIfNull(image);
         float scale = longSide > 0 ? (float)longSide / Math.Max(image.Width, image.Height) : 1f;

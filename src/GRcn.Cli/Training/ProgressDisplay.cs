@@ -1,8 +1,9 @@
 // Training progress on the console. On a terminal: a Spectre.Console live progress bar whose
 // description shows the iteration, the loss terms, images/s, the ETA and the latest periodic
-// evaluation. Otherwise (CI logs, pipes, tests): one plain line every N iterations and a line
-// per evaluation.
+// evaluation. Otherwise (CI logs, pipes, tests): one plain line every N iterations with the
+// loss terms' means over those iterations, and a line per evaluation.
 using System.Globalization;
+using GRcn.Detection.Model;
 using GRcn.Detection.Training;
 using Spectre.Console;
 
@@ -36,12 +37,18 @@ internal static class ProgressDisplay
         return result;
     }
 
-    /// <summary>"it 120/1500  loss 1.234 (obj 0.100 rpn-box 0.050 cls 0.600 box 0.484)  lr 0.0200  12.3 img/s  ETA 4:05".</summary>
-    public static string Describe(TrainProgress p)
+    /// <summary>
+    /// "it 200/1500  loss 1.234 (obj 0.100 rpn-box 0.050 cls 0.600 box 0.484; mean of it 101–200)  lr 0.0020  12.3 img/s  ETA 4:05":
+    /// the loss terms are <paramref name="mean"/>, the means over iterations <paramref name="from"/> to the progress's own
+    /// (one step's value alone jumps by a factor 3 from step to step); no speed or ETA until the trainer has measured one.
+    /// </summary>
+    public static string Describe(TrainProgress p, LossTerms mean, int from)
     {
-        var l = p.Losses;
-        return string.Create(CultureInfo.InvariantCulture,
-            $"it {p.Iteration}/{p.Total}  loss {l.Total:0.000} (obj {l.RpnObjectness:0.000} rpn-box {l.RpnBox:0.000} cls {l.Classifier:0.000} box {l.BoxRegression:0.000})  lr {p.LearningRate:0.#####}  {p.ImagesPerSecond:0.0} img/s  ETA {Clock(p.Eta)}");
+        var inv = CultureInfo.InvariantCulture;
+        string over = from >= p.Iteration ? string.Create(inv, $"it {p.Iteration}") : string.Create(inv, $"mean of it {from}–{p.Iteration}");
+        string speed = p.ImagesPerSecond > 0 ? string.Create(inv, $"  {p.ImagesPerSecond:0.0} img/s  ETA {Clock(p.Eta)}") : "";
+        return string.Create(inv,
+            $"it {p.Iteration}/{p.Total}  loss {mean.Total:0.000} (obj {mean.RpnObjectness:0.000} rpn-box {mean.RpnBox:0.000} cls {mean.Classifier:0.000} box {mean.BoxRegression:0.000}; {over})  lr {p.LearningRate:0.#####}{speed}");
     }
 
     /// <summary>m:ss or h:mm:ss.</summary>
@@ -49,11 +56,21 @@ internal static class ProgressDisplay
         ? t.ToString(@"h\:mm\:ss", CultureInfo.InvariantCulture)
         : t.ToString(@"m\:ss", CultureInfo.InvariantCulture);
 
+    /// <summary>A line at the first step, every <c>every</c> iterations and at the last, with the loss terms' means since the previous line.</summary>
     private sealed class PlainSink(TextWriter output, int every) : IProgressSink
     {
+        private double _obj, _rpnBox, _cls, _box;
+        private int _steps, _from;
+
         public void Step(TrainProgress p)
         {
-            if (p.Iteration % every == 0 || p.Iteration == p.Total || p.Iteration == 1) output.WriteLine(Describe(p));
+            if (_steps == 0) _from = p.Iteration;
+            var l = p.Losses;
+            (_obj, _rpnBox, _cls, _box) = (_obj + l.RpnObjectness, _rpnBox + l.RpnBox, _cls + l.Classifier, _box + l.BoxRegression);
+            _steps++;
+            if (p.Iteration % every != 0 && p.Iteration != p.Total && p.Iteration != 1) return;
+            output.WriteLine(Describe(p, new LossTerms(_obj / _steps, _rpnBox / _steps, _cls / _steps, _box / _steps), _from));
+            (_obj, _rpnBox, _cls, _box, _steps) = (0, 0, 0, 0, 0);
         }
 
         public void Evaluated(int iteration, double ap, double ap50) =>

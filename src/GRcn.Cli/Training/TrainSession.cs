@@ -75,7 +75,8 @@ internal static class TrainSession
         }
         else
         {
-            detector = Detector.Create(s.BuildConfig(train.ClassNames), device, s.Seed, s.BuildTrainingOptions());
+            // the recipe He-initialises the fc head when training from scratch (no --weights)
+            detector = s.ToRecipe().CreateDetector(train.ClassNames, device, s.Seed);
             if (s.Weights is not null)
             {
                 // a whole torchvision FasterRCNN (it has RPN weights) or a backbone alone
@@ -90,8 +91,6 @@ internal static class TrainSession
                     output.WriteLine($"loaded {n} backbone tensors from {s.Weights}");
                 }
             }
-            else
-                ScratchInit.HeInitRoiHeads(detector, s.Seed);
         }
         using var _ = detector;
         // losses.csv holds every step so far: rewritten once with the rows kept, then appended and flushed step by step
@@ -108,7 +107,7 @@ internal static class TrainSession
             BatchSize = s.BatchSize,
             CheckpointEvery = s.CheckpointEvery,
             OutputDirectory = outDir,
-            Seed = (int)(detector.Seed & 0x7FFFFFFF),
+            Seed = detector.Seed,
             Workers = 1,
         });
         var evaluations = new List<(int Iteration, MetricsSummary Metrics)>();

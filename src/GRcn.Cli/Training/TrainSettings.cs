@@ -156,68 +156,76 @@ internal sealed record TrainSettings
         if (string.IsNullOrWhiteSpace(OutputDirectory)) throw new ArgumentException("--out must name a folder", "--out");
     }
 
-    /// <summary>The detector configuration of this run for the given classes.</summary>
-    public DetectorConfig BuildConfig(IReadOnlyList<string> classNames)
-    {
-        var c = VariantCatalog.Create(Variant, Backbone, classNames, Width);
-        c = c with
-        {
-            Input = c.Input with { MinSize = Size, MaxSize = MaxSize, TrainMinSizes = [.. TrainSizes] },
-            Rpn = c.Rpn with { AnchorSizes = [.. Anchors] },
-            // pretrained weights: conv1–conv2 (VGG16) or conv1 + layer1 (ResNet) stay frozen, as
-            // py-faster-rcnn and torchvision do; from scratch everything trains
-            FrozenStages = Weights is null ? 0 : 2,
-            GroupNormGroups = GroupNormGroups,
-        };
-        if (Data.IsShapes)
-        {
-            // small images with a few objects: fewer proposals, 32 RoIs per image half of them
-            // foreground, a narrow fc head without dropout, and a context map of the feature map's
-            // own size (a 128-pixel image gives an 8×8 map at stride 16; 14×14 would only repeat cells;
-            // shapes-large's 240×320 gives 15×20 and keeps the paper's 14×14)
-            c = c with
-            {
-                Rpn = c.Rpn with { PreNmsTopNTrain = 1000, PostNmsTopNTrain = 300, PreNmsTopNTest = 300, PostNmsTopNTest = 100 },
-                RoiHeads = c.RoiHeads with { BatchSizePerImage = 32, PositiveFraction = 0.5f, FcDim = 256, Dropout = 0f },
-                ContextSize = Data.Kind == DataKind.Shapes ? 7 : c.ContextSize,
-            };
-        }
-        return c;
-    }
-
     /// <summary>
-    /// The optimiser and schedule: linear warm-up from lr/10, then ×0.1 at 80 % of the iterations (the paper: 150k of
-    /// 180k on VOC, 240k of 320k on COCO) or a half-cosine to 0.
+    /// The library recipe of this run (<see cref="TrainingRecipe"/>): with pretrained weights conv1–conv2 (VGG16) or
+    /// conv1 + layer1 (ResNet) stay frozen, as py-faster-rcnn and torchvision do, and the heads keep their default
+    /// initialisation; from scratch everything trains, the fc head is He-initialised, and SGD clips the gradient norm to
+    /// 1 (the update length stays fixed while its direction follows the gradient, which on the synthetic shapes trained
+    /// faster and steadier than plain SGD at any learning rate tried, 0.005–0.08; AdamW normalises each element's step
+    /// itself). The synthetic shapes get <see cref="TrainingRecipe.SmallImageCounts"/> and weight decay 1e-4.
     /// </summary>
-    public TrainingOptions BuildTrainingOptions() => new()
+    public TrainingRecipe ToRecipe() => new()
     {
+        Variant = Variant,
+        Backbone = Backbone,
+        Width = Width,
+        GroupNormGroups = GroupNormGroups,
+        FrozenStages = Weights is null ? 0 : 2,
+        TestSize = Size,
+        TrainSizes = [.. TrainSizes],
+        MaxSize = MaxSize,
+        AnchorSizes = [.. Anchors],
+        // both synthetic sets have few objects per image; shapes-large's 240×320 inputs give a 15×20
+        // map at stride 16, so it keeps the paper's 14×14 context map where shapes gets 7×7
+        SmallImageCounts = Data.IsShapes,
+        ContextSize = Data.Kind == DataKind.ShapesLarge ? 14 : null,
         Optimizer = Optimizer == "adamw" ? OptimizerKind.AdamW : OptimizerKind.Sgd,
         LearningRate = LearningRate,
-        Momentum = 0.9,
-        WeightDecay = Data.IsShapes ? 1e-4 : 5e-4,
-        WarmupIterations = Math.Min(200, Math.Max(1, Iterations / 10)),
-        WarmupFactor = 0.1,
-        Steps = [Math.Max(1, (int)(0.8 * Iterations))],
-        CosineIterations = Schedule == "cosine" ? Iterations : 0,
-        Gamma = 0.1,
-        // SGD from scratch clips the gradient norm to 1: the update length stays fixed while its
-        // direction follows the gradient, which on the synthetic shapes trained faster and steadier
-        // than plain SGD at any learning rate tried (0.005–0.08). AdamW normalises each element's
-        // step itself, and pretrained runs follow the paper: no clipping.
+        WeightDecay = Data.IsShapes ? TrainingRecipe.Shapes.WeightDecay : 5e-4,
+        Schedule = Schedule == "cosine" ? LearningRateSchedule.Cosine : LearningRateSchedule.Step,
         ClipGradientNorm = Weights is null && Optimizer == "sgd" ? 1 : null,
+        Iterations = Iterations,
+        BatchSize = BatchSize,
+        HeInitRoiHeads = Weights is null,
     };
+
+    /// <summary>The detector configuration of this run for the given classes.</summary>
+    public DetectorConfig BuildConfig(IReadOnlyList<string> classNames) => ToRecipe().CreateConfig(classNames);
+
+    /// <summary>The optimiser and schedule (<see cref="TrainingRecipe.CreateTrainingOptions"/>).</summary>
+    public TrainingOptions BuildTrainingOptions() => ToRecipe().CreateTrainingOptions();
 
     /// <summary>The longer-side cap that goes with a shorter side of <paramref name="size"/> when only that is given: 5/3 of it.</summary>
     public static int LongerSideFor(int size) => (int)Math.Min(int.MaxValue, size * 5L / 3);
 
+    /// <summary>The settings of <paramref name="recipe"/> on <paramref name="data"/> (the loop's own options at their defaults).</summary>
+    public static TrainSettings FromRecipe(DataSource data, TrainingRecipe recipe) => new()
+    {
+        Data = data,
+        Variant = recipe.Variant,
+        Backbone = recipe.Backbone,
+        Width = recipe.Width,
+        // 32 groups is what a from-scratch VGG16 gets when --group-norm is left out
+        GroupNorm = recipe.GroupNormGroups == 32 ? null : recipe.GroupNormGroups,
+        Iterations = recipe.Iterations,
+        BatchSize = recipe.BatchSize,
+        LearningRate = recipe.LearningRate,
+        Optimizer = recipe.Optimizer == OptimizerKind.AdamW ? "adamw" : "sgd",
+        Schedule = recipe.Schedule == LearningRateSchedule.Cosine ? "cosine" : "step",
+        Size = recipe.TestSize,
+        TrainSizes = [.. recipe.TrainSizes],
+        MaxSize = recipe.MaxSize,
+        Anchors = [.. recipe.AnchorSizes],
+    };
+
     /// <summary>Defaults for <paramref name="data"/>; options given on the command line override them.</summary>
     public static TrainSettings DefaultsFor(DataSource data) => data.Kind switch
     {
-        DataKind.Shapes => new TrainSettings { Data = data, Variant = "g-rcn+roi-align-v2", Size = 160, TrainSizes = [128], MaxSize = LongerSideFor(160) },
+        DataKind.Shapes => FromRecipe(data, TrainingRecipe.Shapes),
         // the 320×240 images at their own size (COCO's area thresholds then hold in the pixels the detector sees)
-        DataKind.ShapesLarge => new TrainSettings
+        DataKind.ShapesLarge => FromRecipe(data, TrainingRecipe.Shapes) with
         {
-            Data = data, Variant = "g-rcn+roi-align-v2", Size = 240, TrainSizes = [240], MaxSize = LongerSideFor(240), Anchors = [16, 32, 64, 128, 256],
+            Size = 240, TrainSizes = [240], MaxSize = LongerSideFor(240), Anchors = [16, 32, 64, 128, 256],
         },
         _ => new TrainSettings
         {

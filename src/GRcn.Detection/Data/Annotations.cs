@@ -70,7 +70,14 @@ public sealed record ObjectAnnotation(Box Box, int Label, bool Difficult = false
 public sealed record DetectionSample(string Id, RgbImage Image, IReadOnlyList<ObjectAnnotation> Objects);
 
 /// <summary>One detection: box in original image pixels, confidence and 0-based class index.</summary>
-public readonly record struct Detection(Box Box, float Score, int Label);
+/// <param name="Box">The box, in the pixels of the image as given (before any resizing).</param>
+/// <param name="Score">Confidence in (0, 1].</param>
+/// <param name="Label">0-based index into the class names.</param>
+public readonly record struct DetectedObject(Box Box, float Score, int Label)
+{
+    /// <summary>The class name (the detector's <c>Config.ClassNames[Label]</c>); null where the producer knows no names.</summary>
+    public string? ClassName { get; init; }
+}
 
 /// <summary>A random-access detection dataset.</summary>
 public interface IDetectionDataset

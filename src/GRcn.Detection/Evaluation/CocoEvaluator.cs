@@ -28,8 +28,6 @@ using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>One ground-truth object as pycocotools sees it: xywh box, annotation area, category index.</summary>
 internal readonly record struct CocoGtEntry(double X, double Y, double W, double H, double Area, int Category, bool IsCrowd, bool IdIsZero);
 
@@ -85,7 +83,7 @@ public sealed class CocoEvaluator
     /// best-scoring per class are evaluated, as pycocotools does). Boxes are converted to xywh in
     /// double: x = X1, w = X2 − X1; the GT area is w·h.
     /// </summary>
-    public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<Detection> detections)
+    public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<DetectedObject> detections)
     {
         EvaluationInput.Validate(groundTruth, detections, _names.Length);
         foreach (var o in groundTruth)
@@ -107,7 +105,6 @@ public sealed class CocoEvaluator
         _gtEnd.Add(_gt.Count);
         _dtEnd.Add(_dt.Count);
     }
-
 
     /// <summary>Runs evaluate + accumulate + summarize over everything added so far.</summary>
     public CocoEvaluationResult Evaluate() => Evaluate(droppedDetections: 0);

@@ -18,8 +18,6 @@ using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>A COCO image id: an integer (the COCO datasets) or a string (some converted datasets).</summary>
 public readonly record struct CocoImageId : IComparable<CocoImageId>
 {
@@ -80,7 +78,7 @@ public readonly record struct CocoResult(CocoImageId ImageId, long CategoryId, d
     /// The result for <paramref name="detection"/> on image <paramref name="imageId"/>: x = X1,
     /// w = X2 − X1 (in double), category id = <paramref name="categoryIds"/>[label].
     /// </summary>
-    public static CocoResult FromDetection(CocoImageId imageId, Detection detection, IReadOnlyList<long> categoryIds)
+    public static CocoResult FromDetection(CocoImageId imageId, DetectedObject detection, IReadOnlyList<long> categoryIds)
     {
         ArgumentNullException.ThrowIfNull(categoryIds);
         if ((uint)detection.Label >= (uint)categoryIds.Count)

@@ -3,12 +3,10 @@ using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 internal static class EvaluationInput
 {
     /// <summary>Throws ArgumentException naming the element when a label is outside [0, classCount) or a box or score is not finite.</summary>
-    public static void Validate(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<Detection> detections, int classCount)
+    public static void Validate(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<DetectedObject> detections, int classCount)
     {
         ArgumentNullException.ThrowIfNull(groundTruth);
         ArgumentNullException.ThrowIfNull(detections);

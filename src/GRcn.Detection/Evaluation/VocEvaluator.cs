@@ -25,8 +25,6 @@ using GRcn.Detection.Data;
 
 namespace GRcn.Detection.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>VOC evaluation settings.</summary>
 /// <param name="IouThreshold">IoU a detection must exceed (0.5 for VOC AP50; 0.7 for the G-RCN paper's AP70).</param>
 /// <param name="PlusOnePixel">VOC's inclusive pixel convention in IoU (w = x2 − x1 + 1), as the official code; false for continuous boxes.</param>
@@ -99,7 +97,7 @@ public sealed class VocEvaluator
     }
 
     /// <summary>Adds one image's ground truth (difficult and crowd objects are ignored) and detections.</summary>
-    public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<Detection> detections)
+    public void AddImage(IReadOnlyList<ObjectAnnotation> groundTruth, IReadOnlyList<DetectedObject> detections)
     {
         EvaluationInput.Validate(groundTruth, detections, _names.Length);
         foreach (var o in groundTruth) _gt[o.Label].Add((o.Box, o.Difficult || o.IsCrowd, _images));

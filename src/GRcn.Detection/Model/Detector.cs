@@ -14,8 +14,6 @@ using GRcn.Kernels.Serialization;
 
 namespace GRcn.Detection.Model;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>
 /// An image ready for the network: normalised CHW pixels at the resized size, ground truth in resized
 /// pixels, and the original size, by which detections are mapped back per axis (torchvision's
@@ -177,23 +175,32 @@ public sealed class Detector : IDisposable
     }
 
     /// <summary>
-/// Detections for each prepared image, boxes in original image pixels: each axis multiplied by
-/// original / resized size (<see cref="LoadedSample.ToOriginal"/>'s rule, torchvision's postprocess).
-/// </summary>
-    public IReadOnlyList<Detection>[] Detect(IReadOnlyList<PreparedImage> images)
+    /// Detections for each prepared image, highest score first, boxes in original image pixels: each axis multiplied by
+    /// original / resized size (<see cref="LoadedSample.ToOriginal"/>'s rule, torchvision's postprocess); each names its class.
+    /// </summary>
+    /// <param name="images">Prepared images (<see cref="Prepare"/>).</param>
+    /// <param name="scoreThreshold">Keep detections scoring at least this, in [0, 1] (0: all the network keeps, which are
+    /// those over <see cref="RoiHeadSettings.ScoreThreshold"/>).</param>
+    public IReadOnlyList<DetectedObject>[] Detect(IReadOnlyList<PreparedImage> images, float scoreThreshold = 0f)
     {
         Validate(images, nameof(images), training: false);
+        if (!(scoreThreshold is >= 0f and <= 1f))
+            throw new ArgumentOutOfRangeException(nameof(scoreThreshold), scoreThreshold, "scoreThreshold must be in [0, 1]");
         using var g = new Graph(Device, training: false, recordGradients: false);
         var x = g.Constant(Pack(images));
         var (_, _, dets) = _net.Forward(g, x, Describe(images), training: false, new SplitMix64(0));
-        return dets!.Select(d => (IReadOnlyList<Detection>)d).ToArray();
+        if (scoreThreshold > 0f)
+            foreach (var list in dets!) list.RemoveAll(d => d.Score < scoreThreshold);
+        return dets!.Select(d => (IReadOnlyList<DetectedObject>)d).ToArray();
     }
 
     /// <summary>
-    /// Detections of an RGB image: resized (shorter side <see cref="InputSettings.MinSize"/>, longer at
+    /// Detections of an RGB image, highest score first: resized (shorter side <see cref="InputSettings.MinSize"/>, longer at
     /// most <see cref="InputSettings.MaxSize"/>) and normalised as configured; boxes in the image's pixels.
     /// </summary>
-    public IReadOnlyList<Detection> Detect(RgbImage image) => Detect(Prepare(image));
+    /// <param name="image">The image.</param>
+    /// <param name="scoreThreshold">Keep detections scoring at least this, in [0, 1].</param>
+    public IReadOnlyList<DetectedObject> Detect(RgbImage image, float scoreThreshold = 0f) => Detect([Prepare(image)], scoreThreshold)[0];
 
     /// <summary>The network input of an RGB image under this detector's input settings (no ground truth).</summary>
     public PreparedImage Prepare(RgbImage image)
@@ -209,8 +216,8 @@ public sealed class Detector : IDisposable
         return new PreparedImage(chw, h, w, image.Height, image.Width, [], []);
     }
 
-    /// <summary>Detections of one prepared image.</summary>
-    public IReadOnlyList<Detection> Detect(PreparedImage image) => Detect([image])[0];
+    /// <summary>Detections of one prepared image, highest score first, at least <paramref name="scoreThreshold"/> (in [0, 1]).</summary>
+    public IReadOnlyList<DetectedObject> Detect(PreparedImage image, float scoreThreshold = 0f) => Detect([image], scoreThreshold)[0];
 
     private (ulong Graph, ulong Sample) StepSeeds(int iteration)
     {

@@ -16,8 +16,6 @@ using GRcn.Kernels;
 
 namespace GRcn.Detection.Model;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>One image of a prepared batch: resized size, original size, ground truth in resized pixels (0-based labels).</summary>
 internal readonly record struct BatchImage(int Height, int Width, int OriginalHeight, int OriginalWidth, float[] Boxes, int[] Labels);
 
@@ -250,7 +248,7 @@ internal sealed class GRcnNetwork : Module
     }
 
     /// <summary>Forward pass. Training: returns the loss terms and the total loss variable; inference: detections per image.</summary>
-    public (Variable? Loss, LossTerms Terms, List<Detection>[]? Detections) Forward(Graph g, Variable images, IReadOnlyList<BatchImage> batch, bool training, SplitMix64 rng)
+    public (Variable? Loss, LossTerms Terms, List<DetectedObject>[]? Detections) Forward(Graph g, Variable images, IReadOnlyList<BatchImage> batch, bool training, SplitMix64 rng)
     {
         int n = batch.Count;
         var (clsMap, clsStride, locMap, locStride) = Features(g, images);
@@ -313,12 +311,12 @@ internal sealed class GRcnNetwork : Module
         // host copy (inference): class logits and deltas for post-processing, R·(K+1) + 4·R·(K+1) floats
         var lh = logits.Value.ToArray<float>();
         var dh = deltas.Value.ToArray<float>();
-        var detections = new List<Detection>[n];
+        var detections = new List<DetectedObject>[n];
         for (int i = 0, start = 0; i < n; i++)
         {
             int r = perImage[i].Length / 4;
             detections[i] = PostProcess.Run(lh.AsSpan(start * _k1, r * _k1), dh.AsSpan(start * 4 * _k1, r * 4 * _k1), perImage[i], _k1,
-                batch[i].Height, batch[i].Width, batch[i].OriginalHeight, batch[i].OriginalWidth, _c.RoiHeads, _coder);
+                batch[i].Height, batch[i].Width, batch[i].OriginalHeight, batch[i].OriginalWidth, _c.RoiHeads, _coder, _c.ClassNames);
             start += r;
         }
         return (null, default, detections);

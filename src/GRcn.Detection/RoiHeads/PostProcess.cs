@@ -10,17 +10,16 @@ using GRcn.Kernels;
 
 namespace GRcn.Detection.RoiHeads;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 internal static class PostProcess
 {
     /// <summary>
     /// Detections of one image from logits (R, K+1) and deltas (R, 4(K+1)) of its RoIs (R×4),
     /// in original image pixels: resized coordinates times <paramref name="originalWidth"/> / <paramref name="width"/>
-    /// (x) and <paramref name="originalHeight"/> / <paramref name="height"/> (y). Labels are 0-based object classes.
+    /// (x) and <paramref name="originalHeight"/> / <paramref name="height"/> (y). Labels are 0-based object classes,
+    /// named from <paramref name="classNames"/>.
     /// </summary>
-    public static List<Detection> Run(ReadOnlySpan<float> logits, ReadOnlySpan<float> deltas, ReadOnlySpan<float> rois, int classesWithBackground,
-        int height, int width, int originalHeight, int originalWidth, RoiHeadSettings s, BoxCoder coder)
+    public static List<DetectedObject> Run(ReadOnlySpan<float> logits, ReadOnlySpan<float> deltas, ReadOnlySpan<float> rois, int classesWithBackground,
+        int height, int width, int originalHeight, int originalWidth, RoiHeadSettings s, BoxCoder coder, IReadOnlyList<string> classNames)
     {
         // resize_boxes: ratio = torch.tensor(original, float32) / torch.tensor(resized, float32), one
         // float32 quotient per axis, then one float32 product per coordinate (not a division by the
@@ -52,7 +51,7 @@ internal static class PostProcess
                 candLabels.Add(c);
             }
         }
-        var result = new List<Detection>();
+        var result = new List<DetectedObject>();
         int n = candScores.Count;
         if (n == 0) return result;
         using var tb = Tensor.FromArray(candBoxes.ToArray(), n, 4);
@@ -63,9 +62,9 @@ internal static class PostProcess
         for (int j = 0; j < kept.Length && j < s.DetectionsPerImage; j++)
         {
             int c = (int)kept[j];
-            result.Add(new Detection(
+            result.Add(new DetectedObject(
                 new Box(candBoxes[4 * c] * ratioX, candBoxes[4 * c + 1] * ratioY, candBoxes[4 * c + 2] * ratioX, candBoxes[4 * c + 3] * ratioY),
-                candScores[c], (int)candLabels[c] - 1));
+                candScores[c], (int)candLabels[c] - 1) { ClassName = classNames[(int)candLabels[c] - 1] });
         }
         return result;
     }

@@ -10,8 +10,6 @@ using GRcn.Detection.Model;
 
 namespace GRcn.Detection.Training;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>Loop settings of <see cref="Trainer"/>.</summary>
 public sealed record TrainerOptions
 {
@@ -37,7 +35,7 @@ public sealed record TrainerOptions
     public int Workers { get; init; } = 2;
 
     /// <summary>Seed of the data order and flips.</summary>
-    public int Seed { get; init; }
+    public ulong Seed { get; init; }
 
     /// <summary>Images evaluated at most per evaluation (0: the whole test set).</summary>
     public int EvaluationLimit { get; init; }
@@ -57,7 +55,7 @@ public readonly record struct TrainProgress(int Iteration, int Total, LossTerms 
 /// <param name="Voc">VOC AP at IoU 0.5 (area under the curve and 11-point).</param>
 /// <param name="Images">Images evaluated.</param>
 /// <param name="Detections">Detections per evaluated image (original pixels), in dataset order.</param>
-public sealed record EvaluationReport(CocoEvaluationResult Coco, VocEvaluationResult Voc, int Images, IReadOnlyList<IReadOnlyList<Detection>> Detections);
+public sealed record EvaluationReport(CocoEvaluationResult Coco, VocEvaluationResult Voc, int Images, IReadOnlyList<IReadOnlyList<DetectedObject>> Detections);
 
 /// <summary>Outcome of <see cref="Trainer.Run"/>.</summary>
 /// <param name="Iterations">Iterations the detector has done.</param>
@@ -217,7 +215,7 @@ public sealed class Trainer
         int count = limit > 0 ? Math.Min(limit, dataset.Count) : dataset.Count;
         var coco = new CocoEvaluator(dataset.ClassNames);
         var voc = new VocEvaluator(dataset.ClassNames);
-        var all = new List<IReadOnlyList<Detection>>(count);
+        var all = new List<IReadOnlyList<DetectedObject>>(count);
         var input = detector.Config.Input;
         using var loader = new DetectionDataLoader(new Subset(dataset, count), new DataLoaderOptions
         {

@@ -3,8 +3,6 @@ using GRcn.Detection.Evaluation;
 
 namespace GRcn.Detection.Tests.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>
 /// CocoEvaluator on cases small enough to work out by hand (the derivation is in each comment);
 /// none of them depends on the oracle fixture.
@@ -17,10 +15,10 @@ public class CocoEvaluatorTests
     private static ObjectAnnotation Gt(float x, float y, float w, float h, int label = 0, bool crowd = false) =>
         new(new Box(x, y, x + w, y + h), label, IsCrowd: crowd);
 
-    private static Detection Dt(float x, float y, float w, float h, float score, int label = 0) =>
+    private static DetectedObject Dt(float x, float y, float w, float h, float score, int label = 0) =>
         new(new Box(x, y, x + w, y + h), score, label);
 
-    private static CocoSummary Single(ObjectAnnotation[] gt, params Detection[] dt)
+    private static CocoSummary Single(ObjectAnnotation[] gt, params DetectedObject[] dt)
     {
         var ev = new CocoEvaluator(["a"]);
         ev.AddImage(gt, dt);
@@ -141,7 +139,7 @@ public class CocoEvaluatorTests
         // 100 disjoint FPs scored above the single TP: the TP is the 101st of its image and is cut →
         // recall 0, AP 0. With 99 FPs the TP is 100th: rc reaches 1 at index 99 with precision 1/100 → AP 0.01.
         ObjectAnnotation[] gt = [Gt(0, 0, 20, 20)];
-        Detection[] Dets(int fps) =>
+        DetectedObject[] Dets(int fps) =>
             [.. Enumerable.Range(0, fps).Select(i => Dt(1000 + 30 * i, 1000, 20, 20, 0.9f)), Dt(0, 0, 20, 20, 0.1f)];
         Assert.Equal(0.0, Single(gt, Dets(100)).AR100, HandTolerance);
         Assert.Equal(0.0, Single(gt, Dets(100)).AP, HandTolerance);

@@ -5,8 +5,6 @@ using GRcn.Detection.Evaluation;
 
 namespace GRcn.Detection.Tests.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>COCO JSON reading, writing and evaluation; errors that name the file and the problem.</summary>
 public sealed class CocoJsonTests : IDisposable
 {
@@ -72,15 +70,15 @@ public sealed class CocoJsonTests : IDisposable
         for (int i = 0; i < 30; i++)
         {
             var gt = new List<ObjectAnnotation>();
-            var dt = new List<Detection>();
+            var dt = new List<DetectedObject>();
             for (int j = rng.Next(5); j > 0; j--)
             {
                 var b = RandomBox(rng);
                 gt.Add(new ObjectAnnotation(b, rng.Next(3), IsCrowd: rng.Next(20) == 0));
                 if (rng.Next(3) > 0)
-                    dt.Add(new Detection(new Box(b.X1 + (float)rng.NextDouble() * 3, b.Y1 - 0.37f, b.X2 + 1.1f, b.Y2), (float)rng.NextDouble(), rng.Next(3)));
+                    dt.Add(new DetectedObject(new Box(b.X1 + (float)rng.NextDouble() * 3, b.Y1 - 0.37f, b.X2 + 1.1f, b.Y2), (float)rng.NextDouble(), rng.Next(3)));
             }
-            for (int j = rng.Next(4); j > 0; j--) dt.Add(new Detection(RandomBox(rng), (float)rng.NextDouble(), rng.Next(3)));
+            for (int j = rng.Next(4); j > 0; j--) dt.Add(new DetectedObject(RandomBox(rng), (float)rng.NextDouble(), rng.Next(3)));
             mem.AddImage(gt, dt);
             CocoImageId id = 100 + i;
             images.Add((id, gt));
@@ -129,14 +127,14 @@ public sealed class CocoJsonTests : IDisposable
     public void WrittenResultsHaveTheCocoShape()
     {
         using var ms = new MemoryStream();
-        CocoJson.WriteResults(ms, [CocoResult.FromDetection(12, new Detection(new Box(1, 2, 11, 22), 0.5f, 1), [7, 9])]);
+        CocoJson.WriteResults(ms, [CocoResult.FromDetection(12, new DetectedObject(new Box(1, 2, 11, 22), 0.5f, 1), [7, 9])]);
         using var doc = JsonDocument.Parse(ms.ToArray());
         var e = doc.RootElement[0];
         Assert.Equal(12, e.GetProperty("image_id").GetInt64());
         Assert.Equal(9, e.GetProperty("category_id").GetInt64());
         Assert.Equal([1.0, 2.0, 10.0, 20.0], e.GetProperty("bbox").EnumerateArray().Select(v => v.GetDouble()));
         Assert.Equal(0.5, e.GetProperty("score").GetDouble());
-        Assert.Throws<ArgumentException>(() => CocoResult.FromDetection(1, new Detection(new Box(0, 0, 1, 1), 0.5f, 2), [7, 9]));
+        Assert.Throws<ArgumentException>(() => CocoResult.FromDetection(1, new DetectedObject(new Box(0, 0, 1, 1), 0.5f, 2), [7, 9]));
     }
 
     [Theory]

@@ -7,8 +7,6 @@ using GRcn.Detection.Evaluation;
 
 namespace GRcn.Detection.Tests.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 internal static class OracleFixture
 {
     public static string RepoRoot { get; } = FindRoot();
@@ -52,7 +50,7 @@ internal static class OracleFixture
     /// The case as in-memory images: categories sorted by id are labels, images sorted by id are
     /// added in that order, each with its annotations and results in file order.
     /// </summary>
-    public static (string[] Names, List<(List<ObjectAnnotation> Gt, List<Detection> Dt)> Images) InMemory(JsonElement c)
+    public static (string[] Names, List<(List<ObjectAnnotation> Gt, List<DetectedObject> Dt)> Images) InMemory(JsonElement c)
     {
         var gt = c.GetProperty("gt");
         var cats = gt.GetProperty("categories").EnumerateArray()
@@ -60,7 +58,7 @@ internal static class OracleFixture
         var label = cats.Select((e, i) => (e.Id, i)).ToDictionary(e => e.Id, e => e.i);
         var imageIds = gt.GetProperty("images").EnumerateArray().Select(e => e.GetProperty("id").GetInt64()).Distinct().Order().ToArray();
         var index = imageIds.Select((id, i) => (id, i)).ToDictionary(e => e.id, e => e.i);
-        var images = imageIds.Select(_ => (Gt: new List<ObjectAnnotation>(), Dt: new List<Detection>())).ToList();
+        var images = imageIds.Select(_ => (Gt: new List<ObjectAnnotation>(), Dt: new List<DetectedObject>())).ToList();
         foreach (var a in gt.GetProperty("annotations").EnumerateArray())
         {
             var b = Box(a.GetProperty("bbox"));
@@ -71,7 +69,7 @@ internal static class OracleFixture
         {
             long cat = r.GetProperty("category_id").GetInt64();
             if (!label.TryGetValue(cat, out int l)) continue;
-            images[index[r.GetProperty("image_id").GetInt64()]].Dt.Add(new Detection(Box(r.GetProperty("bbox")), (float)r.GetProperty("score").GetDouble(), l));
+            images[index[r.GetProperty("image_id").GetInt64()]].Dt.Add(new DetectedObject(Box(r.GetProperty("bbox")), (float)r.GetProperty("score").GetDouble(), l));
         }
         return ([.. cats.Select(e => e.Name)], images);
     }

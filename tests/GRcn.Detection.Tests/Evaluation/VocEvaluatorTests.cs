@@ -3,8 +3,6 @@ using GRcn.Detection.Evaluation;
 
 namespace GRcn.Detection.Tests.Evaluation;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 /// <summary>VocEvaluator: hand-derived cases (values worked out in the comments) and the voc_eval.py oracle.</summary>
 public class VocEvaluatorTests
 {
@@ -17,10 +15,10 @@ public class VocEvaluatorTests
     private static ObjectAnnotation Gt(float x1, float y1, float x2, float y2, int label = 0, bool difficult = false) =>
         new(new Box(x1, y1, x2, y2), label, difficult);
 
-    private static Detection Dt(float x1, float y1, float x2, float y2, float score, int label = 0) =>
+    private static DetectedObject Dt(float x1, float y1, float x2, float y2, float score, int label = 0) =>
         new(new Box(x1, y1, x2, y2), score, label);
 
-    private static VocEvaluator One(VocEvaluatorOptions? o, ObjectAnnotation[] gt, params Detection[] dt)
+    private static VocEvaluator One(VocEvaluatorOptions? o, ObjectAnnotation[] gt, params DetectedObject[] dt)
     {
         var ev = new VocEvaluator(["a"], o);
         ev.AddImage(gt, dt);

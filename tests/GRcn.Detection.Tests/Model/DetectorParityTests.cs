@@ -18,8 +18,6 @@ using Xunit.Abstractions;
 
 namespace GRcn.Detection.Tests.Model;
 
-using Detection = GRcn.Detection.Data.Detection;
-
 public sealed class DetectorParityTests(ITestOutputHelper output)
 {
     private const double MinMatchedFraction = 0.98;
@@ -107,7 +105,7 @@ public sealed class DetectorParityTests(ITestOutputHelper output)
     /// takes the unused engine detection of the same label with the highest IoU, which must exceed
     /// <see cref="MatchIou"/> with the score within <see cref="ScoreTolerance"/>.
     /// </summary>
-    private static (int Matched, float MaxScoreDiff, float MaxBoxDiff, double MinIou) Match(IReadOnlyList<Detection> expected, IReadOnlyList<Detection> actual)
+    private static (int Matched, float MaxScoreDiff, float MaxBoxDiff, double MinIou) Match(IReadOnlyList<DetectedObject> expected, IReadOnlyList<DetectedObject> actual)
     {
         var used = new bool[actual.Count];
         int matched = 0;
@@ -135,7 +133,7 @@ public sealed class DetectorParityTests(ITestOutputHelper output)
     }
 
     /// <summary>torchvision's detections of image <paramref name="i"/>, labels made 0-based as the engine's.</summary>
-    private static List<Detection> Reference(SafeTensorsFile file, int i)
+    private static List<DetectedObject> Reference(SafeTensorsFile file, int i)
     {
         using var b = file.Load($"boxes_{i}", Device.Cpu);
         using var s = file.Load($"scores_{i}", Device.Cpu);
@@ -143,7 +141,7 @@ public sealed class DetectorParityTests(ITestOutputHelper output)
         var boxes = b.ToArray<float>();
         var scores = s.ToArray<float>();
         var labels = l.ToArray<long>();
-        return scores.Select((score, k) => new Detection(
+        return scores.Select((score, k) => new DetectedObject(
             new Box(boxes[4 * k], boxes[4 * k + 1], boxes[4 * k + 2], boxes[4 * k + 3]), score, (int)labels[k] - 1)).ToList();
     }
 

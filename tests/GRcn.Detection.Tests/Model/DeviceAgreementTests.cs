@@ -18,6 +18,7 @@
 // (observed ≤ 1.1e-3: gradients of tiny weights are themselves sums of many products);
 // detections agree in count and label, boxes within 1e-3·(1 + |x|) px and scores within 1e-4.
 // Discrete choices (top-N, NMS, sampling) must then agree, as they do for the losses to agree.
+using GRcn.Detection.Data;
 using GRcn.Detection.Model;
 using GRcn.Detection.Training;
 using GRcn.Detection.Variants;
@@ -99,7 +100,7 @@ public sealed class DeviceAgreementTests(ITestOutputHelper output)
     /// The emulator's checkpoint loads on the CPU and detects what the emulator detected; the CPU's
     /// loads on the emulator with the same weights, iteration and optimiser state.
     /// </summary>
-    private void CheckpointsMoveBetweenDevices(Detector cpu, Detector emu, IReadOnlyList<GRcn.Detection.Data.Detection>[] emuDetections, PreparedImage[] images)
+    private void CheckpointsMoveBetweenDevices(Detector cpu, Detector emu, IReadOnlyList<DetectedObject>[] emuDetections, PreparedImage[] images)
     {
         var dir = Directory.CreateTempSubdirectory("grcn-device-ckpt");
         try
@@ -190,7 +191,7 @@ public sealed class DeviceAgreementTests(ITestOutputHelper output)
         return worst;
     }
 
-    private static void AssertSameDetections(IReadOnlyList<GRcn.Detection.Data.Detection>[] a, IReadOnlyList<GRcn.Detection.Data.Detection>[] b, string what)
+    private static void AssertSameDetections(IReadOnlyList<DetectedObject>[] a, IReadOnlyList<DetectedObject>[] b, string what)
     {
         Assert.Equal(a.Length, b.Length);
         for (int i = 0; i < a.Length; i++)

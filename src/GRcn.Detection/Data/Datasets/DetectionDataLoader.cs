@@ -23,7 +23,7 @@ public sealed record DataLoaderOptions
     public bool Shuffle { get; init; } = true;
 
     /// <summary>Seed of the shuffles and flips.</summary>
-    public int Seed { get; init; }
+    public ulong Seed { get; init; }
 
     /// <summary>The resize rule; null keeps every image's size.</summary>
     public ResizeSpec? Resize { get; init; } = new ResizeSpec(600, 1000);
@@ -109,7 +109,7 @@ public sealed class LoadedSample
 
     /// <summary>
     /// Maps a box in this sample's resized (mirrored when flipped) coordinates back to the original
-    /// image by the rule detections use (<see cref="Model.Detector.Detect(IReadOnlyList{Model.PreparedImage})"/>):
+    /// image by the rule detections use (<see cref="Model.Detector.Detect(IReadOnlyList{Model.PreparedImage}, float)"/>):
     /// x · (OriginalWidth / Width), y · (OriginalHeight / Height), float32 quotients and products as
     /// torchvision's resize_boxes computes them.
     /// </summary>
@@ -248,7 +248,7 @@ public sealed class DetectionDataLoader : IDisposable
         if (Options.Shuffle)
         {
             // Fisher–Yates driven by a generator of (seed, epoch) alone.
-            var rng = SeededRandom.For(ShuffleTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch);
+            var rng = SeededRandom.For(ShuffleTag, Options.Seed, (ulong)(uint)epoch);
             for (int i = order.Length - 1; i > 0; i--)
             {
                 int j = rng.NextInt(i + 1);
@@ -261,14 +261,14 @@ public sealed class DetectionDataLoader : IDisposable
     /// <summary>Whether sample <paramref name="datasetIndex"/> is mirrored in epoch <paramref name="epoch"/>.</summary>
     public bool IsFlipped(int epoch, int datasetIndex) =>
         Options.FlipProbability > 0
-        && SeededRandom.For(FlipTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)datasetIndex).NextDouble() < Options.FlipProbability;
+        && SeededRandom.For(FlipTag, Options.Seed, (ulong)(uint)epoch, (ulong)(uint)datasetIndex).NextDouble() < Options.FlipProbability;
 
     /// <summary>The resize rule of batch <paramref name="batch"/> of epoch <paramref name="epoch"/> (null: images keep their size).</summary>
     public ResizeSpec? ResizeFor(int epoch, int batch)
     {
         if (Options.Resize is not { } rule || Options.MinSizeChoices is not { Length: > 0 } sizes) return Options.Resize;
         if (sizes.Length == 1) return rule with { MinSize = sizes[0] };
-        var rng = SeededRandom.For(SizeTag, (ulong)(uint)Options.Seed, (ulong)(uint)epoch, (ulong)(uint)batch);
+        var rng = SeededRandom.For(SizeTag, Options.Seed, (ulong)(uint)epoch, (ulong)(uint)batch);
         return rule with { MinSize = sizes[rng.NextInt(sizes.Length)] };
     }
 

@@ -62,7 +62,7 @@ public sealed record ShapesOptions
     public int Count { get; init; } = 2000;
 
     /// <summary>Seed of the whole set.</summary>
-    public int Seed { get; init; }
+    public ulong Seed { get; init; }
 
     /// <summary>Train or test stream.</summary>
     public ShapesSplit Split { get; init; } = ShapesSplit.Train;
@@ -152,7 +152,7 @@ public sealed class ShapesDataset : IDetectionDataset
         var o = Options;
         int width = o.Width, height = o.Height;
         bool cocoLike = o.SizeDistribution == ShapesSizeDistribution.CocoLike;
-        var rng = SeededRandom.For(cocoLike ? CocoLikeStreamTag : StreamTag, (ulong)(uint)o.Seed, (ulong)o.Split, (ulong)index);
+        var rng = SeededRandom.For(cocoLike ? CocoLikeStreamTag : StreamTag, o.Seed, (ulong)o.Split, (ulong)index);
         var pixels = new byte[width * height * 3];
         // owner[p] = 1 + the index of the last shape drawn over pixel p, 0 for background.
         byte[] owner = ArrayPool<byte>.Shared.Rent(width * height);
