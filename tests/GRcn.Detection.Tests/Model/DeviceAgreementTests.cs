@@ -125,7 +125,7 @@ public sealed class DeviceAgreementTests(ITestOutputHelper output)
             // resume: the emulator's checkpoint, loaded on the emulator, takes the step the original
             // takes (same weights, optimiser state, iteration, hence seeds), bit for bit; the CPU's,
             // loaded on the emulator, takes the CPU's next step within the update tolerance
-            var batch = TinyData.Batch(1, 1, Size);
+            var batch = TinyData.Batch(2, 1, Size);
             using (var resumed = Detector.Load(fromEmu, Device.Emulator))
             {
                 var want = emu.TrainStep(batch);
