@@ -35,11 +35,11 @@ internal static class LossKernels
 {
     /// <summary>
     /// classWeights = 1 + IoU on foreground rows (1 elsewhere), boxWeights[j] = (1 + p)·IoU^γ / mean(IoU^γ);
-    /// pairs holds (row, class) per foreground RoI, gt its box, ious scratch (one double per foreground RoI).
+    /// rows and classes hold each foreground RoI's row and class, gt its box, ious scratch (one double per foreground RoI).
     /// </summary>
     [Kernel]
-    public static void HarmonicWeights(HarmonicParams q, ArrayView<float> logits, ArrayView<float> deltas, ArrayView<float> rois, ArrayView<long> pairs,
-        ArrayView<float> gt, ArrayView<double> ious, ArrayView<float> classWeights, ArrayView<float> boxWeights)
+    public static void HarmonicWeights(HarmonicParams q, ArrayView<float> logits, ArrayView<float> deltas, ArrayView<float> rois, ArrayView<long> rows,
+        ArrayView<long> classes, ArrayView<float> gt, ArrayView<double> ious, ArrayView<float> classWeights, ArrayView<float> boxWeights)
     {
         var shared = SharedMemory.Allocate<double>(GroupSums.Warps);
         for (int r = Group.IdxX; r < q.Rows; r += Group.DimX) classWeights[r] = 1f;
@@ -47,7 +47,7 @@ internal static class LossKernels
         double sumH = 0;
         for (int j = Group.IdxX; j < q.Foreground; j += Group.DimX)
         {
-            int row = (int)pairs[2 * j], c = (int)pairs[2 * j + 1];
+            int row = (int)rows[j], c = (int)classes[j];
             long d = ((long)row * q.K + c) * 4;
             RpnProposalsKernels.DecodeBox(rois[5L * row + 1], rois[5L * row + 2], rois[5L * row + 3], rois[5L * row + 4],
                 deltas[d], deltas[d + 1], deltas[d + 2], deltas[d + 3], q.Wx, q.Wy, q.Ww, q.Wh, q.Clamp,

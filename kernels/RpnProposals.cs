@@ -88,7 +88,7 @@ internal static class RpnProposalsKernels
         y2 = pcy + halfH;
     }
 
-    /// <summary>IoU of two boxes in torchvision's float32 order (CpuBackend.Iou): products unfused, 0 when both areas are 0.</summary>
+    /// <summary>IoU of two boxes in torchvision's float32 order (BoxIou.Pair on the CPU): products unfused, 0 when both areas are 0.</summary>
     public static float Iou(float ax1, float ay1, float ax2, float ay2, float bx1, float by1, float bx2, float by2)
     {
         float areaA = ExactMath.Mul(ax2 - ax1, ay2 - ay1);

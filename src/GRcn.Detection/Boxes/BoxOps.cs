@@ -3,6 +3,8 @@
 // order (areas (x2 − x1)·(y2 − y1), inter = clamp(w, 0)·clamp(h, 0), union = a1 + a2 − inter,
 // inter / union), so thresholds compare the same float32 values torchvision compares; the one
 // deliberate difference: 0/0 (two empty boxes) is 0 here, NaN in torchvision. Single-threaded.
+using GRcn.Kernels;
+
 namespace GRcn.Detection.Boxes;
 
 /// <summary>Box operations on host float arrays (torchvision.ops semantics).</summary>
@@ -67,21 +69,7 @@ public static class BoxOps
         if (iou.Length != (long)na * nb)
             throw new ArgumentException($"iou must hold ({na}, {nb}) = {(long)na * nb} floats; got {iou.Length}", nameof(iou));
         for (int i = 0; i < na; i++)
-        {
-            float ax1 = a[4 * i], ay1 = a[4 * i + 1], ax2 = a[4 * i + 2], ay2 = a[4 * i + 3];
-            float areaA = (ax2 - ax1) * (ay2 - ay1);
-            var row = iou.Slice(i * nb, nb);
-            for (int j = 0; j < nb; j++)
-            {
-                float bx1 = b[4 * j], by1 = b[4 * j + 1], bx2 = b[4 * j + 2], by2 = b[4 * j + 3];
-                float areaB = (bx2 - bx1) * (by2 - by1);
-                float w = MathF.Max(MathF.Min(ax2, bx2) - MathF.Max(ax1, bx1), 0f);
-                float h = MathF.Max(MathF.Min(ay2, by2) - MathF.Max(ay1, by1), 0f);
-                float inter = w * h;
-                float union = areaA + areaB - inter;
-                row[j] = inter == 0f && union == 0f ? 0f : inter / union;
-            }
-        }
+            for (int j = 0; j < nb; j++) iou[i * nb + j] = BoxIou.Pair(a.Slice(4 * i, 4), b.Slice(4 * j, 4));
     }
 
     internal static void CheckBoxes(ReadOnlySpan<float> boxes, string name)

@@ -157,21 +157,6 @@ public sealed class RegionProposalNetwork : Module
     }
 
     /// <summary>
-    /// Reorders one image's head output from channel-major (A·K, H, W) to anchor order (H·W·A, K):
-    /// dst[((y·W + x)·A + a)·K + k] = src[(a·K + k)·H·W + y·W + x] (permute_and_flatten).
-    /// </summary>
-    internal static void ToAnchorOrder(ReadOnlySpan<float> src, int k, int a, int h, int w, Span<float> dst)
-    {
-        int hw = h * w;
-        for (int ak = 0; ak < a * k; ak++)
-        {
-            var plane = src.Slice(ak * hw, hw);
-            int anchor = ak / k, comp = ak % k;
-            for (int s = 0; s < hw; s++) dst[(s * a + anchor) * k + comp] = plane[s];
-        }
-    }
-
-    /// <summary>
     /// One image's proposals from its anchors (P, 4), objectness logits (P) and deltas (P, 4), all in
     /// anchor order (torchvision's filter_proposals for one level).
     /// </summary>

@@ -89,7 +89,7 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
             int row = rows[j], c = classes[j];
             var d = dl.Slice((row * k + c) * 4, 4);
             coding.Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], box);
-            double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
+            double iou = Kernels.BoxIou.Pair(box, gtBoxes.Slice(4 * j, 4));
             var lrow = lg.Slice(row * k, k);
             float max = float.NegativeInfinity;
             foreach (var v in lrow) max = MathF.Max(max, v);
@@ -107,21 +107,9 @@ internal sealed unsafe partial class CpuBackend : ILossBackend
             int row = rows[j];
             var d = dl.Slice((row * k + classes[j]) * 4, 4);
             coding.Decode(ro.Slice(5 * row + 1, 4), d[0], d[1], d[2], d[3], box);
-            double iou = Iou(box, gtBoxes.Slice(4 * j, 4));
+            double iou = Kernels.BoxIou.Pair(box, gtBoxes.Slice(4 * j, 4));
             bw[j] *= meanH > 1e-12 ? (float)(Math.Pow(iou, gamma) / meanH) : 1f;
         }
-    }
-
-    /// <summary>IoU of two boxes in torchvision's float32 order (box_iou; 0 when both areas are 0).</summary>
-    internal static float Iou(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        float areaA = (a[2] - a[0]) * (a[3] - a[1]);
-        float areaB = (b[2] - b[0]) * (b[3] - b[1]);
-        float w = MathF.Max(MathF.Min(a[2], b[2]) - MathF.Max(a[0], b[0]), 0f);
-        float h = MathF.Max(MathF.Min(a[3], b[3]) - MathF.Max(a[1], b[1]), 0f);
-        float inter = w * h;
-        float union = areaA + areaB - inter;
-        return inter == 0f && union == 0f ? 0f : inter / union;
     }
 
     public void Backward(Tensor grad, Tensor gradLoss, Tensor gradX)

@@ -16,8 +16,8 @@ internal sealed partial class GpuBackend : ILossBackend
     private Action<Index1D, long, ArrayView<float>, ArrayView<float>, ArrayView<float>>? _lossBackward;
     private Action<KernelConfig, LossParams, ArrayView<float>, ArrayView<double>>? _squaresPartial;
     private Action<KernelConfig, LossParams, ArrayView<double>, ArrayView<double>>? _sumPartials;
-    private Action<KernelConfig, HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<double>,
-        ArrayView<float>, ArrayView<float>>? _harmonicWeights;
+    private Action<KernelConfig, HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<long>, ArrayView<float>,
+        ArrayView<double>, ArrayView<float>, ArrayView<float>>? _harmonicWeights;
 
     /// <summary>Most groups of the sum of squares per tensor (each thread then adds a strided share).</summary>
     private const int SquaresGroups = 256;
@@ -59,21 +59,15 @@ internal sealed partial class GpuBackend : ILossBackend
         float gamma, in BoxCoding coding, Tensor classWeights, Tensor boxWeights)
     {
         int fg = rows.Length;
-        // rows and classes side by side: (row, class) pairs as 2·R⁺ longs
-        var pairs = new int[2 * fg];
-        for (int j = 0; j < fg; j++)
-        {
-            pairs[2 * j] = rows[j];
-            pairs[2 * j + 1] = classes[j];
-        }
-        using var rc = Upload(pairs);
+        using var rowTensor = Upload(rows);
+        using var classTensor = Upload(classes);
         using var gt = gtBoxes.IsEmpty ? null : Tensor.FromSpan(Device, gtBoxes, gtBoxes.Length);
         using var ious = Tensor.Empty(Device, DataType.Int64, Math.Max(fg, 1));
         var k = Kernel(ref _harmonicWeights, "harmonic_weights",
-            a => a.LoadStreamKernel<HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<float>, ArrayView<double>,
-                ArrayView<float>, ArrayView<float>>(LossKernels.HarmonicWeights));
+            a => a.LoadStreamKernel<HarmonicParams, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<long>, ArrayView<long>, ArrayView<float>,
+                ArrayView<double>, ArrayView<float>, ArrayView<float>>(LossKernels.HarmonicWeights));
         var q = new HarmonicParams(logits.Dim(0), logits.Dim(1), fg, gamma, coding.Wx, coding.Wy, coding.Ww, coding.Wh, coding.Clamp);
-        k(new KernelConfig(1, GroupSums.For(Device)), q, logits.Floats(), deltas.Floats(), rois.Floats(), rc.LongsOrEmpty(), gt.FloatsOrEmpty(),
+        k(new KernelConfig(1, GroupSums.For(Device)), q, logits.Floats(), deltas.Floats(), rois.Floats(), rowTensor.LongsOrEmpty(), classTensor.LongsOrEmpty(), gt.FloatsOrEmpty(),
             ious.Longs().Cast<double>(), classWeights.Floats(), boxWeights.FloatsOrEmpty());
     }
 

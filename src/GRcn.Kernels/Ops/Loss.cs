@@ -180,13 +180,9 @@ public static class Loss
         Check.SameDevice(logits, nameof(logits), rois, nameof(rois));
         if (classes.Length != rows.Length || gtBoxes.Length != 4 * rows.Length)
             throw new ArgumentException($"rows ({rows.Length}), classes ({classes.Length}) and gtBoxes ({gtBoxes.Length} = 4 per row) disagree", nameof(gtBoxes));
-        var seen = new HashSet<int>();
+        Distinct(rows, r, nameof(rows), $"the {r} rows of logits");
         for (int j = 0; j < rows.Length; j++)
-        {
-            if ((uint)rows[j] >= (uint)r || !seen.Add(rows[j]))
-                throw new ArgumentException($"rows[{j}] = {rows[j]} is outside [0, {r}) or repeats an earlier row", nameof(rows));
             if ((uint)classes[j] >= (uint)k) throw new ArgumentException($"classes[{j}] = {classes[j]} is outside [0, {k})", nameof(classes));
-        }
         if (!float.IsFinite(gamma)) throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "gamma must be finite");
         coding.Validate(nameof(coding));
         Check.NotNull(classWeights, nameof(classWeights));
@@ -282,19 +278,23 @@ public static class Loss
     {
         if (indices.Length != targets.Length)
             throw new ArgumentException($"indices ({indices.Length}) and targets ({targets.Length}) must have the same length", nameof(targets));
+        Distinct(indices, x.Length, nameof(indices), $"x {x.ShapeString}");
+    }
+
+    /// <summary>Every index lies in [0, <paramref name="bound"/>) and none repeats (each term owns its output element, so the kernels write without atomics).</summary>
+    private static void Distinct(ReadOnlySpan<int> indices, long bound, string name, string what)
+    {
         if (indices.IsEmpty) return;
-        // a bitmap of x's elements: each term owns its gradient element, so the kernels write without atomics
-        var seen = System.Buffers.ArrayPool<ulong>.Shared.Rent((int)((x.Length + 63) / 64));
+        var seen = System.Buffers.ArrayPool<ulong>.Shared.Rent((int)((bound + 63) / 64));
         try
         {
             Array.Clear(seen);
             for (int j = 0; j < indices.Length; j++)
             {
                 int i = indices[j];
-                if ((ulong)(uint)i >= (ulong)x.Length || i < 0)
-                    throw new ArgumentException($"indices[{j}] = {i} is outside x {x.ShapeString}", nameof(indices));
+                if (i < 0 || i >= bound) throw new ArgumentException($"{name}[{j}] = {i} is outside {what}", name);
                 ulong bit = 1UL << (i & 63);
-                if ((seen[i >> 6] & bit) != 0) throw new ArgumentException($"indices[{j}] = {i} repeats an earlier index; indices must be distinct", nameof(indices));
+                if ((seen[i >> 6] & bit) != 0) throw new ArgumentException($"{name}[{j}] = {i} repeats an earlier index; {name} must be distinct", name);
                 seen[i >> 6] |= bit;
             }
         }

@@ -83,6 +83,22 @@ public static class BatchedNms
 /// <summary>Pairwise intersection over union, as <c>torchvision.ops.box_iou</c>.</summary>
 public static class BoxIou
 {
+    /// <summary>
+    /// IoU of two boxes [x1, y1, x2, y2] in float32, torchvision's box_iou order on float32 boxes
+    /// (areas, intersection, union = areaA + areaB − inter); 0 when both areas are 0. The GPU
+    /// kernels' RpnProposalsKernels.Iou computes the same with unfused products.
+    /// </summary>
+    public static float Pair(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        float areaA = (a[2] - a[0]) * (a[3] - a[1]);
+        float areaB = (b[2] - b[0]) * (b[3] - b[1]);
+        float w = MathF.Max(MathF.Min(a[2], b[2]) - MathF.Max(a[0], b[0]), 0f);
+        float h = MathF.Max(MathF.Min(a[3], b[3]) - MathF.Max(a[1], b[1]), 0f);
+        float inter = w * h;
+        float union = areaA + areaB - inter;
+        return inter == 0f && union == 0f ? 0f : inter / union;
+    }
+
     /// <summary>IoU (A, B) of every box of <paramref name="a"/> (A, 4) with every box of <paramref name="b"/> (B, 4).</summary>
     /// <remarks>Areas are (x2 − x1)·(y2 − y1); two empty boxes have IoU NaN as 0/0 in torchvision, here 0.</remarks>
     public static Tensor Forward(Tensor a, Tensor b)

@@ -73,8 +73,8 @@ public class RegionProposalNetworkTests
             {
                 var obj = new float[p];
                 var del = new float[4 * p];
-                RegionProposalNetwork.ToAnchorOrder(objectness.AsSpan(i * p, p), 1, a, h, w, obj);
-                RegionProposalNetwork.ToAnchorOrder(deltas.AsSpan(i * 4 * p, 4 * p), 4, a, h, w, del);
+                ToAnchorOrder(objectness.AsSpan(i * p, p), 1, a, h, w, obj);
+                ToAnchorOrder(deltas.AsSpan(i * 4 * p, 4 * p), 4, a, h, w, del);
                 var (boxes, scores) = rpn.FilterProposals(anchors, obj, del, sizes[i].Height, sizes[i].Width, c.GetProperty("training").GetBoolean(), Device.Cpu);
                 string what = $"{c.GetProperty("name").GetString()} image {i}";
                 RpnFixtures.AssertClose(c.GetProperty("proposals")[i].Floats(), boxes, BoxRtol, BoxAtol, what + " boxes");
@@ -208,5 +208,20 @@ public class RegionProposalNetworkTests
         Assert.Throws<ArgumentException>(() => rpn.Forward(g, x, 16, 16, [(48, 48), (48, 48)], null, new SplitMix64(0)));
         Assert.Throws<ArgumentException>(() => rpn.Forward(g, x, 16, 16, [(48, 48)], [new float[3]], new SplitMix64(0)));
         Assert.Throws<ArgumentException>(() => new RegionProposalNetwork(Device.Cpu, new SplitMix64(4), 2, new RpnOptions { BgIouThreshold = 0.8f }));
+    }
+
+    /// <summary>
+    /// Reorders one image's head output from channel-major (A·K, H, W) to anchor order (H·W·A, K):
+    /// dst[((y·W + x)·A + a)·K + k] = src[(a·K + k)·H·W + y·W + x] (permute_and_flatten).
+    /// </summary>
+    private static void ToAnchorOrder(ReadOnlySpan<float> src, int k, int a, int h, int w, Span<float> dst)
+    {
+        int hw = h * w;
+        for (int ak = 0; ak < a * k; ak++)
+        {
+            var plane = src.Slice(ak * hw, hw);
+            int anchor = ak / k, comp = ak % k;
+            for (int s = 0; s < hw; s++) dst[(s * a + anchor) * k + comp] = plane[s];
+        }
     }
 }
