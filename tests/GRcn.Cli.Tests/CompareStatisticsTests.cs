@@ -117,8 +117,16 @@ public class CompareStatisticsTests
             CompareReport.PairingNote(new CompareVariant("x", [RunOf(7, 0.5)], []), variants[1]));
         Assert.Null(CompareReport.PairingNote(variants[0], variants[1]));
 
+        // the interval plot: one panel per paired metric, a row per other variant, labelled with its name
+        Assert.Contains("![paired differences](paired.png) ([SVG](paired.svg))", md);
+        using (var png = SkiaSharp.SKBitmap.Decode(Path.Combine(tmp.Path, "paired.png")))
+            Assert.Equal((900, CompareReport.PairedColumns.Length * (80 + 34 * 2)), (png.Width, png.Height));
+        string svg = File.ReadAllText(Path.Combine(tmp.Path, "paired.svg"));
+        foreach (string text in new[] { "-pool/loc", "g-rcn", "ΔAP50 to faster-rcnn", "ΔAPm to faster-rcnn" }) Assert.Contains(text, svg);
+
         string html = File.ReadAllText(Path.Combine(tmp.Path, "report.html"));
         Assert.Contains("<h2>Paired differences to faster-rcnn</h2>", html);
+        Assert.Contains("<img alt=\"paired differences\"", html);
         Assert.Contains("<th>ΔAPm</th>", html);
         Assert.Contains("<td class=\"sig\">+10.8 [+8.0, +13.5] *</td>", html);
 
@@ -156,6 +164,16 @@ public class CompareStatisticsTests
         Assert.Null(PaperResults.For("g-rcn+double-head", BackboneKind.Vgg16));
         Assert.Null(PaperResults.For("g-rcn+roi-align-v2+frozen-backbone", BackboneKind.Vgg16));
         Assert.Null(PaperResults.For("-pool/cls+roi-align-v2", BackboneKind.ResNet50));
+    }
+
+    [Fact]
+    public void ABaselineAloneHasNoPairedPlot()
+    {
+        using var tmp = new TempDir();
+        string md = CompareReport.Write(tmp.Path, "t", "s", BackboneKind.Vgg16, [new("faster-rcnn", [RunOf(0, 0.5), RunOf(1, 0.52)], [])], "faster-rcnn");
+        Assert.Contains("(no other variant)", md);
+        Assert.DoesNotContain("paired.png", md);
+        Assert.False(File.Exists(Path.Combine(tmp.Path, "paired.png")));
     }
 
     [Fact]

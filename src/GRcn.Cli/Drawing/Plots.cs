@@ -3,7 +3,8 @@
 // small term (the RPN losses) gets its own y range instead of a flat line on a shared axis. The
 // fonts reach ScottPlot through a font resolver that makes typefaces from the embedded bytes (no
 // font file is written anywhere). SVG keeps its text as <text> elements in the "DejaVu Sans"
-// family (a viewer without it substitutes a sans-serif font).
+// family (a viewer without it substitutes a sans-serif font). Interval plots put labelled rows on
+// the y axis, each with its single values (faint dots), their mean and an interval bar.
 using System.Text;
 using SkiaSharp;
 
@@ -11,6 +12,12 @@ namespace GRcn.Cli.Drawing;
 
 /// <summary>One line: its name, points and colour; a thin, faded line when <paramref name="Faint"/>. An empty name keeps it out of the legend.</summary>
 internal sealed record PlotSeries(string Name, IReadOnlyList<(double X, double Y)> Points, SKColor Color, bool Faint = false);
+
+/// <summary>
+/// One row of an interval plot: its label, the single values (faint dots), their mean (a dot) and the interval
+/// [<paramref name="Lower"/>, <paramref name="Upper"/>] (a bar; NaN for none). A NaN mean draws no dot.
+/// </summary>
+internal sealed record IntervalRow(string Label, IReadOnlyList<double> Values, double Mean, double Lower, double Upper, SKColor Color);
 
 /// <summary>One picture as PNG bytes and as an SVG document.</summary>
 internal sealed record PlotImage(byte[] Png, string Svg)
@@ -79,6 +86,41 @@ internal static class Plots
             var limits = plot.Axes.GetLimits();
             plot.Axes.SetLimitsY(yMin ?? limits.Bottom, yMax ?? limits.Top);
         }
+        return plot;
+    }
+
+    /// <summary>
+    /// An interval plot: <paramref name="rows"/> top to bottom on the y axis, labelled with their names, values along x,
+    /// and a dashed line at x = 0 (the interval plots show differences).
+    /// </summary>
+    public static ScottPlot.Plot Intervals(string title, string xLabel, IReadOnlyList<IntervalRow> rows)
+    {
+        string font = FontName.Value;
+        var plot = new ScottPlot.Plot();
+        plot.Add.VerticalLine(0, 1, ScottPlot.Colors.Gray, ScottPlot.LinePattern.Dashed);
+        var positions = new double[rows.Count];
+        var labels = new string[rows.Count];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var r = rows[i];
+            double y = rows.Count - 1 - i; // the first row at the top
+            positions[i] = y;
+            labels[i] = r.Label;
+            var solid = new ScottPlot.Color(r.Color.Red, r.Color.Green, r.Color.Blue);
+            if (r.Values.Count > 0)
+                plot.Add.Markers(r.Values.ToArray(), Enumerable.Repeat(y, r.Values.Count).ToArray(), ScottPlot.MarkerShape.FilledCircle, 6,
+                    new ScottPlot.Color(r.Color.Red, r.Color.Green, r.Color.Blue, 90));
+            if (double.IsFinite(r.Mean) && double.IsFinite(r.Lower) && double.IsFinite(r.Upper))
+                plot.Add.Plottable(new ScottPlot.Plottables.ErrorBar([r.Mean], [y], [r.Upper - r.Mean], [r.Mean - r.Lower], null, null)
+                    { LineWidth = 2, CapSize = 6, Color = solid });
+            if (double.IsFinite(r.Mean)) plot.Add.Marker(r.Mean, y, ScottPlot.MarkerShape.FilledCircle, 9, solid);
+        }
+        plot.Axes.Left.SetTicks(positions, labels);
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.Font.Set(font);
+        plot.Axes.AutoScale();
+        plot.Axes.SetLimitsY(-0.6, rows.Count - 0.4);
         return plot;
     }
 

@@ -3,7 +3,8 @@
 // prints), the paper's numbers for the same rows beside them, AP against the IoU threshold per
 // variant and the training loss per variant (each term and the sum in its own panel, raw under
 // the moving average, means over seeds), and per variant its paired difference to a baseline
-// variant with a 95 % confidence interval over seeds (PairedStatistics). Written as report.md
+// variant with a 95 % confidence interval over seeds (PairedStatistics), as a table and as an
+// interval plot (per metric, each variant's per-seed differences, their mean and interval). Written as report.md
 // (plots as PNG and SVG files next to it), as a self-contained report.html (plots inlined as
 // base64 SVG, which scales) and as report.json (every number of both tables, per run as well).
 using System.Globalization;
@@ -75,7 +76,7 @@ internal static class CompareReport
     }
 
     /// <summary>
-    /// Writes report.md, report.html, report.json, ap_iou.png/.svg and loss.png/.svg into <paramref name="outDir"/>; returns
+    /// Writes report.md, report.html, report.json, paired.png/.svg, ap_iou.png/.svg and loss.png/.svg into <paramref name="outDir"/>; returns
     /// the Markdown. <paramref name="baseline"/> names the variant the paired differences are taken to.
     /// </summary>
     public static string Write(string outDir, string title, string settings, BackboneKind backbone, IReadOnlyList<CompareVariant> variants, string baseline)
@@ -113,6 +114,8 @@ internal static class CompareReport
             if (PairingNote(v, base_) is { } n) pairingNotes.Add(n);
         }
 
+        var pairedPlot = pairedRows.Count > 0 ? PairedPlot(variants, base_) : null;
+        pairedPlot?.Write(outDir, "paired");
         var apPlot = ApIouPlot(variants);
         var lossPlot = LossPlot(variants);
         apPlot.Write(outDir, "ap_iou");
@@ -135,6 +138,7 @@ internal static class CompareReport
         if (pairedRows.Count > 0) AppendMarkdownTable(md, pairedHeader, pairedRows);
         else md.Append("(no other variant)\n");
         if (pairingNotes.Count > 0) md.Append('\n').Append(string.Concat(pairingNotes.Select(n => "- " + n + "\n")));
+        if (pairedPlot is not null) md.Append('\n').Append(PairedPlotNote).Append("\n\n![paired differences](paired.png) ([SVG](paired.svg))\n");
         md.Append("\n## AP against IoU threshold\n\n![AP against IoU threshold](ap_iou.png) ([SVG](ap_iou.svg))\n");
         md.Append("\n## Training loss\n\nEach term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
           .Append("both averaged over seeds.\n\n![training loss](loss.png) ([SVG](loss.svg))\n");
@@ -152,6 +156,7 @@ internal static class CompareReport
         if (pairedRows.Count > 0) AppendHtmlTable(html, pairedHeader, pairedRows, paperColumns: 0);
         else html.Append("<p>(no other variant)</p>\n");
         if (pairingNotes.Count > 0) html.Append("<ul>").Append(string.Concat(pairingNotes.Select(n => "<li>" + Enc(n) + "</li>"))).Append("</ul>\n");
+        if (pairedPlot is not null) html.Append("<p>").Append(Enc(PairedPlotNote)).Append("</p>\n").Append(SvgImg("paired differences", pairedPlot.Svg)).Append('\n');
         html.Append("<h2>AP against IoU threshold</h2>\n").Append(SvgImg("AP against IoU threshold", apPlot.Svg)).Append('\n');
         html.Append("<h2>Training loss</h2>\n<p>Each term and the sum in its own panel; per variant the raw loss (faint) under its moving average, ")
             .Append("both averaged over seeds.</p>\n").Append(SvgImg("training loss", lossPlot.Svg)).Append('\n');
@@ -289,6 +294,35 @@ internal static class CompareReport
     {
         if (double.IsFinite(v)) w.WriteNumber(name, Math.Round(v, 6));
         else w.WriteNull(name);
+    }
+
+    private const string PairedPlotNote =
+        "The same differences drawn: per metric and variant, each seed's difference (faint dots), their mean (dot) and the interval (bar); " +
+        "the dashed line is no difference.";
+
+    /// <summary>
+    /// The paired differences to <paramref name="baseline"/>, one panel per <see cref="PairedColumns"/> metric: per other variant, in
+    /// percentage points, each shared seed's difference, the mean and the confidence interval.
+    /// </summary>
+    internal static PlotImage PairedPlot(IReadOnlyList<CompareVariant> variants, CompareVariant baseline)
+    {
+        var panels = new List<ScottPlot.Plot>();
+        for (int k = 0; k < PairedColumns.Length; k++)
+        {
+            var rows = new List<IntervalRow>();
+            for (int i = 0; i < variants.Count; i++)
+            {
+                var v = variants[i];
+                if (v == baseline) continue;
+                var d = Paired(v, baseline, k);
+                var perSeed = d is null ? [] : d.Seeds.Select(s =>
+                    100 * (v.Runs.First(r => r.Seed == s).Metrics.Values[k] - baseline.Runs.First(r => r.Seed == s).Metrics.Values[k])).ToArray();
+                rows.Add(new IntervalRow(v.Variant, perSeed, d is null ? double.NaN : 100 * d.Mean,
+                    d is null ? double.NaN : 100 * d.Lower, d is null ? double.NaN : 100 * d.Upper, DetectionPainter.Palette(i)));
+            }
+            panels.Add(Plots.Intervals($"Δ{PairedColumns[k]} to {baseline.Variant}", "percentage points", rows));
+        }
+        return Plots.Stacked(panels, 900, 80 + 34 * (variants.Count - 1));
     }
 
     /// <summary>Mean AP over seeds at each COCO IoU threshold, one line per variant.</summary>
