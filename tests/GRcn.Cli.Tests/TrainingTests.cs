@@ -64,6 +64,23 @@ public class TrainingTests
     }
 
     [Fact]
+    public void WeightsWithANonFiniteValueAreRefusedBeforeAnyIsLoaded()
+    {
+        using var tmp = new TempDir();
+        using var source = Make(1);
+        using var target = Make(2);
+        var conv5 = source.Parameters.Single(p => p.Name == "backbone.features.28.weight").Parameter;
+        var poisoned = conv5.Value.ToArray<float>();
+        poisoned[17] = float.NaN;
+        conv5.Load(poisoned);
+        string path = WriteStateDict(source, tmp.Path);
+        var before = Values(target, "backbone.features.0.weight");
+        var e = Assert.Throws<InvalidDataException>(() => BackboneWeights.Load(target, path));
+        Assert.Contains($"{path}: tensor 'features.28.weight' holds a non-finite value (NaN) at flat index 17", e.Message);
+        Assert.Equal(before, Values(target, "backbone.features.0.weight"));   // the first layers were not loaded either
+    }
+
+    [Fact]
     public void TheDefaultShapesRunIsTheLibrarysShapesRecipe()
     {
         var json = new System.Text.Json.JsonSerializerOptions { IncludeFields = true };
