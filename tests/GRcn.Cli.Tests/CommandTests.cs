@@ -132,8 +132,8 @@ public class CommandTests
         Assert.Contains("33.7", md);   // the paper's conv(2,2,2)/loc APl
         Assert.Contains("![training loss](loss.png) ([SVG](loss.svg))", md);
         string html = File.ReadAllText(Path.Combine(dir, "report.html"));
-        Assert.Equal(2, html.Split("data:image/svg+xml;base64,").Length - 1);
-        foreach (var name in new[] { "loss", "ap_iou" })
+        Assert.Equal(3, html.Split("data:image/svg+xml;base64,").Length - 1);   // paired differences, AP against IoU, loss
+        foreach (var name in new[] { "paired", "loss", "ap_iou" })
             Assert.True(File.Exists(Path.Combine(dir, name + ".png")), name + ".png missing");
         string lossSvg = File.ReadAllText(Path.Combine(dir, "loss.svg"));
         PlotTests.AssertSvgWithText(lossSvg, "rpn box");
