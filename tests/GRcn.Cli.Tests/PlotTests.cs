@@ -84,6 +84,39 @@ public class PlotTests
     }
 
     [Fact]
+    public void ALongLineIsDecimatedKeepingEachColumnsExtremes()
+    {
+        var rng = new Random(5);
+        var points = Enumerable.Range(0, 20003).Select(i => ((double)i, rng.NextDouble() + (i == 7777 ? 5 : i == 12345 ? -5 : 0))).ToList();
+        var kept = Plots.Decimate(points, 100);
+        Assert.InRange(kept.Count, 300, 400);
+        Assert.Equal(points[0], kept[0]);
+        Assert.Equal(points[^1], kept[^1]);
+        Assert.Contains(points[7777], kept);
+        Assert.Contains(points[12345], kept);
+        Assert.True(kept.Zip(kept.Skip(1)).All(p => p.First.X < p.Second.X), "the kept points are not in x order, or repeat");
+        // per column (200 or 201 points), the kept points span the same y range as all its points
+        for (int c = 0; c < 100; c++)
+        {
+            int start = c * 20003 / 100, end = (c + 1) * 20003 / 100;
+            var all = points.Skip(start).Take(end - start).Select(p => p.Item2).ToArray();
+            var some = kept.Where(p => p.X >= start && p.X < end).Select(p => p.Y).ToArray();
+            Assert.Equal((all.Min(), all.Max()), (some.Min(), some.Max()));
+        }
+        var shortLine = points.Take(400).ToList();
+        Assert.Same(shortLine, Plots.Decimate(shortLine, 100));
+    }
+
+    [Fact]
+    public void ALossPlotOfALongRunStaysSmall()
+    {
+        // 40000 iterations: without decimation 10 lines of 40000 points, over 10 MB of SVG
+        var plot = TrainSession.LossPlot("long", Losses(40000));
+        Assert.InRange(plot.Svg.Length, 1, 2_000_000);
+        AssertDrawn(plot.Png, 800);
+    }
+
+    [Fact]
     public void FontsReachScottPlotFromMemory()
     {
         Plots.Build("T", "x", "y", []);

@@ -4,7 +4,9 @@
 // fonts reach ScottPlot through a font resolver that makes typefaces from the embedded bytes (no
 // font file is written anywhere). SVG keeps its text as <text> elements in the "DejaVu Sans"
 // family (a viewer without it substitutes a sans-serif font). Interval plots put labelled rows on
-// the y axis, each with its single values (faint dots), their mean and an interval bar.
+// the y axis, each with its single values (faint dots), their mean and an interval bar. A line of
+// more points than the plot has columns is drawn from each column's first, lowest, highest and last
+// point (Decimate), so a 40000-iteration loss keeps its look and its SVG stays small.
 using System.Text;
 using SkiaSharp;
 
@@ -60,6 +62,38 @@ internal static class Plots
         return Fonts.Family;
     }
 
+    /// <summary>The number of columns <see cref="Build"/> reduces a long line to: about one per pixel of a panel's data area.</summary>
+    internal const int LineColumns = 800;
+
+    /// <summary>
+    /// <paramref name="points"/> (in x order) reduced for drawing <paramref name="columns"/> columns wide: unchanged when there are
+    /// at most 4 per column; otherwise the points split into <paramref name="columns"/> runs of consecutive points, and of each run
+    /// its first, lowest, highest and last point are kept, in their order (once each). The line through them covers the same
+    /// vertical extent in every column as the line through all points, so the drawing looks the same.
+    /// </summary>
+    internal static IReadOnlyList<(double X, double Y)> Decimate(IReadOnlyList<(double X, double Y)> points, int columns)
+    {
+        int n = points.Count;
+        if (n <= 4 * columns) return points;
+        var kept = new List<(double X, double Y)>(4 * columns);
+        Span<int> pick = stackalloc int[4];
+        for (int c = 0; c < columns; c++)
+        {
+            // run c holds points [c·n/columns, (c+1)·n/columns): every point in exactly one run, runs differ by at most one point
+            int start = (int)((long)c * n / columns), end = (int)((long)(c + 1) * n / columns);
+            int lo = start, hi = start;
+            for (int i = start + 1; i < end; i++)
+            {
+                if (points[i].Y < points[lo].Y || double.IsNaN(points[lo].Y)) lo = i;
+                if (points[i].Y > points[hi].Y || double.IsNaN(points[hi].Y)) hi = i;
+            }
+            pick[0] = start; pick[1] = Math.Min(lo, hi); pick[2] = Math.Max(lo, hi); pick[3] = end - 1;
+            for (int k = 0; k < 4; k++)
+                if (k == 0 || pick[k] != pick[k - 1]) kept.Add(points[pick[k]]);
+        }
+        return kept;
+    }
+
     /// <summary>A ScottPlot plot of <paramref name="series"/> with title, axis labels and legend.</summary>
     public static ScottPlot.Plot Build(string title, string xLabel, string yLabel, IReadOnlyList<PlotSeries> series, double? yMin = null, double? yMax = null)
     {
@@ -69,7 +103,8 @@ internal static class Plots
         foreach (var s in series)
         {
             if (s.Points.Count == 0) continue;
-            var line = plot.Add.Scatter(s.Points.Select(p => p.X).ToArray(), s.Points.Select(p => p.Y).ToArray());
+            var points = Decimate(s.Points, LineColumns);
+            var line = plot.Add.Scatter(points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
             if (s.Name.Length > 0) line.LegendText = s.Name;
             line.MarkerSize = s.Points.Count <= 12 ? 5 : 0;
             line.LineWidth = s.Faint ? 1 : 2;
