@@ -128,6 +128,7 @@ public class CommandTests
         string md = File.ReadAllText(Path.Combine(dir, "report.md"));
         Assert.Contains("| faster-rcnn | 1 |", md);
         Assert.Contains("| conv(2,2,2)/loc | 1 |", md);
+        Assert.Contains("shorter side 64, seeds 0–0.", md);   // one size for training and test: said once, as grcn train says it
         Assert.Contains("21.3", md);   // the paper's faster-rcnn AP
         Assert.Contains("33.7", md);   // the paper's conv(2,2,2)/loc APl
         Assert.Contains("![training loss](loss.png) ([SVG](loss.svg))", md);

@@ -176,7 +176,7 @@ internal static class CompareCommand
         string title = $"grcn compare: {string.Join(", ", results.Select(r => r.Variant))}";
         string settings = string.Create(CultureInfo.InvariantCulture,
             $"Data {first.Data}, backbone {first.Backbone.ToString().ToLowerInvariant()} ×{first.Width}, {first.Iterations} iterations × {first.BatchSize} images, lr {first.LearningRate}, " +
-            $"shorter side {(first.TrainSizes.Length > 0 ? $"{string.Join('/', first.TrainSizes)} in training, " : "")}{first.Size}{(first.TrainSizes.Length > 0 ? " at test" : "")}, seeds 0–{plan[0].Runs.Count - 1}{(interrupted ? " (interrupted: partial results)" : "")}.");
+            $"shorter side {TrainSession.SizeText(first.TrainSizes.Length > 0 ? first.TrainSizes : [first.Size], first.Size)}, seeds 0–{plan[0].Runs.Count - 1}{(interrupted ? " (interrupted: partial results)" : "")}.");
         var md = CompareReport.Write(outDir, title, settings, first.Backbone, results, results.Any(r => r.Variant == baseline) ? baseline : results[0].Variant);
         o.WriteLine(md);
         o.WriteLine($"wrote {Path.Combine(outDir, "report.md")}, {Path.Combine(outDir, "report.html")} and {Path.Combine(outDir, "report.json")}");

@@ -98,7 +98,7 @@ internal static class TrainSession
         var c = detector.Config;
         string cpuThreads = device is CpuDevice cd ? $" ({cd.Threads} threads)" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"grcn train: {c.Variant} on {c.Backbone.ToString().ToLowerInvariant()} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {SizeText(c.Input)}), " +
+            $"grcn train: {c.Variant} on {c.Backbone.ToString().ToLowerInvariant()} ×{c.Width}, {s.Data} ({train.Count} train / {test.Count} test images, shorter side {SizeText(c.Input.TrainingSizes(), c.Input.MinSize)}), " +
             $"{s.Iterations} iterations × {s.BatchSize} images, lr {s.LearningRate}, seed {detector.Seed}, {device.Name}{cpuThreads} → {outDir}"));
 
         var trainer = new Trainer(detector, train, null, new TrainerOptions
@@ -204,10 +204,10 @@ internal static class TrainSession
         ["seed"] = seed,
     };
 
-    /// <summary>"160" or, with separate training sizes, "128 in training, 160 at test".</summary>
-    private static string SizeText(InputSettings input) => input.TrainingSizes() is [var t] && t == input.MinSize
-        ? $"{input.MinSize}"
-        : $"{string.Join('/', input.TrainingSizes())} in training, {input.MinSize} at test";
+    /// <summary>"160" or, with separate training sizes, "128 in training, 160 at test" (the train and compare headers).</summary>
+    internal static string SizeText(IReadOnlyList<int> trainingSizes, int testSize) => trainingSizes is [var t] && t == testSize
+        ? $"{testSize}"
+        : $"{string.Join('/', trainingSizes)} in training, {testSize} at test";
 
     /// <summary>The first <paramref name="count"/> test images with their detections and ground truth, 4 to a row.</summary>
     private static void WriteDetectionGrid(string path, IDetectionDataset test, EvaluationReport report, DetectorConfig c, int iteration, int count, float threshold)
