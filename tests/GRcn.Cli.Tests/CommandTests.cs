@@ -6,6 +6,8 @@ using GRcn.Cli.Commands;
 using GRcn.Cli.Reporting;
 using GRcn.Cli.Training;
 using GRcn.Detection.Data;
+using GRcn.Kernels;
+using GRcn.Kernels.Serialization;
 
 namespace GRcn.Cli.Tests;
 
@@ -55,16 +57,45 @@ public class CommandTests
         }
         Assert.True(ImageFile.Load(Path.Combine(run, "detections.png")).Width > 256);
 
+        // the training time goes on from the checkpoint's (set to 1000 s here, so a count restarted at 0 shows)
+        string checkpoint = Path.Combine(run, "checkpoint.safetensors");
+        EditCheckpointMetadata(checkpoint, m => m["training_seconds"] = "1000");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         (code, output, err) = Run(["train", "--iters", "3", "--out", run, "--resume", .. Tiny]);
+        double wall = clock.Elapsed.TotalSeconds;
         Assert.True(code == 0, output + err);
         Assert.Contains("resuming", output);
+        Assert.Contains("of it since --resume at iteration 2)", output);
         var losses = TrainSession.ReadLosses(Path.Combine(run, "losses.csv"));
         Assert.Equal([1, 2, 3], losses.Select(l => l.Iteration));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
+        {
+            double seconds = doc.RootElement.GetProperty("training_seconds").GetDouble();
+            Assert.InRange(seconds, 1000, 1000 + wall + 0.1);
+            Assert.Equal(0, doc.RootElement.GetProperty("timed_from_iteration").GetInt32());
+        }
+        using (var d = GRcn.Detection.Model.Detector.Load(checkpoint))
+            Assert.InRange(d.TrainingTime.TotalSeconds, 1000, 1000 + wall);
+
+        // a checkpoint written before the training time was recorded: the time counts from its iteration, and says so
+        EditCheckpointMetadata(checkpoint, m =>
+        {
+            m.Remove("training_seconds");
+            m.Remove("timed_from_iteration");
+        });
+        (code, output, err) = Run(["train", "--iters", "4", "--out", run, "--resume", .. Tiny]);
+        Assert.True(code == 0, output + err);
+        Assert.Contains("from iteration 3 on (the checkpoint resumed there did not record the training time before it)", output);
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))))
+        {
+            Assert.InRange(doc.RootElement.GetProperty("training_seconds").GetDouble(), 0, 1000);
+            Assert.Equal(3, doc.RootElement.GetProperty("timed_from_iteration").GetInt32());
+        }
 
         string json = Path.Combine(tmp.Path, "eval.json");
         (code, output, err) = Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--test-images", "3", "--json", json);
         Assert.True(code == 0, output + err);
-        Assert.Contains("iteration 3", output);
+        Assert.Contains("iteration 4", output);
         Assert.Contains("shorter side 64", output);
         Assert.True(File.Exists(json));
         (code, output, err) = Run("eval", "--checkpoint", Path.Combine(run, "checkpoint.safetensors"), "--test-images", "3", "--size", "96", "--json", json);
@@ -153,8 +184,14 @@ public class CommandTests
         Assert.True(code == 0, output + err);
         string metrics = Path.Combine(dir, "faster-rcnn", "seed-1", "metrics.json"), resumed = Path.Combine(dir, "-pool_loc", "seed-0");
         string before = File.ReadAllText(metrics);
-        // one run's evaluation lost (as if interrupted after its last checkpoint)
+        // one run's evaluation lost (as if interrupted after its last checkpoint), its checkpoint from before the
+        // training time was recorded
         File.Delete(Path.Combine(resumed, "metrics.json"));
+        EditCheckpointMetadata(Path.Combine(resumed, TrainSession.CheckpointFile), m =>
+        {
+            m.Remove("training_seconds");
+            m.Remove("timed_from_iteration");
+        });
 
         (code, output, err) = Run(args);
         Assert.True(code == 0, output + err);
@@ -162,13 +199,35 @@ public class CommandTests
         Assert.Contains($"-pool/loc, seed 0 → {resumed}: resuming its checkpoint", output);
         Assert.Equal(before, File.ReadAllText(metrics));
         Assert.True(File.Exists(Path.Combine(resumed, "metrics.json")));
-        Assert.Contains("| -pool/loc | 2 |", File.ReadAllText(Path.Combine(dir, "report.md")));
+        string report = File.ReadAllText(Path.Combine(dir, "report.md"));
+        Assert.Contains("| -pool/loc | 2 |", report);
+        // its time counts from the checkpoint's iteration: the mean is a lower bound, and the report says why
+        Assert.Matches(@"\| -pool/loc \| 2 \|( [^|]+ \|){8} ≥ \d+:\d\d \|", report);
+        Assert.Matches(@"\| faster-rcnn \| 2 \|( [^|]+ \|){8} \d+:\d\d \|", report);
+        Assert.Contains("so its time counts from that iteration only: -pool/loc seed 0 from iteration 1.", report);
 
         // other settings into the same folder: every run is left alone and listed as failed
         (code, output, err) = Run([.. args[..^Tiny.Length].Select(a => a == "1" ? "2" : a), .. Tiny]);
         Assert.Equal(1, code);
         Assert.Contains("is a run with other settings (iterations 1, here 2)", err);
         Assert.Equal(before, File.ReadAllText(metrics));
+    }
+
+    /// <summary>Rewrites a checkpoint's metadata as <paramref name="edit"/> says, its tensors unchanged.</summary>
+    internal static void EditCheckpointMetadata(string path, Action<Dictionary<string, string>> edit)
+    {
+        var file = SafeTensorsFile.Read(path);
+        var meta = new Dictionary<string, string>(file.Metadata);
+        edit(meta);
+        var tensors = file.Tensors.Select(t => new KeyValuePair<string, Tensor>(t.Name, file.Load(t.Name, Device.Cpu))).ToList();
+        try
+        {
+            SafeTensorsWriter.Write(path, tensors, meta);
+        }
+        finally
+        {
+            foreach (var t in tensors) t.Value.Dispose();
+        }
     }
 
     [Fact]

@@ -116,7 +116,9 @@ internal static class CompareCommand
                     throw new IOException(Other($"{key} {(found.ValueKind == JsonValueKind.Undefined ? "missing" : found.GetRawText())}, here {expected.GetRawText()}", metrics));
             }
             double seconds = doc.TryGetProperty("training_seconds", out var t) && t.ValueKind == JsonValueKind.Number ? t.GetDouble() : 0;
-            return (new CompareRun(s.Seed, summary, apByIou, TrainSession.ReadLosses(Path.Combine(dir, "losses.csv")), seconds), s);
+            // absent from the metrics.json of runs written before resumed runs counted their earlier time
+            int timedFrom = doc.TryGetProperty("timed_from_iteration", out var f) && f.TryGetInt32(out int from) ? from : 0;
+            return (new CompareRun(s.Seed, summary, apByIou, TrainSession.ReadLosses(Path.Combine(dir, "losses.csv")), seconds, timedFrom), s);
         }
         if (File.Exists(checkpoint))
         {
@@ -159,7 +161,7 @@ internal static class CompareCommand
                     }
                     o.WriteLine(s.Resume ? ": resuming its checkpoint" : "");
                     var r = TrainSession.Run(s, o, e, interactive: false, token);
-                    if (r.ExitCode == 0) finished.Add(new CompareRun(s.Seed, r.Metrics!, r.ApByIou!, r.Losses, r.TrainingTime.TotalSeconds));
+                    if (r.ExitCode == 0) finished.Add(new CompareRun(s.Seed, r.Metrics!, r.ApByIou!, r.Losses, r.TrainingTime.TotalSeconds, r.TimedFromIteration));
                     else if (r.ExitCode == 130) interrupted = true;
                     else failures.Add($"seed {s.Seed}: training diverged (see {s.OutputDirectory})");
                 }

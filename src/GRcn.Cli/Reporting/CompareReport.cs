@@ -20,7 +20,10 @@ using GRcn.Detection.Variants;
 namespace GRcn.Cli.Reporting;
 
 /// <summary>One finished training run of the comparison.</summary>
-internal sealed record CompareRun(ulong Seed, MetricsSummary Metrics, double[] ApByIou, IReadOnlyList<LossRecord> Losses, double TrainingSeconds);
+/// <param name="TimedFromIteration">0, or the iteration from which <paramref name="TrainingSeconds"/> counts (a run resumed
+/// from a checkpoint that did not record the training time before it).</param>
+internal sealed record CompareRun(ulong Seed, MetricsSummary Metrics, double[] ApByIou, IReadOnlyList<LossRecord> Losses, double TrainingSeconds,
+    int TimedFromIteration = 0);
 
 /// <summary>All runs of one variant (failed seeds listed apart).</summary>
 internal sealed record CompareVariant(string Variant, IReadOnlyList<CompareRun> Runs, IReadOnlyList<string> Failures);
@@ -93,7 +96,8 @@ internal static class CompareReport
         {
             var row = new List<string> { v.Variant, v.Runs.Count.ToString(Inv) + (v.Failures.Count > 0 ? $" ({v.Failures.Count} failed)" : "") };
             for (int k = 0; k < ours.Length; k++) row.Add(Cell(MeanStd(v.Runs.Select(r => r.Metrics.Values[k]))));
-            row.Add(v.Runs.Count == 0 ? "-" : Clock(v.Runs.Average(r => r.TrainingSeconds)));
+            // "≥": a run's time does not count its iterations before a resumed checkpoint that did not record them
+            row.Add(v.Runs.Count == 0 ? "-" : (v.Runs.Any(r => r.TimedFromIteration > 0) ? "≥ " : "") + Clock(v.Runs.Average(r => r.TrainingSeconds)));
             var p = PaperResults.For(v.Variant, backbone);
             row.AddRange([Paper(p?.AP), Paper(p?.AP50), Paper(p?.AP75), Paper(p?.APs), Paper(p?.APm), Paper(p?.APl), Paper(p?.VocAP70)]);
             rows.Add(row);
@@ -134,6 +138,8 @@ internal static class CompareReport
         AppendMarkdownTable(md, header, rows);
         var failures = variants.SelectMany(v => v.Failures.Select(f => $"- {v.Variant}: {f}")).ToArray();
         if (failures.Length > 0) md.Append("\nFailed runs:\n\n").Append(string.Join("\n", failures)).Append('\n');
+        string? timingNote = TimingNote(variants);
+        if (timingNote is not null) md.Append('\n').Append(timingNote).Append('\n');
         md.Append("\n## ").Append(pairedTitle).Append("\n\n").Append(pairedNote).Append("\n\n");
         if (pairedRows.Count > 0) AppendMarkdownTable(md, pairedHeader, pairedRows);
         else md.Append("(no other variant)\n");
@@ -152,6 +158,7 @@ internal static class CompareReport
         html.Append("<h1>").Append(Enc(title)).Append("</h1>\n<p>").Append(Enc(settings)).Append("</p>\n<p>").Append(Enc(note)).Append("</p>\n");
         AppendHtmlTable(html, header, rows, paperColumns: paper.Length);
         if (failures.Length > 0) html.Append("<p>Failed runs:</p><ul>").Append(string.Concat(failures.Select(f => "<li>" + Enc(f[2..]) + "</li>"))).Append("</ul>\n");
+        if (timingNote is not null) html.Append("<p>").Append(Enc(timingNote)).Append("</p>\n");
         html.Append("<h2>").Append(Enc(pairedTitle)).Append("</h2>\n<p>").Append(Enc(pairedNote)).Append("</p>\n");
         if (pairedRows.Count > 0) AppendHtmlTable(html, pairedHeader, pairedRows, paperColumns: 0);
         else html.Append("<p>(no other variant)</p>\n");
@@ -220,6 +227,7 @@ internal static class CompareReport
                 w.WriteStartObject();
                 w.WriteNumber("seed", r.Seed);
                 Metrics.Number(w, "training_seconds", r.TrainingSeconds);
+                w.WriteNumber("timed_from_iteration", r.TimedFromIteration);
                 w.WriteStartObject("metrics");
                 for (int k = 0; k < MetricsSummary.Columns.Length; k++) Metrics.Number(w, Key(MetricsSummary.Columns[k]), r.Metrics.Values[k]);
                 w.WriteEndObject();
@@ -352,6 +360,18 @@ internal static class CompareReport
         $"<img alt=\"{Enc(alt)}\" src=\"data:image/svg+xml;base64,{Convert.ToBase64String(Encoding.UTF8.GetBytes(svg))}\">";
 
     private static string Enc(string s) => WebUtility.HtmlEncode(s);
+
+    /// <summary>
+    /// What a "≥" before a train time means, naming the runs timed from a later iteration than 0; null when there are none.
+    /// </summary>
+    internal static string? TimingNote(IReadOnlyList<CompareVariant> variants)
+    {
+        var runs = variants.SelectMany(v => v.Runs.Where(r => r.TimedFromIteration > 0)
+            .Select(r => $"{v.Variant} seed {r.Seed} from iteration {r.TimedFromIteration}")).ToArray();
+        return runs.Length == 0 ? null
+            : "≥: the mean train time includes a run resumed from a checkpoint that did not record the training time before it, " +
+              $"so its time counts from that iteration only: {string.Join("; ", runs)}.";
+    }
 
     /// <summary>Seconds as m:ss (h:mm:ss from an hour).</summary>
     private static string Clock(double seconds) => ProgressDisplay.Clock(TimeSpan.FromSeconds(Math.Round(seconds)));

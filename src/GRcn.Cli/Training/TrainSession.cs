@@ -27,10 +27,12 @@ internal readonly record struct LossRecord(int Iteration, LossTerms Losses, doub
 /// <param name="Metrics">Final metrics (null unless the run finished).</param>
 /// <param name="ApByIou">AP at each COCO IoU threshold (null unless finished).</param>
 /// <param name="Losses">Every step's losses, earlier runs of a resumed folder included.</param>
-/// <param name="TrainingTime">Time spent in the training loop.</param>
-/// <param name="TotalTime">Time of the whole run, final evaluation and pictures included.</param>
+/// <param name="TrainingTime">Time spent in the training loop, earlier runs of a resumed folder included (from iteration
+/// <paramref name="TimedFromIteration"/> on).</param>
+/// <param name="TotalTime">Time of this run, final evaluation and pictures included.</param>
+/// <param name="TimedFromIteration">0, or the iteration of a resumed checkpoint that did not record the training time before it.</param>
 internal sealed record TrainOutcome(int ExitCode, MetricsSummary? Metrics, double[]? ApByIou, IReadOnlyList<LossRecord> Losses,
-    TimeSpan TrainingTime, TimeSpan TotalTime);
+    TimeSpan TrainingTime, TimeSpan TotalTime, int TimedFromIteration = 0);
 
 internal static class TrainSession
 {
@@ -111,6 +113,7 @@ internal static class TrainSession
             Workers = 1,
         });
         var evaluations = new List<(int Iteration, MetricsSummary Metrics)>();
+        int startIteration = detector.Iteration;
         var clock = Stopwatch.StartNew();
         TrainingResult result;
         try
@@ -138,14 +141,16 @@ internal static class TrainSession
             error.WriteLine($"grcn train: {e.Message}");
             return new TrainOutcome(1, null, null, losses, clock.Elapsed, total.Elapsed);
         }
-        var trainingTime = clock.Elapsed;
+        // the Trainer's count, which goes on from the checkpoint a resumed run started from
+        var trainingTime = detector.TrainingTime;
+        int timedFrom = detector.TimedFromIteration;
         lossLog.Dispose();
         if (result.Cancelled)
         {
             output.WriteLine($"interrupted at iteration {result.Iterations}; checkpoint {result.Checkpoint}; continue with --resume --out {outDir}");
-            return new TrainOutcome(130, null, null, losses, trainingTime, total.Elapsed);
+            return new TrainOutcome(130, null, null, losses, trainingTime, total.Elapsed, timedFrom);
         }
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained to iteration {result.Iterations} in {ProgressDisplay.Clock(trainingTime)}; evaluating {test.Count} test images"));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained to iteration {result.Iterations} in {ProgressDisplay.Clock(trainingTime)}{TimeNote(startIteration, timedFrom, clock.Elapsed)}; evaluating {test.Count} test images"));
 
         EvaluationReport report;
         try
@@ -155,7 +160,7 @@ internal static class TrainSession
         catch (OperationCanceledException)
         {
             output.WriteLine($"interrupted during the final evaluation; {checkpoint} (iteration {result.Iterations}) is complete: score it with grcn eval --checkpoint {checkpoint}");
-            return new TrainOutcome(130, null, null, losses, trainingTime, total.Elapsed);
+            return new TrainOutcome(130, null, null, losses, trainingTime, total.Elapsed, timedFrom);
         }
         var metrics = MetricsSummary.From(report);
         output.WriteLine();
@@ -166,6 +171,7 @@ internal static class TrainSession
         string metricsPath = Path.Combine(outDir, "metrics.json");
         var fields = RunFields(s, c, result.Iterations, detector.Seed);
         fields["training_seconds"] = Math.Round(trainingTime.TotalSeconds, 1);
+        fields["timed_from_iteration"] = timedFrom;
         fields["evaluations"] = evaluations.Select(e => new Dictionary<string, object> { ["iteration"] = e.Iteration, ["AP"] = e.Metrics.AP, ["AP50"] = e.Metrics.AP50 }).ToArray();
         Metrics.WriteJson(metricsPath, metrics, report.Coco, report.Voc, fields);
         string gridPath = Path.Combine(outDir, "detections.png");
@@ -176,8 +182,17 @@ internal static class TrainSession
         output.WriteLine($"wrote {metricsPath}, {gridPath}, {lossPath}, {lossFile}, {Path.Combine(outDir, CheckpointFile)}");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"AP50 {metrics.AP50:0.000}  AP {metrics.AP:0.000}  ({ProgressDisplay.Clock(total.Elapsed)} in all)"));
-        return new TrainOutcome(0, metrics, Metrics.ApByIou(report.Coco), losses, trainingTime, total.Elapsed);
+        return new TrainOutcome(0, metrics, Metrics.ApByIou(report.Coco), losses, trainingTime, total.Elapsed, timedFrom);
     }
+
+    /// <summary>
+    /// After "trained to iteration N in T": nothing for a run trained in one go; for a resumed one, how much of T this
+    /// run took, or, when its checkpoint did not record the time before it, that T counts from that iteration only.
+    /// </summary>
+    internal static string TimeNote(int startIteration, int timedFrom, TimeSpan thisRun) =>
+        startIteration == 0 ? ""
+        : timedFrom == 0 ? $" ({ProgressDisplay.Clock(thisRun)} of it since --resume at iteration {startIteration})"
+        : $" from iteration {timedFrom} on (the checkpoint resumed there did not record the training time before it)";
 
     /// <summary>
     /// The run's description in metrics.json: the detector's variant, backbone, width and input sizes from

@@ -107,6 +107,19 @@ public sealed class Detector : IDisposable
     /// <summary>Training steps taken so far.</summary>
     public int Iteration { get; private set; }
 
+    /// <summary>
+    /// Wall-clock time <see cref="Training.Trainer.Run"/> has spent training this detector (its steps and the evaluations
+    /// between them) from iteration <see cref="TimedFromIteration"/> on, summed over every run that continued it from a
+    /// checkpoint. <see cref="Save"/> writes it as the metadata <c>training_seconds</c>.
+    /// </summary>
+    public TimeSpan TrainingTime { get; set; }
+
+    /// <summary>
+    /// The iteration <see cref="TrainingTime"/> counts from: 0, except for a detector continued from a checkpoint written
+    /// before the training time was recorded (then that checkpoint's iteration: the time before it is not known).
+    /// </summary>
+    public int TimedFromIteration { get; private set; }
+
     /// <summary>The network's parameters by name (torchvision names under <c>backbone.</c>).</summary>
     public IReadOnlyList<(string Name, Parameter Parameter)> Parameters => _net.NamedParameters();
 
@@ -298,6 +311,8 @@ public sealed class Detector : IDisposable
             ["iteration"] = Iteration.ToString(CultureInfo.InvariantCulture),
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
         };
+        meta["training_seconds"] = TrainingTime.TotalSeconds.ToString("R", CultureInfo.InvariantCulture);
+        meta["timed_from_iteration"] = TimedFromIteration.ToString(CultureInfo.InvariantCulture);
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
         SafeTensorsWriter.Write(path, tensors, meta);
@@ -338,10 +353,25 @@ public sealed class Detector : IDisposable
             throw new InvalidDataException($"{path}: metadata 'seed' must be an integer in [0, {ulong.MaxValue}]; got '{Meta("seed")}'");
         if (!int.TryParse(Meta("iteration"), NumberStyles.None, CultureInfo.InvariantCulture, out int iteration))
             throw new InvalidDataException($"{path}: metadata 'iteration' must be an integer in [0, {int.MaxValue}]; got '{Meta("iteration")}'");
+        // optional: a checkpoint written before the training time was recorded has neither field, and its time counts
+        // from its own iteration on
+        var trainingTime = TimeSpan.Zero;
+        int timedFrom = iteration;
+        if (file.Metadata.TryGetValue("training_seconds", out var secondsText))
+        {
+            if (!double.TryParse(secondsText, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)
+                || !double.IsFinite(seconds) || seconds < 0 || seconds >= TimeSpan.MaxValue.TotalSeconds)
+                throw new InvalidDataException($"{path}: metadata 'training_seconds' must be a finite number of seconds ≥ 0; got '{secondsText}'");
+            trainingTime = TimeSpan.FromSeconds(seconds);
+            timedFrom = 0;
+            if (file.Metadata.TryGetValue("timed_from_iteration", out var fromText)
+                && (!int.TryParse(fromText, NumberStyles.None, CultureInfo.InvariantCulture, out timedFrom) || timedFrom > iteration))
+                throw new InvalidDataException($"{path}: metadata 'timed_from_iteration' must be an integer in [0, {iteration}] (the checkpoint's iteration); got '{fromText}'");
+        }
         Detector d;
         try
         {
-            d = new Detector(config, device ?? Device.Cpu, seed, options) { Iteration = iteration };
+            d = new Detector(config, device ?? Device.Cpu, seed, options) { Iteration = iteration, TrainingTime = trainingTime, TimedFromIteration = timedFrom };
         }
         catch (ArgumentException e)
         {

@@ -1,6 +1,7 @@
 // The training loop: batches from a DetectionDataLoader in a seed-fixed order (iteration t
 // always sees the same images, so a resumed run continues exactly), one Detector.TrainStep
-// each, progress reports, periodic evaluation and atomic checkpoints, a checkpoint on
+// each, progress reports, periodic evaluation and atomic checkpoints (which carry the training
+// time so far, so a resumed run goes on counting it), a checkpoint on
 // cancellation (Ctrl-C), and a clear stop on a non-finite loss that leaves the last good
 // checkpoint in place.
 using System.Diagnostics;
@@ -129,6 +130,13 @@ public sealed class Trainer
         if (o.OutputDirectory is not null) Directory.CreateDirectory(o.OutputDirectory);
         var window = new Queue<(long Ticks, int Images)>();
         var clock = Stopwatch.StartNew();
+        // the detector's training time goes on from what its checkpoint recorded
+        var timeBefore = _detector.TrainingTime;
+        string? Save()
+        {
+            _detector.TrainingTime = timeBefore + clock.Elapsed;
+            return SaveCheckpoint();
+        }
 
         while (_detector.Iteration < o.Iterations)
         {
@@ -183,12 +191,13 @@ public sealed class Trainer
                 }
             }
         }
+        _detector.TrainingTime = timeBefore + clock.Elapsed;
         return new TrainingResult(_detector.Iteration, false, history, evaluations, checkpoint);
     }
 
     private int LastSavedIteration { get; set; }
 
-    private string? Save()
+    private string? SaveCheckpoint()
     {
         if (CheckpointPath is not { } path) return null;
         _detector.Save(path);

@@ -103,12 +103,51 @@ public sealed class CheckpointValidationTests(TrainedCheckpoint ckpt) : IClassFi
         { "seed", "-5", "'seed'" },
         { "seed", "1e3", "'seed'" },
         { "seed", "", "'seed'" },
+        { "training_seconds", "-1", "'training_seconds'" },
+        { "training_seconds", "NaN", "'training_seconds'" },
+        { "training_seconds", "1e300", "'training_seconds'" },
+        { "training_seconds", "soon", "'training_seconds'" },
+        { "timed_from_iteration", "2", "'timed_from_iteration'" },
+        { "timed_from_iteration", "-1", "'timed_from_iteration'" },
     };
 
     [Theory]
     [MemberData(nameof(MetadataEdits))]
     public void MetadataThatIsNotANumberInRangeIsRefused(string key, string value, string named) =>
         AssertRefused(Write(EditHeader(h => h["__metadata__"]![key] = value)), named);
+
+    [Fact]
+    public void TheTrainingTimeIsKeptAndACheckpointThatDidNotRecordItCountsFromItsIteration()
+    {
+        using (var d = Detector.Load(ckpt.Path))
+        {
+            Assert.Equal(0, d.TimedFromIteration);
+            Assert.Equal(TimeSpan.Zero, d.TrainingTime);
+        }
+        string path = Write(EditHeader(h => h["__metadata__"]!["training_seconds"] = "83.25"));
+        using (var d = Detector.Load(path))
+        {
+            Assert.Equal(TimeSpan.FromSeconds(83.25), d.TrainingTime);
+            d.TrainingTime += TimeSpan.FromSeconds(1);
+            d.Save(path);
+        }
+        using (var d = Detector.Load(path)) Assert.Equal(TimeSpan.FromSeconds(84.25), d.TrainingTime);
+        // as written before the training time was recorded: neither field
+        string old = Write(EditHeader(h =>
+        {
+            var meta = h["__metadata__"]!.AsObject();
+            meta.Remove("training_seconds");
+            meta.Remove("timed_from_iteration");
+        }));
+        using (var d = Detector.Load(old))
+        {
+            Assert.Equal(1, d.Iteration);
+            Assert.Equal(1, d.TimedFromIteration);
+            Assert.Equal(TimeSpan.Zero, d.TrainingTime);
+            d.Save(old);
+        }
+        using (var d = Detector.Load(old)) Assert.Equal(1, d.TimedFromIteration);
+    }
 
     public static TheoryData<string, string, string> ConfigEdits() => new()
     {
