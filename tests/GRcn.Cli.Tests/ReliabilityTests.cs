@@ -2,7 +2,8 @@
 // outcome: parse errors and missing options exit 2; options have upper bounds; endless streams
 // are refused; train never replaces a checkpoint without --resume or --overwrite, checks options
 // against the checkpoint on --resume, keeps the loss history through a torn last line, removes
-// orphaned checkpoint temporaries and stops on SIGTERM with a checkpoint (exit 143); detect never
+// orphaned checkpoint temporaries and stops on SIGTERM with a checkpoint (exit 143), on SIGHUP
+// (129) unless started under nohup, which leaves SIGHUP ignored; detect never
 // writes over an input and goes on past a bad image; a COCO set with a corrupt image or other
 // evaluation classes is refused before training; golden goes on past an unreadable fixture.
 using System.Diagnostics;
@@ -309,32 +310,56 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
     /// Runs grcn in its own process, sends <paramref name="signal"/> once a stdout line starts with
     /// <paramref name="trigger"/>, and returns the exit code, stdout and stderr.
     /// </summary>
-    private static async Task<(int Code, string Out, string Err)> SignalWhen(string trigger, int signal, params string[] args)
+    private static Task<(int Code, string Out, string Err)> SignalWhen(string trigger, int signal, params string[] args) =>
+        Signal(args, ignoreHangup: false, (trigger, 1, signal));
+
+    /// <summary>
+    /// Runs grcn in its own process with SIGHUP at its default action, or ignored as under nohup
+    /// (<paramref name="ignoreHangup"/>; set through env, whatever the test host's own disposition is: a process
+    /// started under nohup passes SIG_IGN on, and .NET leaves a signal ignored at start ignored). Each step sends its
+    /// signal once <c>Lines</c> stdout lines in all have started with its trigger; returns the exit code, stdout and stderr.
+    /// </summary>
+    private static async Task<(int Code, string Out, string Err)> Signal(string[] args, bool ignoreHangup,
+        params (string Trigger, int Lines, int Signal)[] steps)
     {
         string grcn = Path.Combine(AppContext.BaseDirectory, "grcn.dll");
         Assert.True(File.Exists(grcn), grcn);
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+        // env execs dotnet, so the process id stays the one to signal
+        var start = new ProcessStartInfo("env")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        start.ArgumentList.Add(ignoreHangup ? "--ignore-signal=HUP" : "--default-signal=HUP");
+        start.ArgumentList.Add(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet");
         foreach (var a in args.Prepend(grcn)) start.ArgumentList.Add(a);
         using var p = Process.Start(start)!;
         var output = new System.Text.StringBuilder();
-        var seen = new ManualResetEventSlim();
+        var seen = new int[steps.Length];
+        var reached = steps.Select(_ => new ManualResetEventSlim()).ToArray();
         p.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
-            lock (output) output.AppendLine(e.Data);
-            if (e.Data.StartsWith(trigger, StringComparison.Ordinal)) seen.Set();
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+                for (int k = 0; k < steps.Length; k++)
+                    if (e.Data.StartsWith(steps[k].Trigger, StringComparison.Ordinal) && ++seen[k] >= steps[k].Lines) reached[k].Set();
+            }
         };
         p.BeginOutputReadLine();
         var err = p.StandardError.ReadToEndAsync();
         try
         {
-            Assert.True(seen.Wait(TimeSpan.FromSeconds(120)), $"no '{trigger}' line within 120 s: {output}");
-            Assert.Equal(0, Kill(p.Id, signal));
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), $"no exit within 60 s of signal {signal}");
+            for (int k = 0; k < steps.Length; k++)
+            {
+                var (trigger, lines, signal) = steps[k];
+                // the output is read under its lock, and only on failure: the reader thread may be appending to it
+                if (!reached[k].Wait(TimeSpan.FromSeconds(120)))
+                    lock (output) Assert.Fail($"no {lines} '{trigger}' lines within 120 s: {output}");
+                Assert.Equal(0, Kill(p.Id, signal));
+            }
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), $"no exit within 60 s of signal {steps[^1].Signal}");
         }
         finally
         {
@@ -381,5 +406,22 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
         Assert.False(File.Exists(Path.Combine(dir, "metrics.json")));
         using var d = GRcn.Detection.Model.Detector.Load(Path.Combine(dir, TrainSession.CheckpointFile));
         Assert.Equal(1, d.Iteration);
+    }
+
+    [Fact]
+    public async Task UnderNohupSighupIsIgnoredAndTrainingGoesOn()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        using var tmp = new TempDir();
+        string dir = Path.Combine(tmp.Path, "run");
+        // SIGHUP at the first step; two steps later training still runs (a handled SIGHUP stops it after one), and
+        // SIGTERM stops it
+        var (exit, text, errText) = await Signal(
+            ["train", "--iters", "100000", "--checkpoint-every", "100000", "--plain", "--log-every", "1", "--out", dir, .. TinyRun.Tiny],
+            ignoreHangup: true, ("it ", 1, 1), ("it ", 4, 15));
+        Assert.True(exit == 143, $"exit {exit}: {text}{errText}");
+        Assert.DoesNotContain("SIGHUP", errText);
+        Assert.Contains("SIGTERM", errText);
+        Assert.True(TrainSession.ReadLosses(Path.Combine(dir, "losses.csv")).Count >= 4);
     }
 }
