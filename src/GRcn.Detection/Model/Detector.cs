@@ -112,7 +112,16 @@ public sealed class Detector : IDisposable
     /// between them) from iteration <see cref="TimedFromIteration"/> on, summed over every run that continued it from a
     /// checkpoint. <see cref="Save"/> writes it as the metadata <c>training_seconds</c>.
     /// </summary>
-    public TimeSpan TrainingTime { get; set; }
+    /// <exception cref="ArgumentOutOfRangeException">Set to a negative time.</exception>
+    public TimeSpan TrainingTime
+    {
+        get;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            field = value;
+        }
+    }
 
     /// <summary>
     /// The iteration <see cref="TrainingTime"/> counts from: 0, except for a detector continued from a checkpoint written

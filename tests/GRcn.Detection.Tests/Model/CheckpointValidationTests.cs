@@ -128,6 +128,7 @@ public sealed class CheckpointValidationTests(TrainedCheckpoint ckpt) : IClassFi
         using (var d = Detector.Load(path))
         {
             Assert.Equal(TimeSpan.FromSeconds(83.25), d.TrainingTime);
+            Assert.Throws<ArgumentOutOfRangeException>(() => d.TrainingTime = TimeSpan.FromSeconds(-1));
             d.TrainingTime += TimeSpan.FromSeconds(1);
             d.Save(path);
         }
