@@ -59,7 +59,7 @@ public class CommandTests
 
         // the training time goes on from the checkpoint's (set to 1000 s here, so a count restarted at 0 shows)
         string checkpoint = Path.Combine(run, "checkpoint.safetensors");
-        EditCheckpointMetadata(checkpoint, m => m["training_seconds"] = "1000");
+        WriteWithMetadata(checkpoint, checkpoint, m => m["training_seconds"] = "1000");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         (code, output, err) = Run(["train", "--iters", "3", "--out", run, "--resume", .. Tiny]);
         double wall = clock.Elapsed.TotalSeconds;
@@ -78,11 +78,7 @@ public class CommandTests
             Assert.InRange(d.TrainingTime.TotalSeconds, 1000, 1000 + wall);
 
         // a checkpoint written before the training time was recorded: the time counts from its iteration, and says so
-        EditCheckpointMetadata(checkpoint, m =>
-        {
-            m.Remove("training_seconds");
-            m.Remove("timed_from_iteration");
-        });
+        WriteWithMetadata(checkpoint, checkpoint, WithoutTrainingTime);
         (code, output, err) = Run(["train", "--iters", "4", "--out", run, "--resume", .. Tiny]);
         Assert.True(code == 0, output + err);
         Assert.Contains("from iteration 3 on (the checkpoint resumed there did not record the training time before it)", output);
@@ -187,11 +183,8 @@ public class CommandTests
         // one run's evaluation lost (as if interrupted after its last checkpoint), its checkpoint from before the
         // training time was recorded
         File.Delete(Path.Combine(resumed, "metrics.json"));
-        EditCheckpointMetadata(Path.Combine(resumed, TrainSession.CheckpointFile), m =>
-        {
-            m.Remove("training_seconds");
-            m.Remove("timed_from_iteration");
-        });
+        string resumedCheckpoint = Path.Combine(resumed, TrainSession.CheckpointFile);
+        WriteWithMetadata(resumedCheckpoint, resumedCheckpoint, WithoutTrainingTime);
 
         (code, output, err) = Run(args);
         Assert.True(code == 0, output + err);
@@ -213,21 +206,31 @@ public class CommandTests
         Assert.Equal(before, File.ReadAllText(metrics));
     }
 
-    /// <summary>Rewrites a checkpoint's metadata as <paramref name="edit"/> says, its tensors unchanged.</summary>
-    internal static void EditCheckpointMetadata(string path, Action<Dictionary<string, string>> edit)
+    /// <summary>
+    /// Writes the tensors of the safetensors file <paramref name="source"/> to <paramref name="destination"/> (the same
+    /// path rewrites it) with its metadata edited as <paramref name="edit"/> says.
+    /// </summary>
+    internal static void WriteWithMetadata(string source, string destination, Action<Dictionary<string, string>> edit)
     {
-        var file = SafeTensorsFile.Read(path);
+        var file = SafeTensorsFile.Read(source);
         var meta = new Dictionary<string, string>(file.Metadata);
         edit(meta);
         var tensors = file.Tensors.Select(t => new KeyValuePair<string, Tensor>(t.Name, file.Load(t.Name, Device.Cpu))).ToList();
         try
         {
-            SafeTensorsWriter.Write(path, tensors, meta);
+            SafeTensorsWriter.Write(destination, tensors, meta);
         }
         finally
         {
             foreach (var t in tensors) t.Value.Dispose();
         }
+    }
+
+    /// <summary>A checkpoint's metadata as written before the training time was recorded: neither of its two fields.</summary>
+    private static void WithoutTrainingTime(Dictionary<string, string> meta)
+    {
+        meta.Remove("training_seconds");
+        meta.Remove("timed_from_iteration");
     }
 
     [Fact]

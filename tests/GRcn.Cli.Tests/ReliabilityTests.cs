@@ -287,13 +287,8 @@ public sealed class ReliabilityTests(TinyRun run) : IClassFixture<TinyRun>
         string good = new DirectoryInfo(Path.Combine(repo, "tests", "golden")).GetFiles("*.safetensors").OrderBy(f => f.Length).First().FullName;
         using var tmp = new TempDir();
         File.Copy(good, Path.Combine(tmp.Path, "good.safetensors"));
-        var file = SafeTensorsFile.Read(good);
-        var meta = file.Metadata.ToDictionary(p => p.Key, p => p.Value);
-        meta["tolerance"] = """{"output.y": ["tight", "loose"]}""";
-        var tensors = file.Tensors.Select(t => new KeyValuePair<string, Tensor>(t.Name, file.Load(t.Name, Device.Cpu))).ToList();
         string bad = Path.Combine(tmp.Path, "bad.safetensors");
-        SafeTensorsWriter.Write(bad, tensors, meta);
-        foreach (var t in tensors) t.Value.Dispose();
+        CommandTests.WriteWithMetadata(good, bad, meta => meta["tolerance"] = """{"output.y": ["tight", "loose"]}""");
 
         var r = GoldenChecker.Check(bad, Device.Cpu);
         Assert.False(r.Passed);

@@ -319,9 +319,9 @@ public sealed class Detector : IDisposable
             ["training"] = JsonSerializer.Serialize(Options, Json),
             ["iteration"] = Iteration.ToString(CultureInfo.InvariantCulture),
             ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
+            ["training_seconds"] = TrainingTime.TotalSeconds.ToString("R", CultureInfo.InvariantCulture),
+            ["timed_from_iteration"] = TimedFromIteration.ToString(CultureInfo.InvariantCulture),
         };
-        meta["training_seconds"] = TrainingTime.TotalSeconds.ToString("R", CultureInfo.InvariantCulture);
-        meta["timed_from_iteration"] = TimedFromIteration.ToString(CultureInfo.InvariantCulture);
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
         SafeTensorsWriter.Write(path, tensors, meta);
